@@ -1,0 +1,32 @@
+//! Generates the tonic/prost code for the etcd v3 API and Logbook's peer API.
+//!
+//! protoc comes from `protoc-bin-vendored` and is handed to prost-build here
+//! only; nothing is exported to the environment, because other build scripts
+//! in the workspace (the `raft` crate's) reject a modern protoc.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
+    let protos = [
+        root.join("mvccpb/kv.proto"),
+        root.join("authpb/auth.proto"),
+        root.join("etcdserverpb/rpc.proto"),
+        root.join("logbookpb/peer.proto"),
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Keys and values decode as `bytes::Bytes`: slices of the received
+    // buffer, not copies, on the hot write path.
+    config.bytes(["."]);
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_with_config(config, &protos, &[root])?;
+    Ok(())
+}
