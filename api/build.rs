@@ -24,9 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // buffer, not copies, on the hot write path.
     config.bytes(["."]);
 
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_with_config(config, &protos, &[root])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_with_config(
+        config,
+        &protos,
+        &[root],
+    )?;
     Ok(())
 }

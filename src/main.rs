@@ -1,1 +1,32 @@
-fn main() {}
+//! The `logbook` binary: wiring only. Each subcommand hands its arguments to
+//! the crate that implements it.
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Logbook: a consistent, replicated key-value store that speaks the etcd v3 API.
+#[derive(Debug, Parser)]
+#[command(name = "logbook", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the Logbook version and the etcd API version it serves.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("Logbook Version: {}", env!("CARGO_PKG_VERSION"));
+            println!("etcd API Version: 3.5");
+            Ok(())
+        }
+    }
+}
