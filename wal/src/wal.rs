@@ -1,0 +1,436 @@
+//! [`Wal`], the public face: open (recover), append, truncate, compact, read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::backend::{self, Backend};
+use crate::codec::{self, MAX_RECORD_LEN, Record};
+use crate::error::{Error, Result};
+use crate::group_commit::{Op, Queue, Writer};
+use crate::hard_state::HardState;
+use crate::io::{OsStorage, SegmentFile, Storage, read_full_at, write_all_at};
+use crate::layout::{Layout, Loc};
+use crate::recovery;
+use crate::segment::{self, Preallocator, Segment};
+use crate::ticket::{Durability, Ticket};
+
+/// Most bytes one call may append (all its frames together).
+pub const MAX_CALL_BYTES: usize = 1 << 30;
+/// Smallest allowed segment size.
+pub const MIN_SEGMENT_SIZE: u64 = 1024;
+/// Largest allowed segment size (offsets are kept in 32 bits).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+
+/// How to open a [`Wal`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Size segment files are preallocated to (default 64 MiB). A batch that does not fit in
+    /// the rest of a segment starts the next one; a single batch larger than a segment makes
+    /// its segment larger.
+    pub segment_size: u64,
+    /// A batch stops taking records once it holds this many bytes (default 4 MiB): the
+    /// bound on one write.
+    pub max_batch_bytes: usize,
+    /// How writes and fsyncs are issued.
+    pub backend: Backend,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { segment_size: 64 << 20, max_batch_bytes: 4 << 20, backend: Backend::Auto }
+    }
+}
+
+/// State shared by the `Wal` handle, the writer thread and readers.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) options: Options,
+    pub(crate) queue: Mutex<Queue>,
+    /// Signalled when a batch is queued (or on shutdown); the writer waits on it.
+    pub(crate) work: Condvar,
+    pub(crate) layout: RwLock<Layout>,
+    pub(crate) durability: Arc<Durability>,
+    /// Latest durable hard state.
+    pub(crate) hard_state: Mutex<HardState>,
+}
+
+/// A write-ahead log of opaque records with consecutive indexes, plus a hard state.
+///
+/// `Send + Sync`: share it as `Arc<Wal>`. Any number of threads may append at once; their
+/// records are group-committed by one writer thread. Dropping the `Wal` finishes writing
+/// what was queued and stops the writer.
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    backend_name: &'static str,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("backend", &self.backend_name)
+            .field("first_index", &self.first_index())
+            .field("last_index", &self.last_index())
+            .finish()
+    }
+}
+
+impl Wal {
+    /// Opens the log in `dir` (created if missing), recovering what is there.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
+        Self::open_with_storage(dir, options, Arc::new(OsStorage))
+    }
+
+    /// [`Wal::open`] on another [`Storage`] (tests use [`crate::sim::SimStorage`]).
+    pub fn open_with_storage(
+        dir: impl AsRef<Path>,
+        options: Options,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Wal> {
+        let dir = dir.as_ref().to_path_buf();
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&options.segment_size) {
+            return Err(Error::Config(format!(
+                "segment_size {} is outside [{MIN_SEGMENT_SIZE}, {MAX_SEGMENT_SIZE}]",
+                options.segment_size
+            )));
+        }
+        if options.max_batch_bytes == 0 {
+            return Err(Error::Config("max_batch_bytes must be positive".into()));
+        }
+        storage.create_dir_all(&dir)?;
+        let rec = recovery::recover(&*storage, &dir)?;
+        let mut layout = rec.layout;
+        let (active, pos) = match layout.segments.back() {
+            Some(s) => (s.clone(), rec.active_pos),
+            None => {
+                let s = create_first_segment(
+                    &*storage,
+                    &dir,
+                    &options,
+                    rec.fresh_seq,
+                    rec.fresh_first_index,
+                    rec.hard_state,
+                )?;
+                layout.segments.push_back(s.clone());
+                (s, crate::group_commit::PREAMBLE_LEN)
+            }
+        };
+        let has_fds = active.file.raw_fd().is_some();
+        let io = backend::select(options.backend, has_fds).map_err(Error::Config)?;
+        let backend_name = io.name();
+        tracing::info!(dir = %dir.display(), backend = backend_name, "wal: opened");
+
+        let (first, next) = (layout.index.first(), layout.index.next());
+        let prealloc = Preallocator::start(storage.clone(), dir.clone(), options.segment_size)?;
+        let shared = Arc::new(Shared {
+            dir,
+            storage,
+            queue: Mutex::new(Queue::new(first, next, options.max_batch_bytes)),
+            options,
+            work: Condvar::new(),
+            layout: RwLock::new(layout),
+            durability: Arc::new(Durability::new(0)),
+            hard_state: Mutex::new(rec.hard_state),
+        });
+        let writer = Writer::new(shared.clone(), io, prealloc, active, pos, rec.hard_state);
+        let handle =
+            std::thread::Builder::new().name("wal-writer".into()).spawn(move || writer.run())?;
+        Ok(Wal { shared, writer: Mutex::new(Some(handle)), backend_name })
+    }
+
+    /// Which backend the writer uses, in words.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+
+    /// The directory the log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Appends records; the WAL assigns indexes `last_index()+1, +2, ...` in order.
+    /// Returns a ticket that completes when these records (and everything submitted before
+    /// them) are durable.
+    pub fn append(&self, records: &[&[u8]]) -> Result<Ticket> {
+        self.append_with_state(records, None)
+    }
+
+    /// [`Wal::append`], plus a hard state persisted in the same group commit.
+    pub fn append_with_state(
+        &self,
+        records: &[&[u8]],
+        hard_state: Option<HardState>,
+    ) -> Result<Ticket> {
+        let mut bytes = 0usize;
+        for r in records {
+            if r.len() > MAX_RECORD_LEN {
+                return Err(Error::TooLarge { len: r.len(), max: MAX_RECORD_LEN });
+            }
+            bytes = bytes.saturating_add(codec::entry_frame_len(r.len()));
+        }
+        if bytes > MAX_CALL_BYTES {
+            return Err(Error::TooLarge { len: bytes, max: MAX_CALL_BYTES });
+        }
+        if hard_state.is_some() {
+            bytes += codec::FRAME_HEADER_LEN + 24;
+        }
+        let mut q = self.lock_queue()?;
+        let first_index = q.next;
+        if bytes == 0 {
+            return Ok(Ticket::new(self.shared.durability.clone(), q.seq, first_index));
+        }
+        let mut index = q.next;
+        q.seq += 1;
+        let seq = q.seq;
+        let batch = q.batch_for(bytes);
+        for r in records {
+            let off = batch.bytes.len();
+            codec::encode_entry(index, r, &mut batch.bytes);
+            batch.ops.push(Op::Entry { index, off: off as u32, len: r.len() as u32 });
+            index += 1;
+        }
+        if let Some(hs) = hard_state {
+            codec::encode(&Record::HardState(hs), &mut batch.bytes);
+            batch.ops.push(Op::HardState(hs));
+        }
+        batch.last_seq = seq;
+        q.next = index;
+        drop(q);
+        self.shared.work.notify_one();
+        Ok(Ticket::new(self.shared.durability.clone(), seq, first_index))
+    }
+
+    /// Persists a hard state (in the next group commit).
+    pub fn set_hard_state(&self, hs: HardState) -> Result<Ticket> {
+        self.append_with_state(&[], Some(hs))
+    }
+
+    /// Drops every record with index `>= index` (a new Raft leader overwrote the tail); the
+    /// next append gets `index`. Durable via its ticket. `index` may be at most
+    /// `last_index() + 1` (which changes nothing).
+    pub fn truncate_suffix(&self, index: u64) -> Result<Ticket> {
+        let mut q = self.lock_queue()?;
+        if index > q.next {
+            return Err(Error::OutOfRange { lo: index, hi: index, first: q.first, next: q.next });
+        }
+        if index == q.next {
+            return Ok(Ticket::new(self.shared.durability.clone(), q.seq, index));
+        }
+        let ticket = self.push_control(&mut q, Record::Truncate { index }, Op::Truncate(index));
+        q.next = index;
+        q.first = q.first.min(index);
+        drop(q);
+        self.shared.work.notify_one();
+        Ok(ticket)
+    }
+
+    /// Queues a truncation or compaction record; the caller updates `first`/`next`.
+    fn push_control(&self, q: &mut Queue, record: Record<'_>, op: Op) -> Ticket {
+        q.seq += 1;
+        let seq = q.seq;
+        q.rewrite_seq = seq;
+        let next = q.next;
+        let batch = q.batch_for(codec::FRAME_HEADER_LEN + 8);
+        codec::encode(&record, &mut batch.bytes);
+        batch.ops.push(op);
+        batch.last_seq = seq;
+        Ticket::new(self.shared.durability.clone(), seq, next)
+    }
+
+    /// Records below `index` are no longer needed (a snapshot covers them): removes whole
+    /// segments entirely below it. Afterwards `first_index()` may be anything `<= index`; if
+    /// `index > last_index()`, the log becomes empty and the next append gets `index` (made
+    /// durable before this returns). The active segment is never removed.
+    pub fn compact_prefix(&self, index: u64) -> Result<()> {
+        let (ticket, removed) = {
+            let mut q = self.lock_queue()?;
+            let ticket = if index >= q.next && (q.first < q.next || index > q.next) {
+                let t = self.push_control(&mut q, Record::Compact { index }, Op::Compact(index));
+                q.first = index;
+                q.next = index;
+                Some(t)
+            } else {
+                None
+            };
+            let mut removed = Vec::new();
+            let mut layout = self.shared.layout.write();
+            while layout.segments.len() > 1 {
+                let seq = layout.segments[0].seq;
+                if layout.index.has_entry_at_or_after(seq, index) {
+                    break;
+                }
+                layout.index.drop_front(seq, index);
+                removed.push(layout.segments.pop_front().expect("len > 1"));
+            }
+            // Readable entries start no earlier than what is still on disk.
+            if !removed.is_empty() {
+                let physical_first = layout.index.first();
+                q.first = q.first.max(physical_first.min(q.next));
+            }
+            (ticket, removed)
+        };
+        if ticket.is_some() {
+            self.shared.work.notify_one();
+        }
+        for seg in &removed {
+            self.shared.storage.remove(&seg.path)?;
+            // One directory sync per removal keeps removals in order: a crash never leaves a
+            // gap in the sequence numbers.
+            self.shared.storage.sync_dir(&self.shared.dir)?;
+            tracing::debug!(segment = %seg.path.display(), "wal: removed compacted segment");
+        }
+        match ticket {
+            Some(t) => t.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `[lo, hi)`; an error if any is outside `[first_index(), last_index()]`. Records
+    /// appended but not yet durable are returned once written (this waits for their commit).
+    pub fn read(&self, lo: u64, hi: u64) -> Result<Vec<Vec<u8>>> {
+        let (seq, rewrite_seq) = {
+            let q = self.lock_queue()?;
+            if lo > hi || lo < q.first || hi > q.next {
+                return Err(Error::OutOfRange { lo, hi, first: q.first, next: q.next });
+            }
+            (q.seq, q.rewrite_seq)
+        };
+        if lo == hi {
+            return Ok(Vec::new());
+        }
+        let d = &self.shared.durability;
+        // Without a pending truncation, entries the writer already placed are the right ones.
+        let placed = |l: &Layout| l.index.get(hi - 1).is_some() && l.index.get(lo).is_some();
+        if d.durable() < rewrite_seq || !placed(&self.shared.layout.read()) {
+            Ticket::new(d.clone(), seq, lo).wait()?;
+        }
+        let mut locs: Vec<(Arc<dyn SegmentFile>, PathBuf, Loc)> =
+            Vec::with_capacity((hi - lo) as usize);
+        {
+            let layout = self.shared.layout.read();
+            let l = &layout.index;
+            if lo < l.first() || hi > l.next() {
+                let q = self.shared.queue.lock();
+                return Err(Error::OutOfRange { lo, hi, first: q.first, next: q.next });
+            }
+            let mut cur: Option<&Segment> = None;
+            for i in lo..hi {
+                let loc = l.get(i).expect("checked range");
+                if cur.is_none_or(|s| s.seq != u64::from(loc.seg)) {
+                    cur = Some(
+                        layout.segment(u64::from(loc.seg)).expect("entry in a missing segment"),
+                    );
+                }
+                let s = cur.expect("set above");
+                locs.push((s.file.clone(), s.path.clone(), loc));
+            }
+        }
+        read_runs(lo, &locs)
+    }
+
+    /// First stored index (`last_index() + 1` when empty).
+    pub fn first_index(&self) -> u64 {
+        self.shared.queue.lock().first
+    }
+
+    /// Last stored index; 0 for a brand-new log.
+    pub fn last_index(&self) -> u64 {
+        self.shared.queue.lock().next - 1
+    }
+
+    /// The latest durable hard state (default if none was ever stored).
+    pub fn hard_state(&self) -> HardState {
+        *self.shared.hard_state.lock()
+    }
+
+    /// True once a write or fsync failed; every call fails until the log is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.durability.is_failed()
+    }
+
+    fn lock_queue(&self) -> Result<parking_lot::MutexGuard<'_, Queue>> {
+        if self.shared.durability.is_failed() {
+            return Err(Error::Poisoned);
+        }
+        Ok(self.shared.queue.lock())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Reads the frames at `locs` (entries `first..`), one read per run of adjacent frames, and
+/// checks every frame again: bit rot after open is reported, not returned.
+fn read_runs(first: u64, locs: &[(Arc<dyn SegmentFile>, PathBuf, Loc)]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(locs.len());
+    let mut buf = Vec::new();
+    let mut i = 0;
+    while i < locs.len() {
+        let (file, path, start) = &locs[i];
+        let mut end = u64::from(start.off) + codec::entry_frame_len(start.len as usize) as u64;
+        let mut j = i + 1;
+        while j < locs.len() && locs[j].2.seg == start.seg && u64::from(locs[j].2.off) == end {
+            end += codec::entry_frame_len(locs[j].2.len as usize) as u64;
+            j += 1;
+        }
+        buf.clear();
+        buf.resize((end - u64::from(start.off)) as usize, 0);
+        let got = read_full_at(&**file, &mut buf, u64::from(start.off))?;
+        let mut pos = 0;
+        for (k, (_, _, loc)) in locs[i..j].iter().enumerate() {
+            let index = first + (i + k) as u64;
+            let at = u64::from(loc.off);
+            let bad = |reason: &str| Error::Corrupted {
+                file: path.clone(),
+                offset: at,
+                reason: reason.to_string(),
+            };
+            match codec::decode(&buf[pos..got]) {
+                codec::Decoded::Record {
+                    record: Record::Entry { index: got_index, data },
+                    frame_len,
+                } => {
+                    if got_index != index {
+                        return Err(bad("entry has the wrong index"));
+                    }
+                    out.push(data.to_vec());
+                    pos += frame_len;
+                }
+                codec::Decoded::Invalid(reason) => return Err(bad(reason)),
+                _ => return Err(bad("expected an entry record")),
+            }
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+/// Creates segment `seq` for a log that has none, with its preamble, durably.
+fn create_first_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &Options,
+    seq: u64,
+    first_index: u64,
+    hs: HardState,
+) -> Result<Segment> {
+    let spare = segment::prepare(storage, dir, seq, options.segment_size)?;
+    let seg = segment::activate(storage, dir, spare, first_index)?;
+    let mut pre = Vec::new();
+    segment::preamble(seq, first_index, hs, &mut pre);
+    write_all_at(&*seg.file, &pre, 0)?;
+    seg.file.sync_data()?;
+    Ok(seg)
+}

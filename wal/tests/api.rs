@@ -1,0 +1,358 @@
+//! Behaviour of the public API on real files and on the simulated file system.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use logbook_wal::sim::SimStorage;
+use logbook_wal::{Backend, Error, HardState, Options, Wal};
+
+fn small(backend: Backend) -> Options {
+    Options { segment_size: 4096, max_batch_bytes: 1024, backend }
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn rec(i: u64) -> Vec<u8> {
+    format!("record-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes()
+}
+
+#[test]
+fn brand_new_log_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path().join("wal"), Options::default()).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (1, 0));
+    assert_eq!(wal.hard_state(), HardState::default());
+    assert_eq!(wal.read(1, 1).unwrap(), Vec::<Vec<u8>>::new());
+    assert!(matches!(wal.read(1, 2), Err(Error::OutOfRange { .. })));
+    assert_eq!(
+        segment_files(&dir.path().join("wal")),
+        vec!["0000000000000000-0000000000000001.wal"]
+    );
+}
+
+fn append_roll_reopen(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let hs = HardState { term: 4, vote: 2, commit: 90 };
+    {
+        let wal = Wal::open(dir.path(), small(backend)).unwrap();
+        for i in 1..=200u64 {
+            let r = rec(i);
+            let t =
+                if i == 100 { wal.append_with_state(&[&r], Some(hs)) } else { wal.append(&[&r]) };
+            let t = t.unwrap();
+            assert_eq!(t.first_index(), i);
+            t.wait().unwrap();
+        }
+        assert_eq!(wal.hard_state(), hs);
+        assert_eq!(wal.last_index(), 200);
+        let got = wal.read(1, 201).unwrap();
+        assert_eq!(got, (1..=200).map(rec).collect::<Vec<_>>());
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3, "small segments roll over: {files:?}");
+    let wal = Wal::open(dir.path(), small(backend)).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (1, 200));
+    assert_eq!(wal.hard_state(), hs);
+    assert_eq!(wal.read(37, 150).unwrap(), (37..150).map(rec).collect::<Vec<_>>());
+    wal.append(&[b"after"]).unwrap().wait().unwrap();
+    assert_eq!(wal.read(201, 202).unwrap(), vec![b"after".to_vec()]);
+}
+
+#[test]
+fn append_roll_reopen_sync() {
+    append_roll_reopen(Backend::Sync);
+}
+
+#[test]
+fn append_roll_reopen_auto() {
+    append_roll_reopen(Backend::Auto);
+}
+
+#[test]
+fn io_uring_backend_when_available() {
+    let dir = tempfile::tempdir().unwrap();
+    match Wal::open(dir.path(), small(Backend::IoUring)) {
+        Ok(wal) => {
+            assert!(wal.backend_name().contains("io_uring"));
+            drop(wal);
+            append_roll_reopen(Backend::IoUring);
+        }
+        Err(Error::Config(msg)) => eprintln!("io_uring unavailable here, skipped: {msg}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn truncate_suffix_then_reappend_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+        let recs: Vec<Vec<u8>> = (1..=50).map(rec).collect();
+        let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+        wal.append(&refs).unwrap().wait().unwrap();
+        let t = wal.truncate_suffix(30).unwrap();
+        assert_eq!(wal.last_index(), 29);
+        t.wait().unwrap();
+        // Same size, so stale frames sit exactly where new ones would be on disk.
+        let t = wal.append(&[b"new-30", b"new-31"]).unwrap();
+        assert_eq!(t.first_index(), 30);
+        t.wait().unwrap();
+        assert!(matches!(wal.truncate_suffix(40), Err(Error::OutOfRange { .. })));
+    }
+    let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+    assert_eq!(wal.last_index(), 31);
+    assert_eq!(wal.read(29, 32).unwrap(), vec![rec(29), b"new-30".to_vec(), b"new-31".to_vec()]);
+}
+
+#[test]
+fn compact_prefix_removes_old_segments_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let hs = HardState { term: 2, vote: 1, commit: 5 };
+    {
+        let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+        wal.set_hard_state(hs).unwrap().wait().unwrap();
+        for i in 1..=300u64 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+        let before = segment_files(dir.path()).len();
+        wal.compact_prefix(250).unwrap();
+        let after = segment_files(dir.path()).len();
+        assert!(after < before, "{before} -> {after}");
+        assert!(wal.first_index() <= 250 && wal.first_index() > 1);
+        let f = wal.first_index();
+        assert_eq!(wal.read(f, 301).unwrap(), (f..=300).map(rec).collect::<Vec<_>>());
+        assert!(matches!(wal.read(1, 2), Err(Error::OutOfRange { .. })));
+    }
+    let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+    let f = wal.first_index();
+    assert!(f <= 250 && f > 1, "{f}");
+    assert_eq!(wal.last_index(), 300);
+    assert_eq!(wal.hard_state(), hs, "hard state survives its segment's removal");
+    assert_eq!(wal.read(f, 301).unwrap(), (f..=300).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn compact_past_the_end_empties_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+        wal.append(&[b"a", b"b"]).unwrap().wait().unwrap();
+        wal.compact_prefix(1000).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (1000, 999));
+    }
+    let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (1000, 999));
+    assert_eq!(wal.append(&[b"c"]).unwrap().first_index(), 1000);
+}
+
+#[test]
+fn many_threads_append_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(
+        Wal::open(dir.path(), Options { segment_size: 64 << 10, ..Options::default() }).unwrap(),
+    );
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..100u64 {
+                    let data = format!("t{t}-{i}");
+                    let tk = wal.append(&[data.as_bytes()]).unwrap();
+                    mine.push((tk.first_index(), data));
+                    tk.wait().unwrap();
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, String)> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    all.sort();
+    assert_eq!(all.len(), 800);
+    assert_eq!(wal.last_index(), 800);
+    let got = wal.read(1, 801).unwrap();
+    for (i, (index, data)) in all.iter().enumerate() {
+        assert_eq!(*index, i as u64 + 1);
+        assert_eq!(got[i], data.as_bytes());
+    }
+}
+
+#[test]
+fn tickets_can_be_awaited() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    let mut fut = pin!(wal.append(&[b"x"]).unwrap());
+    let mut cx = Context::from_waker(Waker::noop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            r.unwrap();
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ticket never completed");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn too_large_and_bad_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), Options { segment_size: 10, ..Options::default() }),
+        Err(Error::Config(_))
+    ));
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    let big = vec![0u8; logbook_wal::codec::MAX_RECORD_LEN + 1];
+    assert!(matches!(wal.append(&[&big]), Err(Error::TooLarge { .. })));
+    assert_eq!(wal.last_index(), 0);
+}
+
+#[test]
+fn failed_fsync_poisons_until_reopen() {
+    let sim = SimStorage::new();
+    let opts = small(Backend::Auto);
+    let acked;
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        assert!(!wal.backend_name().contains("io_uring"));
+        for i in 1..=5 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+        acked = 5;
+        sim.fail_sync_after(0);
+        let err = wal.append(&[b"doomed"]).unwrap().wait().unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{err:?}");
+        assert!(wal.is_poisoned());
+        assert!(matches!(wal.append(&[b"later"]), Err(Error::Poisoned)));
+        assert!(matches!(wal.read(1, 2), Err(Error::Poisoned)));
+        assert!(matches!(wal.set_hard_state(HardState::default()), Err(Error::Poisoned)));
+        assert!(matches!(wal.truncate_suffix(1), Err(Error::Poisoned)));
+        assert!(matches!(wal.compact_prefix(1), Err(Error::Poisoned)));
+    }
+    sim.clear_faults();
+    let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
+    assert!(wal.last_index() >= acked);
+    assert_eq!(wal.read(1, acked + 1).unwrap(), (1..=acked).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn failed_write_poisons() {
+    let sim = SimStorage::new();
+    let wal = Wal::open_with_storage("/w", small(Backend::Sync), Arc::new(sim.clone())).unwrap();
+    wal.append(&[b"ok"]).unwrap().wait().unwrap();
+    sim.fail_write_after(0);
+    assert!(wal.append(&[b"doomed"]).unwrap().wait().is_err());
+    assert!(matches!(wal.append(&[b"x"]), Err(Error::Poisoned)));
+}
+
+#[test]
+fn disk_full_is_reported_and_loses_nothing_acknowledged() {
+    let sim = SimStorage::new();
+    let opts = small(Backend::Auto);
+    let mut acked = 0u64;
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        // Room for the active segment and its spare, and a bit: the next roll-over fails.
+        sim.set_capacity(Some(sim.used_bytes() + 100));
+        let mut saw_full = false;
+        for i in 1..=500u64 {
+            match wal.append(&[&rec(i)]).and_then(|t| t.wait()) {
+                Ok(()) => acked = i,
+                Err(Error::DiskFull) => {
+                    saw_full = true;
+                    break;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(saw_full, "never ran out of space");
+        assert!(matches!(wal.append(&[b"x"]), Err(Error::Poisoned)));
+    }
+    assert!(acked > 0);
+    sim.set_capacity(None);
+    let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
+    assert!(wal.last_index() >= acked);
+    assert_eq!(wal.read(1, acked + 1).unwrap(), (1..=acked).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn corruption_before_the_tail_names_file_and_offset() {
+    let sim = SimStorage::new();
+    let opts = small(Backend::Auto);
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        for i in 1..=100u64 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+    }
+    let first = Path::new("/w/0000000000000000-0000000000000001.wal");
+    let bytes = sim.file_bytes(first).unwrap();
+    // Flip a byte inside the second record of the first (not last) segment.
+    let off = 40 + 33 + 30;
+    sim.damage(first, off, &[bytes[off as usize] ^ 0xFF]);
+    match Wal::open_with_storage("/w", opts, Arc::new(sim)) {
+        Err(Error::Corrupted { file, offset, .. }) => {
+            assert_eq!(file, first);
+            assert!(offset <= off && offset >= 40, "{offset}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_in_the_last_segment_followed_by_valid_records_is_corruption() {
+    let sim = SimStorage::new();
+    let opts = Options { segment_size: 1 << 20, ..small(Backend::Auto) };
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        for i in 1..=20u64 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+    }
+    let seg = Path::new("/w/0000000000000000-0000000000000001.wal");
+    // Zero out the 3rd record's header: looks like the end, but valid records follow.
+    let hdr = 40 + 33 + (rec(1).len() + 17) + (rec(2).len() + 17);
+    sim.damage(seg, hdr as u64, &[0u8; 9]);
+    match Wal::open_with_storage("/w", opts, Arc::new(sim)) {
+        Err(Error::Corrupted { file, offset, reason }) => {
+            assert_eq!(file, seg);
+            assert_eq!(offset, hdr as u64, "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn torn_tail_is_cut_and_appends_continue() {
+    let sim = SimStorage::new();
+    let opts = Options { segment_size: 1 << 20, ..small(Backend::Auto) };
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        for i in 1..=20u64 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+    }
+    let seg = Path::new("/w/0000000000000000-0000000000000001.wal");
+    let bytes = sim.file_bytes(seg).unwrap();
+    // Cut the last record in half: zero from its middle on.
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let cut = end - rec(20).len() / 2;
+    sim.damage(seg, cut as u64, &vec![0u8; end - cut]);
+    let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+    assert_eq!(wal.last_index(), 19);
+    wal.append(&[b"twenty"]).unwrap().wait().unwrap();
+    drop(wal);
+    let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
+    assert_eq!(wal.read(19, 21).unwrap(), vec![rec(19), b"twenty".to_vec()]);
+}
