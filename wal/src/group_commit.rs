@@ -57,6 +57,9 @@ pub(crate) struct Queue {
     pub(crate) seq: u64,
     /// Sequence number of the last truncation or compaction (reads wait for it).
     pub(crate) rewrite_seq: u64,
+    /// Lowest index rewritten by a truncation or compaction not yet durable (valid while
+    /// `rewrite_seq` is not durable): below it, the writer's layout is already the truth.
+    pub(crate) rewrite_floor: u64,
     pub(crate) batches: VecDeque<Batch>,
     /// Empty batches to reuse.
     pub(crate) pool: Vec<Batch>,
@@ -72,6 +75,7 @@ impl Queue {
             next,
             seq: 0,
             rewrite_seq: 0,
+            rewrite_floor: u64::MAX,
             batches: VecDeque::new(),
             pool: Vec::new(),
             max_batch_bytes,

@@ -192,9 +192,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered> {
             file.allocate(buf.len() as u64)?;
             file.sync_data()?;
         }
-        if last {
-            active_pos = pos as u64;
-        }
+        // The last segment kept is the active one (a torn new segment after it was removed).
+        active_pos = pos as u64;
         layout.segments.push_back(Segment { seq, path, file });
     }
     if let Some(ix) = index {

@@ -211,11 +211,11 @@ impl Wal {
     }
 
     /// Drops every record with index `>= index` (a new Raft leader overwrote the tail); the
-    /// next append gets `index`. Durable via its ticket. `index` may be at most
-    /// `last_index() + 1` (which changes nothing).
+    /// next append gets `index`. Durable via its ticket. `index` must be in
+    /// `1..=last_index() + 1` (the upper end changes nothing).
     pub fn truncate_suffix(&self, index: u64) -> Result<Ticket> {
         let mut q = self.lock_queue()?;
-        if index > q.next {
+        if index > q.next || index == 0 {
             return Err(Error::OutOfRange { lo: index, hi: index, first: q.first, next: q.next });
         }
         if index == q.next {
@@ -233,6 +233,15 @@ impl Wal {
     fn push_control(&self, q: &mut Queue, record: Record<'_>, op: Op) -> Ticket {
         q.seq += 1;
         let seq = q.seq;
+        let index = match op {
+            Op::Truncate(i) | Op::Compact(i) => i,
+            _ => unreachable!("control records are truncations and compactions"),
+        };
+        q.rewrite_floor = if self.shared.durability.durable() >= q.rewrite_seq {
+            index
+        } else {
+            q.rewrite_floor.min(index)
+        };
         q.rewrite_seq = seq;
         let next = q.next;
         let batch = q.batch_for(codec::FRAME_HEADER_LEN + 8);
@@ -267,10 +276,16 @@ impl Wal {
                 layout.index.drop_front(seq, index);
                 removed.push(layout.segments.pop_front().expect("len > 1"));
             }
-            // Readable entries start no earlier than what is still on disk.
+            // Readable entries start no earlier than what is still on disk, except those a
+            // queued truncation or compaction will rewrite: they go to the active segment.
+            // `durable` is read under the layout lock: the writer updates the layout first.
             if !removed.is_empty() {
-                let physical_first = layout.index.first();
-                q.first = q.first.max(physical_first.min(q.next));
+                let floor = if self.shared.durability.durable() >= q.rewrite_seq {
+                    u64::MAX
+                } else {
+                    q.rewrite_floor
+                };
+                q.first = q.first.max(layout.index.first().min(floor).min(q.next));
             }
             (ticket, removed)
         };

@@ -356,3 +356,43 @@ fn torn_tail_is_cut_and_appends_continue() {
     let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
     assert_eq!(wal.read(19, 21).unwrap(), vec![rec(19), b"twenty".to_vec()]);
 }
+
+/// Regression: when the crash hit a roll-over (new segment named but its header never
+/// written), recovery removed that segment but left the write position of the previous one at
+/// 0, so the next batch overwrote the previous segment's header.
+#[test]
+fn torn_new_segment_is_removed_and_the_previous_one_resumes() {
+    let sim = SimStorage::new();
+    let opts = small(Backend::Sync);
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        for i in 1..=100u64 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+    }
+    use logbook_wal::io::Storage;
+    let mut names = sim.list(Path::new("/w")).unwrap();
+    names.retain(|n| n.ends_with(".wal"));
+    names.sort();
+    let last = Path::new("/w").join(names.last().unwrap());
+    let len = sim.file_bytes(&last).unwrap().len();
+    let nonzero = sim.file_bytes(&last).unwrap().iter().rposition(|&b| b != 0).unwrap();
+    // The roll-over's first write was lost entirely: the new segment is all zeros.
+    sim.damage(&last, 0, &vec![0u8; len]);
+    let lost = {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        assert!(!sim.list(Path::new("/w")).unwrap().contains(&names.last().unwrap().clone()));
+        let last_index = wal.last_index();
+        assert!(
+            last_index < 100 && last_index > 0,
+            "{last_index} (segment had data up to {nonzero})"
+        );
+        for i in last_index + 1..=150 {
+            wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+        }
+        last_index
+    };
+    let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
+    assert_eq!(wal.last_index(), 150, "lost {lost}");
+    assert_eq!(wal.read(1, 151).unwrap(), (1..=150).map(rec).collect::<Vec<_>>());
+}
