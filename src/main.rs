@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Print the Logbook version and the etcd API version it serves.
     Version,
+    /// Benchmark: with no subcommand, Logbook against etcd side by side on
+    /// this disk; or a load generator against any etcd v3 endpoint.
+    Bench(logbook_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
             println!("etcd API Version: 3.5");
             Ok(())
         }
+        Command::Bench(args) => logbook_bench::run(args),
     }
 }

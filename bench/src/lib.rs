@@ -1,1 +1,102 @@
-//! placeholder
+//! Logbook's benchmark suite: a load generator for any etcd v3 endpoint
+//! (Logbook or etcd alike), the side-by-side comparison `logbook bench` runs
+//! by default, and capacity planning against a latency objective.
+//!
+//! It drives the system under test only through the etcd v3 gRPC API (crate
+//! `logbook-api`) and as separate processes, so it measures Logbook exactly
+//! as it measures etcd.
+//!
+//! # Layout
+//! - [`cli`]: the clap types of `logbook bench`.
+//! - [`client`]: connections (one tonic `Channel` per `--conns`), clients multiplexed over them.
+//! - [`keys`]: key and value generation, a seedable random generator.
+//! - [`stats`]: HdrHistogram recording and [`stats::Summary`].
+//! - [`driver`]: the bounded load loop, closed or open loop (coordinated-omission corrected).
+//! - [`workload`]: `put`, `range`, `txn-put`, `watch`, `lease-keepalive`, `mixed`.
+//! - [`loadgen`]: the load-generator subcommands (setup, drive, teardown).
+//! - [`output`]: a run's table and JSON.
+//! - [`cluster`]: starting and stopping local Logbook or etcd clusters (real processes).
+//! - [`targets`]: which systems run, from which binaries, on which data and report dirs.
+//! - [`status`]: small Maintenance queries.
+//! - [`disk_probe`]: the disk's pwrite+fdatasync latency, the floor of a durable write.
+//! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
+//! - [`compare`]: `logbook bench`, the side-by-side ladder.
+//! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
+//! - [`report`]: tables, `report.md` and `results.json`.
+//! - [`plot`]: the SVG plots.
+//!
+//! # Example
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     bench: logbook_bench::BenchArgs,
+//! }
+//! // Put 50 000 keys with 256 clients over 4 connections into a running etcd.
+//! let cli = Cli::parse_from(["logbook", "put", "--endpoints", "127.0.0.1:2379",
+//!     "--clients", "256", "--conns", "4", "--total", "50000"]);
+//! logbook_bench::run(cli.bench).unwrap();
+//! ```
+
+pub mod capacity;
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod compare;
+pub mod disk_probe;
+pub mod driver;
+pub mod keys;
+pub mod loadgen;
+pub mod output;
+pub mod plot;
+pub mod procstat;
+pub mod report;
+pub mod stats;
+pub mod status;
+pub mod targets;
+pub mod workload;
+
+use anyhow::{Context, Result};
+
+pub use cli::BenchArgs;
+use cli::BenchCommand;
+use output::RunReport;
+
+/// Runs `logbook bench` as `args` say, on its own tokio runtime.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    rt.block_on(async move {
+        tokio::select! {
+            r = dispatch(args) => r,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        }
+    })
+}
+
+async fn dispatch(args: BenchArgs) -> Result<()> {
+    let (report, json) = match &args.command {
+        None => return compare::run(&args.compare).await.map(drop),
+        Some(BenchCommand::Capacity(c)) => return capacity::run(c).await.map(drop),
+        Some(BenchCommand::Put(a)) => (loadgen::put(a).await?, &a.json),
+        Some(BenchCommand::Range(a)) => (loadgen::range(a).await?, &a.load.json),
+        Some(BenchCommand::TxnPut(a)) => (loadgen::txn_put(a).await?, &a.load.json),
+        Some(BenchCommand::Watch(a)) => (loadgen::watch(a).await?, &a.load.json),
+        Some(BenchCommand::LeaseKeepalive(a)) => (loadgen::lease_keepalive(a).await?, &a.json),
+        Some(BenchCommand::Mixed(a)) => (loadgen::mixed(a).await?, &a.load.json),
+    };
+    finish(&report, json.as_deref())
+}
+
+fn finish(report: &RunReport, json: Option<&std::path::Path>) -> Result<()> {
+    print!("{}", report.render());
+    if let Some(path) = json {
+        report.write_json(path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

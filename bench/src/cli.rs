@@ -1,0 +1,337 @@
+//! The command line of `logbook bench`: clap types only, no behaviour.
+//!
+//! `logbook bench` with no subcommand runs the comparison ladder
+//! ([`CompareArgs`]); each subcommand runs one workload of the load generator
+//! against endpoints you name ([`LoadArgs`]), or the capacity search
+//! ([`CapacityArgs`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `logbook bench [SUBCOMMAND]`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Options of the comparison run (used when no subcommand is given).
+    #[command(flatten)]
+    pub compare: CompareArgs,
+}
+
+/// One load-generator workload, or the capacity search.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Put random (or sequential) keys.
+    Put(LoadArgs),
+    /// Range reads (single keys, or `--limit` keys from a start key).
+    Range(RangeArgs),
+    /// Txn with `--txn-ops` puts in its success branch and no compares.
+    TxnPut(TxnPutArgs),
+    /// Puts while prefix watchers are open; measures event delivery latency.
+    Watch(WatchArgs),
+    /// LeaseKeepAlive round trips, one lease per client.
+    LeaseKeepalive(LoadArgs),
+    /// A Kubernetes-like mix: creates, updates, deletes, gets, paginated lists,
+    /// leases on events, prefix watches open.
+    Mixed(MixedArgs),
+    /// Ramp the offered rate until p99 breaks the SLO; report the highest
+    /// sustainable write and read rates and resource use.
+    Capacity(CapacityArgs),
+}
+
+/// Read consistency: linearizable (`l`, through the leader) or serializable
+/// (`s`, local to the member).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Consistency {
+    #[value(name = "l")]
+    Linearizable,
+    #[value(name = "s")]
+    Serializable,
+}
+
+/// Options every workload shares (in the spirit of etcd's `benchmark` tool).
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct LoadArgs {
+    /// Client URLs, comma separated (`http://` is assumed when missing).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients (each has at most one request in flight).
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// HTTP/2 connections; clients are spread over them round robin.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// Stop after this many requests (default 10000 when --duration is absent).
+    #[arg(long)]
+    pub total: Option<u64>,
+    /// Stop after this long (e.g. `30s`, `500ms`, `2m`).
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub duration: Option<Duration>,
+    /// Open loop: offer this many requests per second in total, measuring each
+    /// request from its intended send time (corrects coordinated omission).
+    /// Without it the run is closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Key length in bytes (at least long enough for the key space).
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub key_space_size: u64,
+    /// Walk the key space in order instead of picking keys at random.
+    #[arg(long)]
+    pub sequential_keys: bool,
+    /// Read consistency for reads: `l` (linearizable) or `s` (serializable).
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+    /// Prefix of every key the run writes.
+    #[arg(long, default_value = "/bench/")]
+    pub prefix: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// `logbook bench range`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct RangeArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+    /// Read up to this many keys from the chosen key to the end of the
+    /// prefix; 0 reads the single key.
+    #[arg(long, default_value_t = 0)]
+    pub limit: i64,
+    /// Write every key of the key space once before measuring.
+    #[arg(long)]
+    pub preload: bool,
+}
+
+/// `logbook bench txn-put`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct TxnPutArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+    /// Puts per transaction (distinct keys).
+    #[arg(long, default_value_t = 1)]
+    pub txn_ops: usize,
+}
+
+/// `logbook bench watch`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+    /// Prefix watchers open on the key prefix; every put reaches each one.
+    #[arg(long, default_value_t = 10)]
+    pub watchers: usize,
+    /// Watch streams the watchers are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+}
+
+/// `logbook bench mixed`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct MixedArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+    /// Namespaces objects are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub namespaces: usize,
+    /// Objects created before measuring, so lists have pages to walk.
+    #[arg(long, default_value_t = 2000)]
+    pub seed_objects: u64,
+}
+
+/// `logbook bench` (no subcommand): the side-by-side ladder.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub systems: SystemArgs,
+    /// Clients per rung; the first rung writes sequential keys.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256,1024")]
+    pub rungs: Vec<usize>,
+    /// Time spent on each rung.
+    #[arg(long, value_parser = parse_duration, default_value = "6s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub rung_duration: Duration,
+    /// Upper bound of requests per rung.
+    #[arg(long, default_value_t = 200_000)]
+    pub rung_total: u64,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Distinct keys written by the ladder.
+    #[arg(long, default_value_t = 100_000)]
+    pub key_space_size: u64,
+}
+
+/// Which systems to start, from which binaries, on which disk.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct SystemArgs {
+    /// Systems to run: `logbook`, `etcd` (default: both, etcd when found).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
+    /// The etcd binary (default: `etcd` on PATH).
+    #[arg(long)]
+    pub etcd: Option<PathBuf>,
+    /// The Logbook binary (default: this executable).
+    #[arg(long)]
+    pub logbook: Option<PathBuf>,
+    /// Directory the clusters' data go to (default: a temporary directory,
+    /// removed at the end); put it on the disk you want to measure.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Members per cluster.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Where report.md and the plots go (default: ./logbook-bench-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// `logbook bench capacity`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub systems: SystemArgs,
+    /// The latency objective: the highest rate whose p99 stays under it wins.
+    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    #[serde(serialize_with = "ser_duration")]
+    pub slo_p99: Duration,
+    /// First offered rate (requests per second).
+    #[arg(long, default_value_t = 500.0)]
+    pub start_rate: f64,
+    /// Each step offers this many times the previous rate.
+    #[arg(long, default_value_t = 1.5)]
+    pub growth: f64,
+    /// Never offer more than this.
+    #[arg(long, default_value_t = 200_000.0)]
+    pub max_rate: f64,
+    /// Time spent at each rate.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub step_duration: Duration,
+    /// Clients sharing the offered rate (enough that concurrency is not the limit).
+    #[arg(long, default_value_t = 256)]
+    pub clients: usize,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub key_space_size: u64,
+}
+
+/// Parses `250us`, `10ms`, `1.5s`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("bad duration unit {u:?} in {s:?} (use ns, us, ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Top {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10ms").unwrap(), Duration::from_millis(10));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn subcommands_and_bare_form_parse() {
+        let t = Top::parse_from([
+            "x",
+            "put",
+            "--clients",
+            "8",
+            "--total",
+            "5",
+            "--endpoints",
+            "a:1,b:2",
+        ]);
+        match t.bench.command {
+            Some(BenchCommand::Put(a)) => {
+                assert_eq!(a.clients, 8);
+                assert_eq!(a.total, Some(5));
+                assert_eq!(a.endpoints, vec!["a:1", "b:2"]);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+        let t = Top::parse_from(["x", "--systems", "etcd", "--rungs", "1,4"]);
+        assert!(t.bench.command.is_none());
+        assert_eq!(t.bench.compare.systems.systems, vec!["etcd"]);
+        assert_eq!(t.bench.compare.rungs, vec![1, 4]);
+        let t = Top::parse_from(["x", "capacity", "--slo-p99", "5ms"]);
+        match t.bench.command {
+            Some(BenchCommand::Capacity(c)) => assert_eq!(c.slo_p99, Duration::from_millis(5)),
+            other => panic!("parsed {other:?}"),
+        }
+        let t = Top::parse_from(["x", "range", "--consistency", "s", "--limit", "10"]);
+        match t.bench.command {
+            Some(BenchCommand::Range(r)) => {
+                assert_eq!(r.load.consistency, Consistency::Serializable);
+                assert_eq!(r.limit, 10);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+    }
+}

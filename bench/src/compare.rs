@@ -1,0 +1,186 @@
+//! `logbook bench` with no subcommand: Logbook and etcd side by side.
+//!
+//! Each system gets a fresh local cluster on the same disk. After a short
+//! unmeasured warm-up, the same ladder runs against its leader: 1 client
+//! writing sequential keys, then 16, 64, 256 and 1024 clients writing random
+//! keys, 256-byte values, each rung bounded in time and count. The disk's
+//! fdatasync latency is probed first: it is the floor of any durable write.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::CompareArgs;
+use crate::client::Pool;
+use crate::cluster::{Cluster, System};
+use crate::disk_probe::{self, DiskFloor};
+use crate::driver::{ErrorSample, Plan, drive};
+use crate::keys::{KeyGen, Rng, random_value};
+use crate::stats::Summary;
+use crate::targets::{self, Machine, Target};
+use crate::workload::put::Put;
+use crate::{report, status};
+
+/// A cluster has this long to elect a leader and serve a read.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const WARMUP: Duration = Duration::from_secs(1);
+const PROBE_TIME: Duration = Duration::from_secs(2);
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rung {
+    pub clients: usize,
+    pub sequential: bool,
+    pub put: Summary,
+    pub errors: BTreeMap<String, ErrorSample>,
+}
+
+/// One system's ladder, or why it could not run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemResult {
+    pub system: System,
+    pub binary: String,
+    /// The version its Status reports.
+    pub version: String,
+    pub rungs: Vec<Rung>,
+    pub failure: Option<String>,
+}
+
+/// Everything `logbook bench` measured (`results.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub params: serde_json::Value,
+    pub machine: Machine,
+    pub floor: Option<DiskFloor>,
+    pub systems: Vec<SystemResult>,
+    pub notes: Vec<String>,
+}
+
+impl Comparison {
+    /// The result of `system`, when it ran.
+    pub fn get(&self, system: System) -> Option<&SystemResult> {
+        self.systems.iter().find(|s| s.system == system && s.failure.is_none())
+    }
+}
+
+/// Runs the comparison and writes the report; returns the report directory.
+pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
+    let mut notes = Vec::new();
+    let targets = targets::resolve(&args.systems, &mut notes)?;
+    for n in &notes {
+        eprintln!("{n}");
+    }
+    let (data, _guard) = targets::data_dir(&args.systems)?;
+    let out = targets::out_dir(&args.systems, "logbook-bench")?;
+    eprintln!("probing fdatasync latency in {} ...", data.display());
+    let floor = {
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || disk_probe::probe(&d, PROBE_TIME, 5_000)).await??
+    };
+    eprintln!(
+        "disk floor: fdatasync p50 {:.3} ms, p99 {:.3} ms",
+        floor.fsync.latency_ms.p50, floor.fsync.latency_ms.p99
+    );
+
+    let mut systems = Vec::new();
+    for t in &targets {
+        eprintln!(
+            "== {}: starting a {}-member cluster ({})",
+            t.system,
+            args.systems.members,
+            t.binary.display()
+        );
+        let r = run_system(t, &data.join(t.system.name()), args).await;
+        systems.push(match r {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{} failed: {e:#}", t.system);
+                SystemResult {
+                    system: t.system,
+                    binary: t.binary.display().to_string(),
+                    version: String::new(),
+                    rungs: vec![],
+                    failure: Some(format!("{e:#}")),
+                }
+            }
+        });
+    }
+    let cmp = Comparison {
+        params: serde_json::to_value(args)?,
+        machine: Machine::here(),
+        floor: Some(floor),
+        systems,
+        notes,
+    };
+    report::write_comparison(&cmp, &out)?;
+    println!("{}", report::comparison_table(&cmp));
+    for n in &cmp.notes {
+        println!("{n}");
+    }
+    println!("report: {}", out.join("report.md").display());
+    if cmp.systems.iter().all(|s| s.failure.is_some()) {
+        bail!("no system could be measured (see above)");
+    }
+    Ok(out)
+}
+
+async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<SystemResult> {
+    let mut cluster = Cluster::start(t.system, &t.binary, dir, args.systems.members)?;
+    cluster.wait_ready(READY_TIMEOUT).await?;
+    let leader = cluster.leader_endpoint().await?;
+    let version = status::version(&leader).await.unwrap_or_default();
+    let value = random_value(args.val_size, &mut Rng::new(0xbe7c));
+    let keygen = |sequential| KeyGen::new("/bench/", 16, args.key_space_size, sequential);
+    let quiet = args.systems.quiet;
+
+    // Warm-up, not measured: connections, leader caches, first WAL segment.
+    let pool = Pool::connect(std::slice::from_ref(&leader), 2).await?;
+    let warm = Plan {
+        clients: 16,
+        total: Some(50_000),
+        duration: Some(WARMUP),
+        rate: None,
+        progress: false,
+        label: String::new(),
+    };
+    drive(Arc::new(Put::new(pool, keygen(false), value.clone())), &warm).await;
+
+    let mut rungs = Vec::new();
+    for (i, &clients) in args.rungs.iter().enumerate() {
+        let sequential = i == 0 && clients == 1;
+        // A few connections carry any number of clients (HTTP/2 streams).
+        let pool = Pool::connect(std::slice::from_ref(&leader), clients.clamp(1, 4)).await?;
+        let plan = Plan {
+            clients,
+            total: Some(args.rung_total),
+            duration: Some(args.rung_duration),
+            rate: None,
+            progress: !quiet,
+            label: format!("{} {clients}c", t.system),
+        };
+        let out = drive(Arc::new(Put::new(pool, keygen(sequential), value.clone())), &plan).await;
+        cluster.check_alive()?;
+        let put = out.total().clone();
+        eprintln!(
+            "{:>8} {clients:>5} clients: {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  errors {}",
+            t.system,
+            put.throughput,
+            put.latency_ms.p50,
+            put.latency_ms.p99,
+            out.error_count()
+        );
+        rungs.push(Rung { clients, sequential, put, errors: out.errors });
+    }
+    cluster.stop();
+    Ok(SystemResult {
+        system: t.system,
+        binary: t.binary.display().to_string(),
+        version,
+        rungs,
+        failure: None,
+    })
+}

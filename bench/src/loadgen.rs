@@ -1,0 +1,124 @@
+//! The load-generator subcommands: connect, set up, drive, tear down, report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::time::Instant;
+
+use crate::cli::{LoadArgs, MixedArgs, RangeArgs, TxnPutArgs, WatchArgs};
+use crate::client::Pool;
+use crate::driver::{Plan, drive};
+use crate::output::RunReport;
+use crate::workload::lease::KeepAlive;
+use crate::workload::mixed::Mixed;
+use crate::workload::put::Put;
+use crate::workload::range::Range;
+use crate::workload::txn_put::TxnPut;
+use crate::workload::watch::Watchers;
+use crate::workload::{keygen, plan, value};
+
+/// How long a watch run waits for events still in flight after the last put.
+const WATCH_DRAIN: Duration = Duration::from_secs(10);
+
+/// `put`.
+pub async fn put(args: &LoadArgs) -> Result<RunReport> {
+    let pool = Pool::connect(&args.endpoints, args.conns).await?;
+    let w = Arc::new(Put::new(pool, keygen(args), value(args)));
+    let out = drive(w, &plan(args, "put")).await;
+    Ok(RunReport::new("put", args, out))
+}
+
+/// `range`.
+pub async fn range(args: &RangeArgs) -> Result<RunReport> {
+    let load = &args.load;
+    let pool = Pool::connect(&load.endpoints, load.conns).await?;
+    let keys = keygen(load);
+    if args.preload {
+        preload(&pool, load).await?;
+    }
+    let w = Arc::new(Range { pool, keys, limit: args.limit, consistency: load.consistency });
+    let out = drive(w, &plan(load, "range")).await;
+    Ok(RunReport::new("range", args, out))
+}
+
+/// Writes every key of the key space once (not measured).
+pub async fn preload(pool: &Pool, load: &LoadArgs) -> Result<()> {
+    let keys = crate::keys::KeyGen::new(&load.prefix, load.key_size, load.key_space_size, true);
+    let w = Arc::new(Put::new(pool.clone(), keys, value(load)));
+    let p = Plan {
+        clients: load.clients.clamp(1, 64),
+        total: Some(load.key_space_size),
+        duration: None,
+        rate: None,
+        progress: !load.quiet,
+        label: "preload".into(),
+    };
+    let out = drive(w, &p).await;
+    anyhow::ensure!(out.error_count() == 0, "preload failed: {:?}", out.errors);
+    Ok(())
+}
+
+/// `txn-put`.
+pub async fn txn_put(args: &TxnPutArgs) -> Result<RunReport> {
+    let load = &args.load;
+    let pool = Pool::connect(&load.endpoints, load.conns).await?;
+    let w = Arc::new(TxnPut::new(pool, keygen(load), value(load), args.txn_ops)?);
+    let out = drive(w, &plan(load, "txn-put")).await;
+    Ok(RunReport::new("txn-put", args, out))
+}
+
+/// `watch`: puts measured as usual, plus a `watch-event` summary of delivery
+/// latencies (put sent → event received, per watcher).
+pub async fn watch(args: &WatchArgs) -> Result<RunReport> {
+    let load = &args.load;
+    let pool = Pool::connect(&load.endpoints, load.conns).await?;
+    let keys = keygen(load);
+    let epoch = Instant::now();
+    let watchers = Watchers::open(
+        &pool,
+        keys.prefix().as_bytes().to_vec().into(),
+        keys.range_end(),
+        args.watchers,
+        args.streams,
+        Some(epoch),
+    )
+    .await?;
+    let before = watchers.events();
+    let w = Arc::new(Put::new(pool, keys, value(load)).stamped(epoch));
+    let started = Instant::now();
+    let out = drive(w, &plan(load, "watch")).await;
+    let expected = out.total().count * args.watchers as u64;
+    let got = watchers.wait_for(before + expected, WATCH_DRAIN).await - before;
+    let events = watchers.summary("watch-event", started.elapsed());
+    watchers.close();
+    let mut report = RunReport::new("watch", args, out);
+    report.summaries.push(events);
+    report.notes.push(format!("{got} of {expected} expected watch events received"));
+    Ok(report)
+}
+
+/// `lease-keepalive`.
+pub async fn lease_keepalive(args: &LoadArgs) -> Result<RunReport> {
+    let pool = Pool::connect(&args.endpoints, args.conns).await?;
+    let w = Arc::new(KeepAlive::setup(pool, args.clients).await?);
+    let out = drive(w.clone(), &plan(args, "keepalive")).await;
+    w.finish().await?;
+    Ok(RunReport::new("lease-keepalive", args, out))
+}
+
+/// `mixed`.
+pub async fn mixed(args: &MixedArgs) -> Result<RunReport> {
+    let load = &args.load;
+    let pool = Pool::connect(&load.endpoints, load.conns).await?;
+    let w =
+        Arc::new(Mixed::setup(pool, args.namespaces, args.seed_objects, load.consistency).await?);
+    let out = drive(w.clone(), &plan(load, "mixed")).await;
+    // Let the watches catch up with the last writes before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = w.watch_events();
+    w.finish().await?;
+    let mut report = RunReport::new("mixed", args, out);
+    report.notes.push(format!("{events} watch events received on the resource prefix watches"));
+    Ok(report)
+}

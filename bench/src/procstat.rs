@@ -1,0 +1,117 @@
+//! Resource use of the server processes, read from `/proc`, and the size of
+//! their data directories.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// Linux reports CPU time in clock ticks of 1/100 s (`USER_HZ`) on every
+/// architecture we run on.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU time used so far and resident memory of a set of processes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    at: Instant,
+    cpu_ticks: u64,
+    rss_bytes: u64,
+}
+
+/// Resource use between two samples.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    /// CPU cores busy on average (1.0 = one core all the time).
+    pub cpu_cores: f64,
+    /// Resident memory summed over the processes at the end, MiB.
+    pub rss_mib: f64,
+}
+
+/// Samples the processes `pids` (those that are gone count as zero).
+pub fn sample(pids: &[u32]) -> Sample {
+    let mut cpu_ticks = 0;
+    let mut rss_bytes = 0;
+    for &pid in pids {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            cpu_ticks += parse_cpu_ticks(&stat).unwrap_or(0);
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            rss_bytes += parse_rss_bytes(&status).unwrap_or(0);
+        }
+    }
+    Sample { at: Instant::now(), cpu_ticks, rss_bytes }
+}
+
+/// Use between `before` and `after`.
+pub fn usage(before: &Sample, after: &Sample) -> Usage {
+    let secs = after.at.duration_since(before.at).as_secs_f64();
+    let cpu = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / TICKS_PER_SEC;
+    Usage {
+        cpu_cores: if secs > 0.0 { cpu / secs } else { 0.0 },
+        rss_mib: after.rss_bytes as f64 / (1 << 20) as f64,
+    }
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the
+/// command name in field 2 may contain spaces, so count from its `)`).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ")" come field 3 (state) onwards: utime is field 14 → index 11.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn parse_rss_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Bytes under `path` (a file or a directory tree); 0 when missing.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let stat =
+            "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_rss_bytes("Name:\tx\nVmRSS:\t   2048 kB\n"), Some(2 << 20));
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let me = std::process::id();
+        let a = sample(&[me]);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        let b = sample(&[me]);
+        let u = usage(&a, &b);
+        assert!(u.rss_mib > 0.0);
+        assert!(u.cpu_cores >= 0.0);
+    }
+
+    #[test]
+    fn disk_usage_sums_a_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("y"), [0u8; 23]).unwrap();
+        assert_eq!(disk_usage(dir.path()), 123);
+        assert_eq!(disk_usage(&dir.path().join("missing")), 0);
+    }
+}

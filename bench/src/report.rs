@@ -1,0 +1,539 @@
+//! The reports of `logbook bench` and `logbook bench capacity`: a text table
+//! for the terminal, and a directory with `report.md`, `results.json` and SVG
+//! plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::capacity::Capacity;
+use crate::cluster::System;
+use crate::compare::Comparison;
+use crate::plot::{LIGHT, Series, XAxis, line_chart, nines};
+use crate::stats::Summary;
+
+/// A table as rows of cells, rendered as text or Markdown.
+struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(headers: &[&str]) -> Self {
+        Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    fn text(&self) -> String {
+        let widths: Vec<usize> = (0..self.headers.len())
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].len())
+                    .chain([self.headers[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i == 0 {
+                    let _ = write!(s, "{c:<w$}", w = widths[i]);
+                } else {
+                    let _ = write!(s, "  {c:>w$}", w = widths[i]);
+                }
+            }
+            s.trim_end().to_owned() + "\n"
+        };
+        let mut out = line(&self.headers);
+        for r in &self.rows {
+            out += &line(r);
+        }
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = format!("| {} |\n|", self.headers.join(" | "));
+        for i in 0..self.headers.len() {
+            out += if i == 0 { "---|" } else { "---:|" };
+        }
+        out += "\n";
+        for r in &self.rows {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+        out
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 { format!("{:.2}×", a / b) } else { "–".to_owned() }
+}
+
+fn color(system: System) -> usize {
+    match system {
+        System::Logbook => 0,
+        System::Etcd => 1,
+    }
+}
+
+/// Rows: rungs; columns: each system's throughput and latency, then the
+/// Logbook/etcd ratios when both ran.
+fn comparison_rows(cmp: &Comparison) -> Table {
+    let ran: Vec<_> = cmp.systems.iter().filter(|s| s.failure.is_none()).collect();
+    let both = cmp.get(System::Logbook).zip(cmp.get(System::Etcd));
+    let mut headers = vec!["clients".to_owned()];
+    for s in &ran {
+        for h in ["req/s", "p50 ms", "p99 ms", "p99.9 ms"] {
+            headers.push(format!("{} {h}", s.system));
+        }
+    }
+    if both.is_some() {
+        headers.extend(["req/s L/E".to_owned(), "p99 L/E".to_owned()]);
+    }
+    let mut t = Table { headers, rows: Vec::new() };
+    let rungs = ran.iter().map(|s| s.rungs.len()).max().unwrap_or(0);
+    for i in 0..rungs {
+        let Some(first) = ran.iter().find_map(|s| s.rungs.get(i)) else { continue };
+        let mut row = vec![if first.sequential {
+            format!("{} (seq)", first.clients)
+        } else {
+            first.clients.to_string()
+        }];
+        for s in &ran {
+            match s.rungs.get(i) {
+                Some(r) => {
+                    let l = &r.put.latency_ms;
+                    row.extend([
+                        format!("{:.0}", r.put.throughput),
+                        ms(l.p50),
+                        ms(l.p99),
+                        ms(l.p999),
+                    ]);
+                }
+                None => row.extend(std::iter::repeat_n("–".to_owned(), 4)),
+            }
+        }
+        if let Some((l, e)) = both {
+            match (l.rungs.get(i), e.rungs.get(i)) {
+                (Some(l), Some(e)) => row.extend([
+                    ratio(l.put.throughput, e.put.throughput),
+                    ratio(l.put.latency_ms.p99, e.put.latency_ms.p99),
+                ]),
+                _ => row.extend(["–".to_owned(), "–".to_owned()]),
+            }
+        }
+        t.rows.push(row);
+    }
+    t
+}
+
+fn floor_line(cmp: &Comparison) -> String {
+    match &cmp.floor {
+        Some(f) => format!(
+            "disk floor (pwrite 4 KiB + fdatasync, {}): p50 {} ms, p99 {} ms, {:.0} syncs/s serially",
+            f.dir,
+            ms(f.fsync.latency_ms.p50),
+            ms(f.fsync.latency_ms.p99),
+            f.fsync.throughput
+        ),
+        None => "disk floor: not measured".to_owned(),
+    }
+}
+
+/// The side-by-side table for the terminal.
+pub fn comparison_table(cmp: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nput, {} B values, {} members",
+        cmp.params["val_size"], cmp.params["members"]
+    );
+    out += &comparison_rows(cmp).text();
+    let _ = writeln!(out, "{}", floor_line(cmp));
+    for s in cmp.systems.iter().filter(|s| s.failure.is_some()) {
+        let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        let _ = writeln!(out, "{}: did not run: {first}", s.system);
+    }
+    out
+}
+
+/// The issue's targets, checked when both systems ran.
+fn targets(cmp: &Comparison) -> Vec<String> {
+    let mut out = Vec::new();
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let (Some(l), Some(e)) = (cmp.get(System::Logbook), cmp.get(System::Etcd)) {
+        fn at(s: &crate::compare::SystemResult, c: usize) -> Option<&Summary> {
+            s.rungs.iter().find(|r| r.clients == c).map(|r| &r.put)
+        }
+        if let (Some(lp), Some(ep)) = (at(l, 256), at(e, 256)) {
+            let r = lp.throughput / ep.throughput.max(1e-9);
+            out.push(format!(
+                "- Logbook ≥ 2× etcd's write throughput at 256 clients: {r:.2}× — {}",
+                mark(r >= 2.0)
+            ));
+        }
+        let worse: Vec<String> = l
+            .rungs
+            .iter()
+            .zip(&e.rungs)
+            .filter(|(a, b)| a.put.latency_ms.p99 > b.put.latency_ms.p99)
+            .map(|(a, _)| a.clients.to_string())
+            .collect();
+        out.push(format!(
+            "- Logbook p99 ≤ etcd p99 at every rung: {}",
+            if worse.is_empty() {
+                "met".to_owned()
+            } else {
+                format!("NOT met at {} clients", worse.join(", "))
+            }
+        ));
+    }
+    if let (Some(l), Some(f)) = (cmp.get(System::Logbook), &cmp.floor)
+        && let Some(r) = l.rungs.iter().find(|r| r.clients == 1)
+    {
+        let x = r.put.latency_ms.p50 / f.fsync.latency_ms.p50.max(1e-9);
+        out.push(format!(
+                "- 1-client put p50 ≤ 2× fdatasync floor + loopback round trip: {} ms = {x:.1}× the floor's p50 ({} ms)",
+                ms(r.put.latency_ms.p50),
+                ms(f.fsync.latency_ms.p50)
+            ));
+    }
+    out
+}
+
+/// The CDF of `s`, cut where the tail has fewer than one sample (with 1000
+/// samples, "99.99 %" is just the max), the max drawn at that last point.
+fn cdf_series(name: String, color: usize, s: &Summary) -> Series {
+    let last = (s.count.max(1) as f64).log10().max(1.0);
+    let mut points: Vec<(f64, f64)> =
+        s.cdf.iter().map(|p| (nines(p.quantile), p.ms.max(0.001))).filter(|p| p.0 < last).collect();
+    points.push((last, s.latency_ms.max.max(0.001)));
+    Series { name, color, points }
+}
+
+/// Writes `results.json`, the plots and `report.md` into `dir`.
+pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(cmp)? + "\n")?;
+    let ran: Vec<_> = cmp.systems.iter().filter(|s| s.failure.is_none()).collect();
+    let mut plots = Vec::new();
+
+    let mut lat = Vec::new();
+    for s in &ran {
+        let pts = |f: fn(&Summary) -> f64| {
+            s.rungs.iter().map(|r| (r.put.throughput, f(&r.put))).collect()
+        };
+        lat.push(Series {
+            name: format!("{} p99", s.system),
+            color: color(s.system),
+            points: pts(|p| p.latency_ms.p99),
+        });
+        lat.push(Series {
+            name: format!("{} p50", s.system),
+            color: color(s.system) + LIGHT,
+            points: pts(|p| p.latency_ms.p50),
+        });
+    }
+    let floor = cmp.floor.as_ref().map(|f| (f.fsync.latency_ms.p50, "fdatasync p50 (floor)"));
+    let file = "latency-vs-throughput.svg";
+    line_chart(
+        &dir.join(file),
+        "Put latency vs throughput (1 → 1024 clients)",
+        "puts/s",
+        "latency (ms)",
+        XAxis::Linear,
+        &lat,
+        floor,
+    )?;
+    plots.push((
+        file.to_owned(),
+        "Put latency percentiles against throughput, one point per rung".to_owned(),
+    ));
+
+    for s in &ran {
+        let series: Vec<Series> = s
+            .rungs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| cdf_series(format!("{} clients", r.clients), i + 2, &r.put))
+            .collect();
+        let file = format!("cdf-{}.svg", s.system);
+        line_chart(
+            &dir.join(&file),
+            &format!("{}: put latency distribution", s.system),
+            "percentile",
+            "latency (ms)",
+            XAxis::Nines,
+            &series,
+            floor,
+        )?;
+        plots.push((file, format!("{} put latency CDF per rung", s.system)));
+    }
+    if ran.len() > 1 {
+        fn pick(s: &crate::compare::SystemResult) -> Option<&crate::compare::Rung> {
+            s.rungs.iter().find(|r| r.clients == 256).or(s.rungs.last())
+        }
+        let series: Vec<Series> = ran
+            .iter()
+            .filter_map(|s| {
+                pick(s).map(|r| {
+                    cdf_series(
+                        format!("{} ({} clients)", s.system, r.clients),
+                        color(s.system),
+                        &r.put,
+                    )
+                })
+            })
+            .collect();
+        let file = "cdf-compare.svg";
+        line_chart(
+            &dir.join(file),
+            "Put latency distribution, side by side",
+            "percentile",
+            "latency (ms)",
+            XAxis::Nines,
+            &series,
+            floor,
+        )?;
+        plots.push((file.to_owned(), "Both systems' put latency CDFs at 256 clients".to_owned()));
+    }
+
+    let mut md = String::from("# Logbook benchmark: quorum writes, side by side\n\n");
+    let m = &cmp.machine;
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs, {:.1} GiB memory, Linux {} (unix time {}).\n",
+        m.cpus, m.memory_gib, m.kernel, m.time
+    );
+    let _ = writeln!(
+        md,
+        "Workload: put, {} B values, random keys over {} keys (the 1-client rung writes sequential keys), \
+         closed loop against the leader of a {}-member local cluster; each rung at most {} s.\n",
+        cmp.params["val_size"],
+        cmp.params["key_space_size"],
+        cmp.params["members"],
+        cmp.params["rung_duration"]
+    );
+    let _ = writeln!(md, "{}.\n", floor_line(cmp));
+    md += &comparison_rows(cmp).markdown();
+    if cmp.get(System::Logbook).is_some() && cmp.get(System::Etcd).is_some() {
+        md += "\nL/E: Logbook divided by etcd.\n";
+    }
+    md += "\n";
+    for s in &cmp.systems {
+        match &s.failure {
+            Some(f) => {
+                let _ = writeln!(md, "**{}** did not run:\n\n```\n{f}\n```\n", s.system);
+            }
+            None => {
+                let _ = writeln!(md, "**{}** {} ({})", s.system, s.version, s.binary);
+                md += "\n";
+            }
+        }
+    }
+    let t = targets(cmp);
+    if !t.is_empty() {
+        md += "\n## Targets\n\n";
+        for line in t {
+            md += &line;
+            md += "\n";
+        }
+    }
+    for n in &cmp.notes {
+        let _ = writeln!(md, "\nNote: {n}");
+    }
+    md += "\n## Plots\n\n";
+    for (file, caption) in &plots {
+        let _ = writeln!(md, "![{caption}]({file})\n");
+    }
+    md += "Raw numbers, including full latency distributions: `results.json`.\n";
+    std::fs::write(dir.join("report.md"), md)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    Ok(())
+}
+
+fn capacity_rows(cap: &Capacity) -> Table {
+    let mut t = Table::new(&[
+        "system",
+        "max puts/s",
+        "put p99 ms",
+        "CPU cores",
+        "RSS MiB",
+        "max reads/s",
+        "read p99 ms",
+        "db MiB/1M writes",
+        "WAL MiB/1M writes",
+    ]);
+    for s in cap.systems.iter().filter(|s| s.failure.is_none()) {
+        let best = |r: &crate::capacity::Ramp| match r.best() {
+            Some(b) => {
+                (format!("{:.0}", b.result.throughput), ms(b.result.latency_ms.p99), b.usage)
+            }
+            None => ("below start".to_owned(), "–".to_owned(), Default::default()),
+        };
+        let (w, wp, wu) = best(&s.write);
+        let (r, rp, _) = best(&s.read);
+        t.rows.push(vec![
+            s.system.to_string(),
+            w,
+            wp,
+            format!("{:.2}", wu.cpu_cores),
+            format!("{:.0}", wu.rss_mib),
+            r,
+            rp,
+            format!("{:.1}", s.growth.db_mib_per_million()),
+            format!("{:.1}", s.growth.wal_mib_per_million()),
+        ]);
+    }
+    t
+}
+
+/// The capacity table for the terminal.
+pub fn capacity_table(cap: &Capacity) -> String {
+    let mut out = format!(
+        "\nhighest sustained rates with p99 ≤ {} ms (open loop, {} members)\n",
+        ms(cap.slo_p99_ms),
+        cap.params["members"]
+    );
+    out += &capacity_rows(cap).text();
+    for s in cap.systems.iter().filter(|s| s.failure.is_some()) {
+        let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        let _ = writeln!(out, "{}: did not run: {first}", s.system);
+    }
+    out
+}
+
+/// Writes `results.json`, the plots and `report.md` of a capacity run into `dir`.
+pub fn write_capacity(cap: &Capacity, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(cap)? + "\n")?;
+    let ran: Vec<_> = cap.systems.iter().filter(|s| s.failure.is_none()).collect();
+    let slo = Some((cap.slo_p99_ms, "p99 objective"));
+    let mut plots = Vec::new();
+    for (kind, title) in
+        [("write", "Put p99 vs offered rate"), ("read", "Linearizable range p99 vs offered rate")]
+    {
+        let series: Vec<Series> = ran
+            .iter()
+            .map(|s| {
+                let ramp = if kind == "write" { &s.write } else { &s.read };
+                Series {
+                    name: format!("{} p99", s.system),
+                    color: color(s.system),
+                    points: ramp
+                        .steps
+                        .iter()
+                        .map(|st| (st.offered, st.result.latency_ms.p99.max(0.001)))
+                        .collect(),
+                }
+            })
+            .collect();
+        let file = format!("capacity-{kind}.svg");
+        line_chart(
+            &dir.join(&file),
+            title,
+            "offered requests/s",
+            "p99 latency (ms)",
+            XAxis::Linear,
+            &series,
+            slo,
+        )?;
+        plots.push((file, title.to_owned()));
+    }
+    let mut md = format!(
+        "# Logbook capacity: highest sustained rates with p99 ≤ {} ms\n\n",
+        ms(cap.slo_p99_ms)
+    );
+    let m = &cap.machine;
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs, {:.1} GiB memory, Linux {}.\n",
+        m.cpus, m.memory_gib, m.kernel
+    );
+    let _ = writeln!(
+        md,
+        "Method: open loop (latency from each request's intended send time), {} clients, {} B values, \
+         the offered rate grows {}× per {} s step from {}/s until p99 exceeds the objective, a request fails or \
+         less than 90 % of the offered rate is achieved. CPU (cores busy) and RSS are summed over the members at \
+         the best write step; db and WAL growth are per member.\n",
+        cap.params["clients"],
+        cap.params["val_size"],
+        cap.params["growth"],
+        cap.params["step_duration"],
+        cap.params["start_rate"]
+    );
+    md += &capacity_rows(cap).markdown();
+    md += "\n";
+    for s in &cap.systems {
+        match &s.failure {
+            Some(f) => {
+                let _ = writeln!(md, "**{}** did not run:\n\n```\n{f}\n```\n", s.system);
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "**{}** {}: idle {:.2} cores, {:.0} MiB RSS; {} writes grew the db {:.1} MiB and the WAL {:.1} MiB per member.\n",
+                    s.system,
+                    s.version,
+                    s.idle.cpu_cores,
+                    s.idle.rss_mib,
+                    s.growth.writes,
+                    s.growth.db_bytes_after.saturating_sub(s.growth.db_bytes_before) as f64
+                        / (1 << 20) as f64,
+                    s.growth.wal_bytes_after.saturating_sub(s.growth.wal_bytes_before) as f64
+                        / (1 << 20) as f64,
+                );
+                let mut steps = Table::new(&[
+                    "ramp",
+                    "offered/s",
+                    "achieved/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "errors",
+                    "CPU cores",
+                    "RSS MiB",
+                    "within",
+                ]);
+                for (kind, ramp) in [("put", &s.write), ("range", &s.read)] {
+                    for st in &ramp.steps {
+                        steps.rows.push(vec![
+                            kind.to_owned(),
+                            format!("{:.0}", st.offered),
+                            format!("{:.0}", st.result.throughput),
+                            ms(st.result.latency_ms.p50),
+                            ms(st.result.latency_ms.p99),
+                            st.errors.to_string(),
+                            format!("{:.2}", st.usage.cpu_cores),
+                            format!("{:.0}", st.usage.rss_mib),
+                            if st.ok { "yes" } else { "no" }.to_owned(),
+                        ]);
+                    }
+                }
+                md += &steps.markdown();
+                md += "\n";
+            }
+        }
+    }
+    for n in &cap.notes {
+        let _ = writeln!(md, "Note: {n}\n");
+    }
+    md += "## Plots\n\n";
+    for (file, caption) in &plots {
+        let _ = writeln!(md, "![{caption}]({file})\n");
+    }
+    md += "Raw numbers: `results.json`.\n";
+    std::fs::write(dir.join("report.md"), md)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    Ok(())
+}

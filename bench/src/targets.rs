@@ -1,0 +1,154 @@
+//! Which systems a comparison or capacity run starts, from which binaries,
+//! where their data go and where the report goes.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+
+use crate::cli::SystemArgs;
+use crate::cluster::{System, which};
+
+/// How to install the baseline, said in one line when it is missing.
+pub const INSTALL_ETCD: &str = "etcd not found: install it with `apt-get install etcd-server` (or pass --etcd PATH) to compare Logbook with etcd";
+
+/// A system to run and its binary.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub system: System,
+    pub binary: PathBuf,
+}
+
+/// Resolves `--systems`, `--etcd` and `--logbook`. Without `--systems`,
+/// Logbook always runs and etcd when its binary is found (otherwise `notes`
+/// gets the one-line install hint).
+pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>> {
+    let explicit = !args.systems.is_empty();
+    let systems: Vec<System> = if explicit {
+        args.systems.iter().map(|s| System::parse(s)).collect::<Result<_>>()?
+    } else {
+        vec![System::Logbook, System::Etcd]
+    };
+    let mut out = Vec::new();
+    for system in systems {
+        let binary = match system {
+            System::Logbook => match &args.logbook {
+                Some(p) => p.clone(),
+                None => std::env::current_exe().context("locating the logbook binary")?,
+            },
+            System::Etcd => match args.etcd.clone().or_else(|| which("etcd")) {
+                Some(p) => p,
+                None if explicit || args.etcd.is_some() => bail!("{INSTALL_ETCD}"),
+                None => {
+                    notes.push(INSTALL_ETCD.to_owned());
+                    continue;
+                }
+            },
+        };
+        anyhow::ensure!(binary.is_file(), "{system} binary {} does not exist", binary.display());
+        out.push(Target { system, binary });
+    }
+    Ok(out)
+}
+
+/// The data directory: `--data-dir` (kept) or a temporary one (removed when
+/// the returned guard drops).
+pub fn data_dir(args: &SystemArgs) -> Result<(PathBuf, Option<TempDir>)> {
+    match &args.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            let run = d.join(format!("run-{}", unix_secs()));
+            Ok((run, None))
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("logbook-bench-")
+                .tempdir()
+                .context("creating a temp dir")?;
+            Ok((t.path().to_owned(), Some(t)))
+        }
+    }
+}
+
+/// The report directory: `--out` or `./<default_name>-<unix time>`.
+pub fn out_dir(args: &SystemArgs, default_name: &str) -> Result<PathBuf> {
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{default_name}-{}", unix_secs())));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Seconds since the epoch.
+pub fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The machine a report was measured on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub kernel: String,
+    pub memory_gib: f64,
+    /// Unix time of the run.
+    pub time: u64,
+}
+
+impl Machine {
+    /// This machine, now.
+    pub fn here() -> Machine {
+        let read = |p: &str| std::fs::read_to_string(Path::new(p)).unwrap_or_default();
+        let kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            memory_gib: kib / (1 << 20) as f64,
+            time: unix_secs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(systems: &[&str], etcd: Option<&str>) -> SystemArgs {
+        SystemArgs {
+            systems: systems.iter().map(|s| s.to_string()).collect(),
+            etcd: etcd.map(PathBuf::from),
+            logbook: None,
+            data_dir: None,
+            members: 3,
+            out: None,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn a_named_but_missing_etcd_is_an_error_with_the_install_hint() {
+        let err = resolve(&args(&["etcd"], Some("/nonexistent/etcd")), &mut vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn logbook_defaults_to_this_executable() {
+        let mut notes = vec![];
+        let t = resolve(&args(&["logbook"], None), &mut notes).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].binary, std::env::current_exe().unwrap());
+    }
+
+    #[test]
+    fn unknown_systems_are_refused() {
+        assert!(resolve(&args(&["mysql"], None), &mut vec![]).is_err());
+    }
+}
