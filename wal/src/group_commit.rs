@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::backend::CommitIo;
 use crate::hard_state::HardState;
@@ -183,6 +184,7 @@ impl Writer {
         self.pos += len;
 
         let mut hs_changed = false;
+        let mut entries = 0u64;
         {
             let mut layout = self.shared.layout.write();
             if let Some(seg) = rolled {
@@ -192,7 +194,10 @@ impl Writer {
             for op in &batch.ops {
                 match *op {
                     Op::Entry { index, off, len } => {
-                        layout.index.push(index, Loc::new(seq, base + u64::from(off), len as usize))
+                        layout
+                            .index
+                            .push(index, Loc::new(seq, base + u64::from(off), len as usize));
+                        entries += 1;
                     }
                     Op::Truncate(index) => layout.index.truncate(index),
                     Op::Compact(index) => {
@@ -210,6 +215,10 @@ impl Writer {
         if hs_changed {
             *self.shared.hard_state.lock() = self.hs;
         }
+        let stats = &self.shared.stats;
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.entries.fetch_add(entries, Ordering::Relaxed);
+        stats.bytes.fetch_add(len, Ordering::Relaxed);
         self.shared.durability.complete(batch.last_seq, &mut self.wake_scratch);
         Ok(())
     }
@@ -225,6 +234,7 @@ impl Writer {
         segment::preamble(seq, first_index, self.hs, &mut self.preamble);
         debug_assert_eq!(self.preamble.len() as u64, PREAMBLE_LEN);
         self.prealloc.request(seq + 1);
+        self.shared.stats.segments_rolled.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(segment = %seg.path.display(), "wal: rolled over to a new segment");
         Ok(seg)
     }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -56,6 +57,29 @@ pub(crate) struct Shared {
     pub(crate) durability: Arc<Durability>,
     /// Latest durable hard state.
     pub(crate) hard_state: Mutex<HardState>,
+    pub(crate) stats: StatCounters,
+}
+
+/// Counters the writer bumps after each commit.
+#[derive(Debug, Default)]
+pub(crate) struct StatCounters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) entries: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) segments_rolled: AtomicU64,
+}
+
+/// What the writer has done since open: for benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Batches committed, each one write (two at a roll-over) and one fdatasync.
+    pub commits: u64,
+    /// Entries made durable.
+    pub entries: u64,
+    /// Bytes written (frames, including preambles of new segments).
+    pub bytes: u64,
+    /// New segments started.
+    pub segments_rolled: u64,
 }
 
 /// A write-ahead log of opaque records with consecutive indexes, plus a hard state.
@@ -136,6 +160,7 @@ impl Wal {
             layout: RwLock::new(layout),
             durability: Arc::new(Durability::new(0)),
             hard_state: Mutex::new(rec.hard_state),
+            stats: StatCounters::default(),
         });
         let writer = Writer::new(shared.clone(), io, prealloc, active, pos, rec.hard_state);
         let handle =
@@ -361,6 +386,17 @@ impl Wal {
     /// The latest durable hard state (default if none was ever stored).
     pub fn hard_state(&self) -> HardState {
         *self.shared.hard_state.lock()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.stats;
+        Stats {
+            commits: c.commits.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            segments_rolled: c.segments_rolled.load(Ordering::Relaxed),
+        }
     }
 
     /// True once a write or fsync failed; every call fails until the log is reopened.

@@ -1,0 +1,239 @@
+//! WAL benchmarks. Each group first measures and prints its baseline in the same run.
+//!
+//! - `single_appender`: one thread, 256-byte records, waits for durability each time, against
+//!   a raw `pwrite` + `fdatasync` loop on a preallocated file in the same directory.
+//! - `concurrent`: 1, 8, 64, 256 appender threads: durable records/s and records per fsync.
+//! - both for the io_uring and the `pwrite` + `fdatasync` backend.
+//! - `replay`: opening (recovering) a log of `WAL_BENCH_REPLAY_MB` MiB (default 1024), GB/s.
+//!
+//! Environment: `WAL_BENCH_DIR` (where logs go; default the temp dir, so set it to the disk
+//! you care about), `WAL_BENCH_SECS` (seconds per printed measurement, default 1),
+//! `WAL_BENCH_REPLAY_MB`. Quick run:
+//! `WAL_BENCH_REPLAY_MB=64 cargo bench -p logbook-wal --bench wal`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use logbook_wal::io::{OsStorage, SegmentFile, Storage, write_all_at};
+use logbook_wal::{Backend, Options, Wal};
+
+const RECORD: usize = 256;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var("WAL_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    tempfile::Builder::new().prefix("wal-bench").tempdir_in(base).unwrap()
+}
+
+fn secs() -> Duration {
+    Duration::from_secs_f64(env_u64("WAL_BENCH_SECS", 1) as f64)
+}
+
+fn backends() -> Vec<(Backend, &'static str)> {
+    let mut v = vec![(Backend::Sync, "sync")];
+    let d = bench_dir();
+    if Wal::open(
+        d.path(),
+        Options { segment_size: 1 << 20, backend: Backend::IoUring, ..Options::default() },
+    )
+    .is_ok()
+    {
+        v.insert(0, (Backend::IoUring, "io_uring"));
+    } else {
+        println!("io_uring unavailable: only the sync backend is measured");
+    }
+    v
+}
+
+/// The baseline: a preallocated file, one `pwrite` of a frame-sized record then `fdatasync`.
+struct RawLoop {
+    file: Arc<dyn SegmentFile>,
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl RawLoop {
+    fn new(dir: &Path) -> Self {
+        let file = OsStorage.open(&dir.join("raw-baseline"), true).unwrap();
+        file.allocate(64 << 20).unwrap();
+        file.sync_data().unwrap();
+        RawLoop { file, pos: 0, buf: vec![0x5A; logbook_wal::codec::entry_frame_len(RECORD)] }
+    }
+
+    fn once(&mut self) {
+        if self.pos + self.buf.len() as u64 > 64 << 20 {
+            self.pos = 0;
+        }
+        write_all_at(&*self.file, &self.buf, self.pos).unwrap();
+        self.file.sync_data().unwrap();
+        self.pos += self.buf.len() as u64;
+    }
+}
+
+/// Mean time of `f` over repeated calls for about `secs()`.
+fn mean_of(mut f: impl FnMut()) -> Duration {
+    for _ in 0..20 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < secs() {
+        f();
+        n += 1;
+    }
+    start.elapsed() / n
+}
+
+fn single_appender(c: &mut Criterion) {
+    let record = vec![0xA5u8; RECORD];
+    let mut g = c.benchmark_group("single_appender_256B");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for (backend, name) in backends() {
+        let dir = bench_dir();
+        let mut raw = RawLoop::new(dir.path());
+        let wal =
+            Wal::open(dir.path().join("wal"), Options { backend, ..Options::default() }).unwrap();
+        let append = || wal.append(&[&record]).unwrap().wait().unwrap();
+        // Interleave to share whatever the disk is doing at the time.
+        let raw1 = mean_of(|| raw.once());
+        let wal1 = mean_of(append);
+        let raw2 = mean_of(|| raw.once());
+        let wal2 = mean_of(append);
+        let (r, w) = ((raw1 + raw2) / 2, (wal1 + wal2) / 2);
+        println!(
+            "single appender [{name}]: baseline raw pwrite+fdatasync {:.1} us/op; wal append+wait {:.1} us/op; ratio {:.2} (target <= 1.20)",
+            r.as_secs_f64() * 1e6,
+            w.as_secs_f64() * 1e6,
+            w.as_secs_f64() / r.as_secs_f64()
+        );
+        g.bench_function(BenchmarkId::new("raw_pwrite_fdatasync", name), |b| b.iter(|| raw.once()));
+        g.bench_function(BenchmarkId::new("wal_append_wait", name), |b| b.iter(append));
+    }
+    g.finish();
+}
+
+/// `threads` appenders, each appending and waiting, until `total` records are durable.
+fn run_appenders(wal: &Arc<Wal>, threads: usize, total: u64) -> Duration {
+    let left = Arc::new(AtomicU64::new(total));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (wal, left) = (wal.clone(), left.clone());
+            s.spawn(move || {
+                let record = [0xA5u8; RECORD];
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
+                    .is_ok()
+                {
+                    wal.append(&[&record]).unwrap().wait().unwrap();
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn concurrent(c: &mut Criterion) {
+    let mut g = c.benchmark_group("concurrent_appenders_256B");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1));
+    for (backend, name) in backends() {
+        let dir = bench_dir();
+        let mut raw = RawLoop::new(dir.path());
+        let raw_rate = 1.0 / mean_of(|| raw.once()).as_secs_f64();
+        println!("concurrent [{name}]: baseline raw pwrite+fdatasync {raw_rate:.0} fsyncs/s");
+        let wal = Arc::new(
+            Wal::open(dir.path().join("wal"), Options { backend, ..Options::default() }).unwrap(),
+        );
+        let mut single_rate = 0.0;
+        for threads in [1usize, 8, 64, 256] {
+            // Printed measurement: fixed time, stats deltas for records per fsync.
+            let before = wal.stats();
+            let start = Instant::now();
+            let mut done = 0u64;
+            while start.elapsed() < secs() {
+                let chunk = (threads as u64 * 20).max(100);
+                run_appenders(&wal, threads, chunk);
+                done += chunk;
+            }
+            let el = start.elapsed().as_secs_f64();
+            let after = wal.stats();
+            let rate = done as f64 / el;
+            if threads == 1 {
+                single_rate = rate;
+            }
+            let per_fsync = (after.entries - before.entries) as f64
+                / (after.commits - before.commits).max(1) as f64;
+            println!(
+                "concurrent [{name}] {threads:>3} appenders: {rate:>9.0} records/s, {per_fsync:>6.1} records/fsync, {:.1}x single appender",
+                rate / single_rate
+            );
+            g.bench_function(BenchmarkId::new(name, threads), |b| {
+                b.iter_custom(|iters| run_appenders(&wal, threads, iters))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let mb = env_u64("WAL_BENCH_REPLAY_MB", 1024);
+    let dir = bench_dir();
+    let opts = || Options { backend: Backend::Sync, ..Options::default() };
+    let bytes = {
+        let wal = Wal::open(dir.path(), opts()).unwrap();
+        let record = vec![0x3Cu8; RECORD];
+        let batch: Vec<&[u8]> = vec![&record[..]; 4096];
+        let mut last = None;
+        while wal.stats().bytes < mb << 20 {
+            last = Some(wal.append(&batch).unwrap());
+            if wal.last_index().is_multiple_of(4096 * 64) {
+                last.take().unwrap().wait().unwrap();
+            }
+        }
+        if let Some(t) = last {
+            t.wait().unwrap();
+        }
+        wal.stats().bytes
+    };
+    let open = || {
+        let start = Instant::now();
+        let wal = Wal::open(dir.path(), opts()).unwrap();
+        let el = start.elapsed();
+        drop(wal);
+        el
+    };
+    open(); // page cache warm
+    let el = (0..3).map(|_| open()).min().unwrap();
+    println!(
+        "replay: {:.0} MiB log ({} segments of 64 MiB), best of 3 opens {:.3} s = {:.2} GB/s (target >= 1 GB/s from page cache)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes.div_ceil(64 << 20),
+        el.as_secs_f64(),
+        bytes as f64 / el.as_secs_f64() / 1e9
+    );
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function(BenchmarkId::new("open", format!("{mb}MiB")), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| open()).sum())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, single_appender, concurrent, replay);
+criterion_main!(benches);
