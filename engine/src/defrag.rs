@@ -1,0 +1,52 @@
+//! Online defragmentation: shrink the file without stopping readers or writers.
+//!
+//! Copy-on-write makes moving a page easy: rewrite it (and the path above it) and the old
+//! copy is free. Defragment asks the committer for a commit that moves every live page at
+//! or above `target` = pages in use, into the lowest free pages (the allocator always
+//! hands out the lowest), then for a commit that cuts the file's free tail. Readers keep
+//! reading their versions; writers keep applying to memory; the only thing that waits is
+//! the background commit, for the length of those commits. A reader holding an old
+//! version keeps its pages alive, so the cut may be smaller until it lets go.
+
+use std::sync::atomic::Ordering;
+
+use crate::engine::Inner;
+use crate::error::Result;
+use crate::meta::META_PAGES;
+
+/// Relocation rounds (each moves what the previous could not: rewriting a page's parents
+/// frees pages low in the file only after the commit).
+const ROUNDS: usize = 4;
+
+pub(crate) fn defragment(inner: &Inner) -> Result<()> {
+    inner.commit_now()?;
+    for _ in 0..ROUNDS {
+        let mut cs = inner.commit.lock();
+        inner.check_poison()?;
+        inner.release_versions(&mut cs);
+        let free = (cs.freelist.free_count() + cs.freelist.pending_count()) as u64;
+        let count = cs.meta.page_count;
+        // Live pages plus the freelist chain's own pages and some slack for the commit itself.
+        let target = (count - free).max(META_PAGES) + 2;
+        if target >= count || cs.freelist.free_tail_start(count) <= target {
+            break;
+        }
+        cs.relocate_below = Some(target);
+        inner
+            .commit_locked(&mut cs)
+            .inspect_err(|e| *inner.poisoned.lock() = Some(e.to_string()))?;
+    }
+    let mut cs = inner.commit.lock();
+    inner.release_versions(&mut cs);
+    cs.truncate_to = Some(META_PAGES);
+    let r = inner.commit_locked(&mut cs);
+    if let Err(e) = &r {
+        *inner.poisoned.lock() = Some(e.to_string());
+    }
+    tracing::info!(
+        pages = cs.meta.page_count,
+        shutdown = inner.shutdown.load(Ordering::Relaxed),
+        "defragmented"
+    );
+    r
+}

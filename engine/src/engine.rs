@@ -1,0 +1,732 @@
+//! The engine: opening the file, the shared state, and every read.
+//!
+//! State and who guards it (locks are always taken in this order: `commit`, `writer`,
+//! `version`/`index`/`memtable`/`metas`, each of the last four held only briefly):
+//!
+//! - `writer`: the single-writer lock a [`WriteTxn`] holds; orders writes and compactions
+//!   (Raft order) and gives the committer a consistent cut (revision, applied index).
+//! - `index`: key -> revisions (see `key_index.rs`), updated by writes, read by reads.
+//! - `memtable`: revision -> record for every write not yet released after its commit:
+//!   readers find applied-but-uncommitted writes here.
+//! - `version`: the latest committed tree version. A reader clones the `Arc` first and
+//!   reads tree pages only through it; the committer reuses a freed page, or drops a
+//!   memtable entry, only once every version that might need it is no longer held.
+//! - `commit`: held by whoever commits (the background committer, `commit`, `defragment`).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::btree::{self, Cursor};
+use crate::codec::{self, decode_record, encode_rev};
+use crate::compaction::CompactionJob;
+use crate::error::{Error, Result};
+use crate::freelist::Freelist;
+use crate::io::{FileStorage, Storage};
+use crate::key_index::{Hit, KeyIndex};
+use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
+use crate::meta::{META_PAGES, Meta};
+use crate::options::Options;
+use crate::page::{self, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::pager::PageStore;
+use crate::revision::Revision;
+use crate::txn::WriteTxn;
+
+/// Keys looked up per hold of the index lock in a range (writers wait at most this long).
+const INDEX_CHUNK: usize = 1024;
+
+/// A committed tree version, as readers hold it.
+#[derive(Debug)]
+pub(crate) struct Version {
+    pub meta: Meta,
+}
+
+/// What the committer owns.
+pub(crate) struct CommitState {
+    /// The last durable commit.
+    pub meta: Meta,
+    pub freelist: Freelist,
+    /// Pages of the persisted freelist chain of `meta`.
+    pub freelist_pages: Vec<u64>,
+    /// Superseded versions that readers may still hold, oldest first, each with the txid and
+    /// persisted revision of the commit that superseded it.
+    pub old: VecDeque<(Arc<Version>, u64, i64)>,
+    pub job: Option<CompactionJob>,
+    /// Highest compaction whose index pass is done.
+    pub compacted_through: i64,
+    /// Revisions compaction dropped from the index, to delete from the tree.
+    pub deletions: Vec<Revision>,
+    /// Set when a compaction's index pass is done: the next commit records it finished.
+    pub finishing: Option<i64>,
+    /// Set by defragment: cut the free tail of the file in the next commit (down to at
+    /// least this many pages).
+    pub truncate_to: Option<u64>,
+    /// Set by defragment: the next commit moves every live page at or above this id.
+    pub relocate_below: Option<u64>,
+}
+
+/// State the single writer owns.
+#[derive(Default)]
+pub(crate) struct WriterState {
+    /// Side-bucket changes applied but not yet committed, in order.
+    pub pending_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+pub(crate) struct Inner {
+    pub path: PathBuf,
+    pub opts: Options,
+    pub store: PageStore,
+    pub writer: Mutex<WriterState>,
+    pub index: RwLock<BTreeMap<Vec<u8>, KeyIndex>>,
+    pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
+    pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    pub version: RwLock<Arc<Version>>,
+    pub commit: Mutex<CommitState>,
+    pub current_rev: AtomicI64,
+    pub applied_index: AtomicU64,
+    pub compact_rev: AtomicI64,
+    pub durable_applied: AtomicU64,
+    /// Highest compaction physically finished; waiters sleep on `compacted_cv`.
+    pub finished_compact: Mutex<i64>,
+    pub compacted_cv: Condvar,
+    pub poisoned: Mutex<Option<String>>,
+    /// Wakes the background committer early.
+    pub wake: Mutex<bool>,
+    pub wake_cv: Condvar,
+    pub writes_since_commit: AtomicUsize,
+    pub shutdown: AtomicBool,
+}
+
+/// The MVCC storage engine. `Send + Sync`; share it behind an `Arc`.
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Opens the database file at `path`, creating it if missing.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Engine> {
+        let path = path.as_ref();
+        let storage = FileStorage::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked(path.to_path_buf()),
+            _ => Error::Io(e),
+        })?;
+        Engine::open_with_storage(Arc::new(storage), path, options)
+    }
+
+    /// Opens a database on any [`Storage`] (tests use `MemStorage`); `path` names it in errors.
+    pub fn open_with_storage(
+        storage: Arc<dyn Storage>,
+        path: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<Engine> {
+        let path = path.as_ref().to_path_buf();
+        let ps = options.page_size;
+        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) || !ps.is_power_of_two() {
+            return Err(Error::InvalidArgument(format!(
+                "page size {ps} is not a power of two in 1 KiB..=32 KiB"
+            )));
+        }
+        if storage.is_empty()? {
+            let meta = Meta {
+                page_size: ps as u32,
+                page_count: META_PAGES,
+                current_revision: 1,
+                ..Meta::default()
+            };
+            let mut p = vec![0u8; ps];
+            meta.encode(&mut p);
+            storage.write_at(&p, 0)?;
+            storage.write_at(&vec![0u8; ps], ps as u64)?;
+            storage.sync()?;
+        }
+        let meta = read_meta(storage.as_ref(), &path, ps)?;
+        let page_size = meta.page_size as usize;
+        let store = PageStore::new(storage, &path, page_size, options.cache_size);
+
+        // Freelist.
+        let mut free = Vec::new();
+        let mut freelist_pages = Vec::new();
+        let mut id = meta.freelist_root;
+        while id != 0 {
+            let p = store.read(id)?;
+            if page::kind(&p) != page::KIND_FREELIST {
+                return Err(store.corrupted(id, "expected a freelist page"));
+            }
+            freelist_pages.push(id);
+            free.extend(page::freelist_ids(&p));
+            if freelist_pages.len() as u64 > meta.page_count {
+                return Err(store.corrupted(id, "freelist chain loops"));
+            }
+            id = page::freelist_next(&p);
+        }
+        if let Some(bad) = free.iter().find(|id| **id < META_PAGES || **id >= meta.page_count) {
+            return Err(store.corrupted(
+                meta.freelist_root,
+                format!("freelist names page {bad} outside the file"),
+            ));
+        }
+
+        // Side buckets.
+        let mut metas = BTreeMap::new();
+        let mut c = Cursor::seek(&store, meta.meta_root, b"")?;
+        while let Some((k, v)) = c.next()? {
+            metas.insert(k, v);
+        }
+
+        // Rebuild the index from the revision tree (this also verifies every page of it).
+        let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut c = Cursor::seek(&store, meta.rev_root, b"")?;
+        while let Some((k, v)) = c.next()? {
+            let rev = codec::decode_rev(&k)
+                .ok_or_else(|| store.corrupted(meta.rev_root, "malformed revision key"))?;
+            let rec = decode_record(&v).ok_or_else(|| {
+                store.corrupted(meta.rev_root, format!("malformed record at revision {rev}"))
+            })?;
+            let put = rec.put.map(|p| (p.create_revision, p.version));
+            match index.get_mut(rec.key) {
+                Some(ki) => ki.restore(rev, put),
+                None => {
+                    let mut ki = KeyIndex::default();
+                    ki.restore(rev, put);
+                    index.insert(rec.key.to_vec(), ki);
+                }
+            }
+        }
+
+        let version = Arc::new(Version { meta: meta.clone() });
+        let inner = Arc::new(Inner {
+            path,
+            store,
+            writer: Mutex::new(WriterState::default()),
+            index: RwLock::new(index),
+            memtable: RwLock::new(BTreeMap::new()),
+            metas: RwLock::new(metas),
+            version: RwLock::new(version),
+            current_rev: AtomicI64::new(meta.current_revision.max(1)),
+            applied_index: AtomicU64::new(meta.applied_index),
+            compact_rev: AtomicI64::new(meta.scheduled_compact),
+            durable_applied: AtomicU64::new(meta.applied_index),
+            finished_compact: Mutex::new(meta.finished_compact),
+            compacted_cv: Condvar::new(),
+            poisoned: Mutex::new(None),
+            wake: Mutex::new(false),
+            wake_cv: Condvar::new(),
+            writes_since_commit: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            commit: Mutex::new(CommitState {
+                compacted_through: meta.finished_compact,
+                relocate_below: None,
+                freelist: Freelist::from_free(free),
+                freelist_pages,
+                meta,
+                old: VecDeque::new(),
+                job: None,
+                deletions: Vec::new(),
+                finishing: None,
+                truncate_to: None,
+            }),
+            opts: options,
+        });
+        let bg = inner.clone();
+        let committer = std::thread::Builder::new()
+            .name("engine-commit".into())
+            .spawn(move || crate::commit::run_committer(bg))?;
+        Ok(Engine { inner, committer: Some(committer) })
+    }
+
+    /// The store's revision: 1 for an empty store, then the main revision of the last write.
+    pub fn current_revision(&self) -> i64 {
+        self.inner.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The highest compaction revision requested; 0 if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.inner.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// The last Raft index applied (in memory).
+    pub fn applied_index(&self) -> u64 {
+        self.inner.applied_index.load(Ordering::Acquire)
+    }
+
+    /// The last Raft index recorded by a completed commit.
+    pub fn durable_applied_index(&self) -> u64 {
+        self.inner.durable_applied.load(Ordering::Acquire)
+    }
+
+    /// Reads a range at a revision (see [`RangeOptions`]).
+    pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
+        let cur = self.current_revision();
+        self.inner.range_at(opts, cur)
+    }
+
+    /// Begins the write transaction for Raft entry `raft_index` (waits for the writer lock).
+    pub fn write(&self, raft_index: u64) -> WriteTxn<'_> {
+        WriteTxn::begin(&self.inner, raft_index)
+    }
+
+    /// Changes with revision `>= start_revision` to keys in `[key, range_end)`, in revision
+    /// order, at most about `limit` (0 = all; a revision's changes are never split).
+    /// Returns the events and the next revision to ask for.
+    pub fn changes(
+        &self,
+        start_revision: i64,
+        key: &[u8],
+        range_end: &[u8],
+        prev_kv: bool,
+        limit: usize,
+    ) -> Result<(Vec<Event>, i64)> {
+        self.inner.changes(start_revision, key, range_end, prev_kv, limit)
+    }
+
+    /// Compacts at `revision`: reads below it fail with `Compacted` from now on; the
+    /// superseded versions are removed in the background, in bounded batches.
+    pub fn compact(&self, revision: i64) -> Result<()> {
+        self.inner.schedule_compaction(revision)
+    }
+
+    /// Blocks until the physical work of every compaction up to `revision` is done (returns
+    /// at once if no such compaction was requested, or if the engine is poisoned).
+    pub fn wait_compacted(&self, revision: i64) {
+        let target = revision.min(self.compact_revision());
+        let mut done = self.inner.finished_compact.lock();
+        while *done < target
+            && self.inner.poisoned.lock().is_none()
+            && !self.inner.shutdown.load(Ordering::Acquire)
+        {
+            self.inner.wake_committer();
+            self.inner.compacted_cv.wait_for(&mut done, std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A hash of every key version visible at `revision` (`<= 0`: current) and not
+    /// compacted, with the compaction revision it was computed against. Members that applied
+    /// the same writes and compactions agree on it, whatever their physical compaction progress.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
+        self.inner.hash_kv(revision)
+    }
+
+    /// Commits everything applied so far, durably, now.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.commit_now()
+    }
+
+    /// A consistent point-in-time copy of the database, as a stream.
+    pub fn snapshot(&self) -> Result<crate::snapshot::Snapshot> {
+        crate::snapshot::Snapshot::new(&self.inner)
+    }
+
+    /// Writes a database file at `path` from a snapshot stream (verifying it); open it after.
+    pub fn restore(path: impl AsRef<Path>, from: &mut dyn std::io::Read) -> Result<()> {
+        crate::snapshot::restore(path.as_ref(), from)
+    }
+
+    /// Shrinks the file by moving live pages from its tail into free pages, online: readers
+    /// and writers keep going; only the background commit waits.
+    pub fn defragment(&self) -> Result<()> {
+        crate::defrag::defragment(&self.inner)
+    }
+
+    /// Length of the database file in bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.store.storage().len().unwrap_or(0)
+    }
+
+    /// Bytes of the file holding live data (pages in use).
+    pub fn size_in_use(&self) -> u64 {
+        let cs = self.inner.commit.lock();
+        let free = (cs.freelist.free_count() + cs.freelist.pending_count()) as u64;
+        (cs.meta.page_count.saturating_sub(free)) * self.inner.store.page_size() as u64
+    }
+
+    /// A side-bucket value (committed or applied).
+    pub fn meta_get(&self, bucket: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.metas.read().get(&codec::encode_meta_key(bucket, key)).cloned()
+    }
+
+    /// Every (key, value) of a side bucket, in key order.
+    pub fn meta_scan(&self, bucket: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let prefix = codec::encode_meta_key(bucket, b"");
+        let metas = self.inner.metas.read();
+        metas
+            .range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_vec(), v.clone()))
+            .collect()
+    }
+
+    /// Number of keys in the index (live or with history), for stats.
+    pub fn key_count(&self) -> usize {
+        self.inner.index.read().len()
+    }
+
+    /// Fails if an earlier background commit failed (the engine must then be reopened).
+    pub fn check_health(&self) -> Result<()> {
+        self.inner.check_poison()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.inner.shutdown.store(true, Ordering::Release);
+        self.inner.wake_committer();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+        // The committer may have been mid-commit when told to stop: a last one, clean shutdown.
+        if let Err(e) = self.inner.commit_now() {
+            tracing::warn!(error = %e, "final commit at close failed");
+        }
+    }
+}
+
+/// Reads and picks the newest valid meta page.
+fn read_meta(storage: &dyn Storage, path: &Path, default_page_size: usize) -> Result<Meta> {
+    let len = storage.len()?;
+    let mut head = vec![0u8; 64.min(len as usize)];
+    storage.read_at(&mut head, 0)?;
+    let mut sizes = vec![default_page_size];
+    if let Some(ps) = Meta::peek_page_size(&head)
+        && ps != default_page_size
+        && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps)
+    {
+        sizes.insert(0, ps);
+    }
+    let mut reasons = Vec::new();
+    for ps in sizes {
+        let mut best: Option<Meta> = None;
+        for slot in 0..2u64 {
+            let mut p = vec![0u8; ps];
+            if storage.read_at(&mut p, slot * ps as u64).is_err() {
+                reasons.push(format!("meta page {slot}: file too short"));
+                continue;
+            }
+            match Meta::decode(&p, slot) {
+                Ok(m) if best.as_ref().is_none_or(|b| m.txid > b.txid) => best = Some(m),
+                Ok(_) => {}
+                Err(r) => reasons.push(format!("meta page {slot}: {r}")),
+            }
+        }
+        if let Some(m) = best {
+            if m.page_count * ps as u64 > len {
+                return Err(Error::Corrupted {
+                    file: path.to_path_buf(),
+                    offset: len,
+                    reason: format!(
+                        "file is {len} bytes, meta page txid {} needs {} pages",
+                        m.txid, m.page_count
+                    ),
+                });
+            }
+            return Ok(m);
+        }
+    }
+    Err(Error::Corrupted {
+        file: path.to_path_buf(),
+        offset: 0,
+        reason: format!("no valid meta page: {}", reasons.join("; ")),
+    })
+}
+
+/// Turns a stored record into a `KeyValue` at revision `rev`.
+pub(crate) fn to_kv(
+    store: &PageStore,
+    rev: Revision,
+    bytes: &[u8],
+    keys_only: bool,
+) -> Result<KeyValue> {
+    let rec = decode_record(bytes)
+        .ok_or_else(|| store.corrupted(0, format!("malformed record at revision {rev}")))?;
+    let Some(p) = rec.put else {
+        return Ok(KeyValue {
+            key: rec.key.to_vec(),
+            mod_revision: rev.main,
+            ..Default::default()
+        });
+    };
+    Ok(KeyValue {
+        key: rec.key.to_vec(),
+        create_revision: p.create_revision,
+        mod_revision: rev.main,
+        version: p.version,
+        value: if keys_only { Vec::new() } else { p.value.to_vec() },
+        lease: p.lease,
+    })
+}
+
+impl Inner {
+    pub(crate) fn pin(&self) -> Arc<Version> {
+        self.version.read().clone()
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            Some(e) => Err(Error::Poisoned(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn wake_committer(&self) {
+        *self.wake.lock() = true;
+        self.wake_cv.notify_one();
+    }
+
+    /// The record of `rev`: from the memtable, else from the tree version `ver`.
+    /// `ver` must have been pinned before `rev` was looked up in the index.
+    pub(crate) fn fetch(&self, ver: &Version, rev: Revision) -> Result<Arc<[u8]>> {
+        if let Some(v) = self.memtable.read().get(&rev) {
+            return Ok(v.clone());
+        }
+        match btree::get(&self.store, ver.meta.rev_root, &encode_rev(rev))? {
+            Some(v) => Ok(v.into()),
+            None => Err(self.store.corrupted(
+                ver.meta.rev_root,
+                format!("revision {rev} is in the index but not in the tree"),
+            )),
+        }
+    }
+
+    pub(crate) fn fetch_kv(
+        &self,
+        ver: &Version,
+        rev: Revision,
+        keys_only: bool,
+    ) -> Result<KeyValue> {
+        let bytes = self.fetch(ver, rev)?;
+        to_kv(&self.store, rev, &bytes, keys_only)
+    }
+
+    /// A range read; `cur` is the revision the reader stands at (the current revision, or
+    /// a write transaction's own).
+    pub(crate) fn range_at(&self, opts: &RangeOptions, cur: i64) -> Result<RangeResult> {
+        let rev = if opts.revision <= 0 { cur } else { opts.revision };
+        if rev > cur {
+            return Err(Error::FutureRevision);
+        }
+        let ver = self.pin();
+        let limit = if opts.limit > 0 { opts.limit as usize } else { usize::MAX };
+        let want = |h: &Hit| {
+            (opts.min_mod_revision <= 0 || h.rev.main >= opts.min_mod_revision)
+                && (opts.max_mod_revision <= 0 || h.rev.main <= opts.max_mod_revision)
+                && (opts.min_create_revision <= 0 || h.create_revision >= opts.min_create_revision)
+                && (opts.max_create_revision <= 0 || h.create_revision <= opts.max_create_revision)
+        };
+        let mut hits: Vec<(Vec<u8>, Hit)> = Vec::new();
+        let mut count: usize = 0;
+        let keep_hits = !opts.count_only;
+        let mut take = |key: &[u8], ki: &KeyIndex, hits: &mut Vec<(Vec<u8>, Hit)>| {
+            if let Some(h) = ki.get(rev)
+                && want(&h)
+            {
+                if keep_hits && count < limit {
+                    hits.push((key.to_vec(), h));
+                }
+                count += 1;
+            }
+        };
+        if opts.range_end.is_empty() {
+            let index = self.index.read();
+            self.check_compacted(rev)?;
+            if let Some(ki) = index.get(&opts.key) {
+                take(&opts.key, ki, &mut hits);
+            }
+        } else {
+            let all = opts.range_end == [0];
+            if !all && opts.range_end <= opts.key {
+                self.check_compacted(rev)?;
+                return Ok(RangeResult { revision: cur, ..Default::default() });
+            }
+            let mut lower: Bound<Vec<u8>> = Bound::Included(opts.key.clone());
+            loop {
+                let index = self.index.read();
+                self.check_compacted(rev)?;
+                let upper =
+                    if all { Bound::Unbounded } else { Bound::Excluded(&opts.range_end[..]) };
+                let lo = match &lower {
+                    Bound::Included(k) => Bound::Included(&k[..]),
+                    Bound::Excluded(k) => Bound::Excluded(&k[..]),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                let mut n = 0;
+                let mut last = None;
+                for (k, ki) in index.range::<[u8], _>((lo, upper)) {
+                    take(k, ki, &mut hits);
+                    n += 1;
+                    if n == INDEX_CHUNK {
+                        last = Some(k.clone());
+                        break;
+                    }
+                }
+                match last {
+                    Some(k) => lower = Bound::Excluded(k),
+                    None => break,
+                }
+            }
+        }
+        let mut kvs = Vec::with_capacity(hits.len());
+        for (key, h) in hits {
+            let mut kv = self.fetch_kv(&ver, h.rev, opts.keys_only)?;
+            debug_assert_eq!(kv.key, key);
+            kv.create_revision = h.create_revision;
+            kv.version = h.version;
+            kvs.push(kv);
+        }
+        Ok(RangeResult { kvs, count: count as i64, more: count > limit, revision: cur })
+    }
+
+    fn check_compacted(&self, rev: i64) -> Result<()> {
+        if rev < self.compact_rev.load(Ordering::Acquire) {
+            return Err(Error::Compacted);
+        }
+        Ok(())
+    }
+
+    fn changes(
+        &self,
+        start: i64,
+        key: &[u8],
+        end: &[u8],
+        prev_kv: bool,
+        limit: usize,
+    ) -> Result<(Vec<Event>, i64)> {
+        let cur = self.current_rev.load(Ordering::Acquire);
+        let start = start.max(1);
+        let ver = self.pin();
+        let compact = {
+            let _index = self.index.read();
+            self.check_compacted(start)?;
+            self.compact_rev.load(Ordering::Acquire)
+        };
+        if start > cur {
+            return Ok((Vec::new(), start));
+        }
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut events = Vec::new();
+        let mut next = cur + 1;
+        let persisted = ver.meta.current_revision;
+        let mut visit = |rev: Revision, bytes: &[u8], events: &mut Vec<Event>| -> Result<bool> {
+            if events.len() >= limit
+                && events.last().is_some_and(|e: &Event| e.kv.mod_revision != rev.main)
+            {
+                next = rev.main;
+                return Ok(false);
+            }
+            let rec = decode_record(bytes)
+                .ok_or_else(|| self.store.corrupted(0, format!("malformed record at {rev}")))?;
+            if !in_range(rec.key, key, end) {
+                return Ok(true);
+            }
+            // At the compaction revision only the version compaction keeps is reported (the
+            // others may or may not be physically gone yet; every member must answer alike).
+            if rev.main <= compact {
+                let kept = rec.put.is_some()
+                    && self
+                        .index
+                        .read()
+                        .get(rec.key)
+                        .and_then(|ki| ki.get(compact))
+                        .is_some_and(|h| h.rev == rev);
+                if !kept {
+                    return Ok(true);
+                }
+            }
+            let kv = to_kv(&self.store, rev, bytes, false)?;
+            // An event at the compaction revision replaced a version compaction dropped.
+            let prev = if prev_kv && rev.main > compact {
+                let hit = self.index.read().get(rec.key).and_then(|ki| ki.before(rev));
+                match hit {
+                    Some(h) => Some(self.fetch_kv(&ver, h.rev, false)?),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let kind = if rec.put.is_some() { EventKind::Put } else { EventKind::Delete };
+            events.push(Event { kind, kv, prev_kv: prev });
+            Ok(true)
+        };
+        let mut more = true;
+        if start <= persisted {
+            let mut c =
+                Cursor::seek(&self.store, ver.meta.rev_root, &encode_rev(Revision::new(start, 0)))?;
+            while let Some((k, v)) = c.next()? {
+                let rev = codec::decode_rev(&k).ok_or_else(|| {
+                    self.store.corrupted(ver.meta.rev_root, "malformed revision key")
+                })?;
+                if rev.main > persisted.min(cur) {
+                    break;
+                }
+                if !visit(rev, &v, &mut events)? {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        if more && cur > persisted {
+            let from = Revision::new(start.max(persisted + 1), 0);
+            let entries: Vec<(Revision, Arc<[u8]>)> = self
+                .memtable
+                .read()
+                .range(from..=Revision::max_of(cur))
+                .map(|(r, v)| (*r, v.clone()))
+                .collect();
+            for (rev, v) in entries {
+                if !visit(rev, &v, &mut events)? {
+                    break;
+                }
+            }
+        }
+        Ok((events, next))
+    }
+
+    fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
+        let cur = self.current_rev.load(Ordering::Acquire);
+        let rev = if revision <= 0 { cur } else { revision };
+        if rev > cur {
+            return Err(Error::FutureRevision);
+        }
+        let ver = self.pin();
+        let (compact, keep) = {
+            let index = self.index.read();
+            self.check_compacted(rev)?;
+            let compact = self.compact_rev.load(Ordering::Acquire);
+            let keep: HashSet<Revision> = if compact > 0 {
+                index.values().filter_map(|ki| ki.get(compact).map(|h| h.rev)).collect()
+            } else {
+                HashSet::new()
+            };
+            (compact, keep)
+        };
+        let mut crc = 0u32;
+        let mut feed = |r: Revision, bytes: &[u8]| {
+            if r.main <= compact && !keep.contains(&r) {
+                return;
+            }
+            crc = crc32c::crc32c_append(crc, &encode_rev(r));
+            crc = crc32c::crc32c_append(crc, bytes);
+        };
+        let persisted = ver.meta.current_revision;
+        let mut c = Cursor::seek(&self.store, ver.meta.rev_root, b"")?;
+        while let Some((k, v)) = c.next()? {
+            let r = codec::decode_rev(&k)
+                .ok_or_else(|| self.store.corrupted(ver.meta.rev_root, "malformed revision key"))?;
+            if r.main > rev.min(persisted) {
+                break;
+            }
+            feed(r, &v);
+        }
+        if rev > persisted {
+            let mt = self.memtable.read();
+            for (r, v) in mt.range(Revision::new(persisted + 1, 0)..=Revision::max_of(rev)) {
+                feed(*r, v);
+            }
+        }
+        Ok((crc, compact))
+    }
+}

@@ -1,0 +1,210 @@
+//! Write transactions: one Raft entry's writes, one main revision.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use parking_lot::MutexGuard;
+
+use crate::codec::{self, decode_record};
+use crate::engine::{Inner, WriterState};
+use crate::error::Result;
+use crate::key_index::{Hit, KeyIndex};
+use crate::kv::{KeyValue, RangeOptions, RangeResult};
+use crate::revision::Revision;
+
+/// The single write transaction. Holds the writer lock (readers never wait for it). Its
+/// writes are applied to the index and memtable as they are made, invisible to readers
+/// (their revision is above the current one) until [`WriteTxn::commit`] publishes them all
+/// at once. Dropped without `commit`, it is rolled back.
+pub struct WriteTxn<'a> {
+    inner: &'a Inner,
+    _guard: MutexGuard<'a, WriterState>,
+    raft_index: u64,
+    /// The main revision of this transaction's writes.
+    rev: i64,
+    /// Next sub revision (= number of changes made).
+    sub: i64,
+    meta_ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    done: bool,
+}
+
+impl<'a> WriteTxn<'a> {
+    pub(crate) fn begin(inner: &'a Inner, raft_index: u64) -> WriteTxn<'a> {
+        let guard = inner.writer.lock();
+        let rev = inner.current_rev.load(Ordering::Acquire) + 1;
+        WriteTxn {
+            inner,
+            _guard: guard,
+            raft_index,
+            rev,
+            sub: 0,
+            meta_ops: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The main revision this transaction's writes get.
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    fn next_rev(&mut self) -> Revision {
+        let r = Revision::new(self.rev, self.sub);
+        self.sub += 1;
+        r
+    }
+
+    /// Puts `key = value` with `lease` (0 = none); returns the version it replaced.
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
+        let prev = self.put_inner(key, value, lease)?;
+        match prev {
+            Some(h) => {
+                let ver = self.inner.pin();
+                let mut kv = self.inner.fetch_kv(&ver, h.rev, false)?;
+                kv.create_revision = h.create_revision;
+                kv.version = h.version;
+                Ok(Some(kv))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`WriteTxn::put`] without fetching the replaced version (cheaper).
+    pub fn put_without_prev(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<()> {
+        self.put_inner(key, value, lease).map(|_| ())
+    }
+
+    fn put_inner(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<Hit>> {
+        let rev = self.next_rev();
+        let (create, version, prev) = {
+            let mut index = self.inner.index.write();
+            match index.get_mut(key) {
+                Some(ki) => ki.put(rev),
+                None => {
+                    let mut ki = KeyIndex::default();
+                    let r = ki.put(rev);
+                    index.insert(key.to_vec(), ki);
+                    r
+                }
+            }
+        };
+        let record: Arc<[u8]> = codec::encode_put(key, create, version, lease, value).into();
+        self.inner.memtable.write().insert(rev, record);
+        Ok(prev)
+    }
+
+    /// Deletes every live key in etcd's range `[key, range_end)`; returns the deleted versions.
+    pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        let mut deleted: Vec<(Vec<u8>, Hit, Revision)> = Vec::new();
+        {
+            let mut index = self.inner.index.write();
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            if range_end.is_empty() {
+                if index.get(key).is_some_and(|ki| ki.live().is_some()) {
+                    keys.push(key.to_vec());
+                }
+            } else if range_end == [0] || range_end > key {
+                use std::ops::Bound;
+                let upper =
+                    if range_end == [0] { Bound::Unbounded } else { Bound::Excluded(range_end) };
+                keys = index
+                    .range::<[u8], _>((Bound::Included(key), upper))
+                    .filter(|(_, ki)| ki.live().is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+            }
+            for k in keys {
+                let rev = Revision::new(self.rev, self.sub);
+                self.sub += 1;
+                let hit = index.get_mut(&k).and_then(|ki| ki.tombstone(rev)).expect("key was live");
+                deleted.push((k, hit, rev));
+            }
+        }
+        {
+            let mut mt = self.inner.memtable.write();
+            for (k, _, rev) in &deleted {
+                mt.insert(*rev, codec::encode_tombstone(k).into());
+            }
+        }
+        let ver = self.inner.pin();
+        let mut out = Vec::with_capacity(deleted.len());
+        for (_, h, _) in deleted {
+            let mut kv = self.inner.fetch_kv(&ver, h.rev, false)?;
+            kv.create_revision = h.create_revision;
+            kv.version = h.version;
+            out.push(kv);
+        }
+        Ok(out)
+    }
+
+    /// Reads as of this transaction: sees its own earlier writes.
+    pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
+        let cur = if self.sub > 0 { self.rev } else { self.rev - 1 };
+        self.inner.range_at(opts, cur)
+    }
+
+    /// Sets a side-bucket key (made visible and persisted with this transaction).
+    pub fn meta_put(&mut self, bucket: &str, key: &[u8], value: &[u8]) {
+        self.meta_ops.push((codec::encode_meta_key(bucket, key), Some(value.to_vec())));
+    }
+
+    /// Deletes a side-bucket key.
+    pub fn meta_delete(&mut self, bucket: &str, key: &[u8]) {
+        self.meta_ops.push((codec::encode_meta_key(bucket, key), None));
+    }
+
+    /// Publishes the writes to readers at once; returns the current revision. Durability
+    /// follows with the next background commit (or [`crate::Engine::commit`]).
+    pub fn commit(mut self) -> i64 {
+        self.done = true;
+        let inner = self.inner;
+        if !self.meta_ops.is_empty() {
+            let mut metas = inner.metas.write();
+            for (k, v) in &self.meta_ops {
+                match v {
+                    Some(v) => metas.insert(k.clone(), v.clone()),
+                    None => metas.remove(k),
+                };
+            }
+            drop(metas);
+            // The guard is this transaction's writer lock; the committer reads this list under it.
+            let ops = std::mem::take(&mut self.meta_ops);
+            self._guard.pending_meta.extend(ops);
+        }
+        let cur = if self.sub > 0 { self.rev } else { self.rev - 1 };
+        inner.applied_index.store(
+            self.raft_index.max(inner.applied_index.load(Ordering::Acquire)),
+            Ordering::Release,
+        );
+        inner.current_rev.store(cur, Ordering::Release);
+        let n = self.sub.max(1) as usize;
+        let before = inner.writes_since_commit.fetch_add(n, Ordering::AcqRel);
+        if before < inner.opts.commit_max_writes && before + n >= inner.opts.commit_max_writes {
+            inner.wake_committer();
+        }
+        cur
+    }
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if self.done || self.sub == 0 {
+            return;
+        }
+        // Roll back: every change of this transaction is in the memtable under `self.rev`.
+        let mut mt = self.inner.memtable.write();
+        let revs: Vec<Revision> = mt
+            .range(Revision::new(self.rev, 0)..=Revision::max_of(self.rev))
+            .map(|(r, _)| *r)
+            .collect();
+        let mut index = self.inner.index.write();
+        for r in revs {
+            if let Some(rec) = mt.remove(&r)
+                && let Some(d) = decode_record(&rec)
+                && index.get_mut(d.key).is_some_and(|ki| ki.rollback(self.rev))
+            {
+                index.remove(d.key);
+            }
+        }
+    }
+}
