@@ -224,6 +224,9 @@ impl SegmentHeader {
         if version != FORMAT_VERSION {
             return Err("unsupported segment format version");
         }
+        if b[12..16] != [0; 4] {
+            return Err("unsupported segment flags");
+        }
         Ok(SegmentHeader {
             seq: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
             first_index: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
