@@ -95,7 +95,7 @@ async fn put_writes_every_key_and_counts_every_request() {
     assert_sane(s);
     // Every key of the sequential walk is really there, with the run's value.
     assert_eq!(count_prefix(&ep, "/t-put/").await, 2000);
-    let pool = Pool::connect(&[ep.clone()], 1).await.unwrap();
+    let pool = Pool::connect(std::slice::from_ref(&ep), 1).await.unwrap();
     let kv = pool
         .kv(0)
         .range(RangeRequest {
@@ -207,7 +207,7 @@ async fn every_workload_runs_against_etcd() {
     let r = loadgen::lease_keepalive(&a).await.unwrap();
     assert_eq!(r.summaries[0].count, 200);
     assert_sane(&r.summaries[0]);
-    let pool = Pool::connect(&[ep.clone()], 1).await.unwrap();
+    let pool = Pool::connect(std::slice::from_ref(&ep), 1).await.unwrap();
     let leases =
         pool.lease(0).lease_leases(LeaseLeasesRequest {}).await.unwrap().into_inner().leases;
     assert!(leases.is_empty(), "leases left behind: {leases:?}");
