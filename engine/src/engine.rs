@@ -262,8 +262,16 @@ impl Engine {
 
     /// Reads a range at a revision (see [`RangeOptions`]).
     pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
-        let cur = self.current_revision();
-        self.inner.range_at(opts, cur)
+        let mut attempt = 0;
+        loop {
+            let cur = self.current_revision();
+            match self.inner.range_at(opts, cur) {
+                // A read at the current revision overtaken by writes and a compaction above
+                // the revision it started at: read again at the new current revision.
+                Err(Error::Compacted) if opts.revision <= 0 && attempt < 8 => attempt += 1,
+                r => return r,
+            }
+        }
     }
 
     /// Begins the write transaction for Raft entry `raft_index` (waits for the writer lock).

@@ -47,6 +47,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod btree;
+mod check;
 pub mod codec;
 pub mod commit;
 pub mod compaction;
