@@ -24,11 +24,20 @@ fn main() {
             let e = common::logbook::open(&path);
             let mut idx = 0;
             common::logbook::load(&e, 0, n, 0, &mut idx);
-            println!("logbook {n} keys: load {:?}, file {}, rss {}", t.elapsed(), mib(size()), mib(common::rss()));
+            println!(
+                "logbook {n} keys: load {:?}, file {}, rss {}",
+                t.elapsed(),
+                mib(size()),
+                mib(common::rss())
+            );
             for round in 1..=10 {
                 common::logbook::load(&e, 0, n, round, &mut idx);
             }
-            println!("logbook after 10 overwrite rounds: file {}, rss {}", mib(size()), mib(common::rss()));
+            println!(
+                "logbook after 10 overwrite rounds: file {}, rss {}",
+                mib(size()),
+                mib(common::rss())
+            );
             e.compact(e.current_revision()).unwrap();
             e.wait_compacted(e.current_revision());
             e.commit().unwrap();
@@ -44,11 +53,20 @@ fn main() {
         "redb" => {
             let mut db = common::redb_db::open(&path);
             common::redb_db::load(&db, 0, n, 0);
-            println!("redb {n} keys: load {:?}, file {}, rss {}", t.elapsed(), mib(size()), mib(common::rss()));
+            println!(
+                "redb {n} keys: load {:?}, file {}, rss {}",
+                t.elapsed(),
+                mib(size()),
+                mib(common::rss())
+            );
             for round in 1..=10 {
                 common::redb_db::load(&db, 0, n, round);
             }
-            println!("redb after 10 overwrite rounds: file {}, rss {}", mib(size()), mib(common::rss()));
+            println!(
+                "redb after 10 overwrite rounds: file {}, rss {}",
+                mib(size()),
+                mib(common::rss())
+            );
             let _ = db.compact();
             println!("redb after compact(): file {}, rss {}", mib(size()), mib(common::rss()));
         }
