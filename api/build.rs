@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("authpb/auth.proto"),
         root.join("etcdserverpb/rpc.proto"),
         root.join("logbookpb/peer.proto"),
+        root.join("logbookpb/raft.proto"),
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the Logbook version and the etcd API version it serves.
     Version,
+    /// Run a cluster member: serves the etcd v3 API on the client URLs (etcd's flags and ETCD_* variables).
+    Serve(logbook_server::config::ServeArgs),
     /// Benchmark: with no subcommand, Logbook against etcd side by side on
     /// this disk; or a load generator against any etcd v3 endpoint.
     Bench(logbook_bench::BenchArgs),
@@ -31,6 +33,7 @@ fn main() -> anyhow::Result<()> {
             println!("etcd API Version: 3.5");
             Ok(())
         }
+        Command::Serve(args) => Ok(logbook_server::server::run(args)?),
         Command::Bench(args) => logbook_bench::run(args),
     }
 }

@@ -1,1 +1,56 @@
-//! placeholder
+//! Logbook's replicated server: a Raft member (the `raft` crate's `RawNode`)
+//! persisting its log through the WAL, applying committed entries to the MVCC
+//! engine, talking to peers over gRPC, and serving etcd's v3 client API.
+//!
+//! # Layout
+//! - [`config`]: `logbook serve`'s flags (etcd's names, defaults, `ETCD_*`).
+//! - [`ids`]: member and cluster IDs derived as etcd derives them.
+//! - [`server`]: start-up, bootstrap, listeners, shutdown.
+//! - [`node`]: the Raft thread: ready loop, proposals, read index, apply.
+//! - [`raft_storage`]: the `raft::Storage` over the in-memory log tail, with
+//!   snapshots taken from the engine.
+//! - [`raft_log`]: raft's slog output forwarded to tracing.
+//! - [`transport`] and [`peer_service`]: the peer gRPC streams, both ends.
+//! - [`apply`]: one committed request applied to the engine.
+//! - [`range`], [`txn`], [`kv_view`]: etcd's Range and Txn semantics.
+//! - [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
+//!   gRPC services.
+//! - [`membership`]: the members stored in the engine.
+//! - [`engine_cell`]: the replaceable engine handle.
+//! - [`error`]: the server's errors and their gRPC statuses.
+//!
+//! # Example
+//! ```no_run
+//! use clap::Parser;
+//! use logbook_server::config::ServeArgs;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     serve: ServeArgs,
+//! }
+//!
+//! // Serves on 127.0.0.1:2379 from ./default.logbook until SIGINT/SIGTERM.
+//! logbook_server::server::run(Cli::parse_from(["logbook"]).serve).unwrap();
+//! ```
+
+pub mod apply;
+pub mod cluster_service;
+pub mod config;
+pub mod engine_cell;
+pub mod error;
+pub mod ids;
+pub mod kv_service;
+pub mod kv_view;
+pub mod maintenance_service;
+pub mod membership;
+pub mod node;
+pub mod peer_service;
+pub mod raft_log;
+pub mod raft_storage;
+pub mod range;
+pub mod server;
+pub mod transport;
+pub mod txn;
+
+pub use error::{Error, Result};

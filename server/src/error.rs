@@ -1,0 +1,126 @@
+//! The server's errors, and the one place they become gRPC statuses with
+//! etcd's codes and messages (clients match on the message strings).
+
+use tonic::{Code, Status};
+
+/// Every outcome of the server a caller may branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: {0} is not supported by Logbook yet")]
+    Unsupported(&'static str),
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] logbook_wal::Error),
+    #[error("storage engine: {0}")]
+    Engine(logbook_engine::Error),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The server's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<logbook_engine::Error> for Error {
+    fn from(e: logbook_engine::Error) -> Self {
+        match e {
+            logbook_engine::Error::Compacted => Error::Compacted,
+            logbook_engine::Error::FutureRevision => Error::FutureRevision,
+            other => Error::Engine(other),
+        }
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// The gRPC code etcd answers this error with.
+    pub fn code(&self) -> Code {
+        use Error::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRevision => Code::OutOfRange,
+            NoSpace => Code::ResourceExhausted,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
+            Unsupported(_) => Code::Unimplemented,
+            Config(_) => Code::InvalidArgument,
+            Wal(_) | Engine(_) | Raft(_) | Io { .. } | Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_etcds_code_and_message() {
+        let s = Status::from(Error::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        let s = Status::from(Error::from(logbook_engine::Error::FutureRevision));
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision is a future revision");
+        let s = Status::from(Error::RequestTooLarge);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: request is too large")
+        );
+        let s = Status::from(Error::NoLeader);
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        let s = Status::from(Error::TooManyOps);
+        assert_eq!(s.message(), "etcdserver: too many operations in txn request");
+    }
+}

@@ -1,0 +1,142 @@
+//! The etcd Maintenance service: Status, hashes, defragmentation and leader
+//! transfer. Alarms report none raised; snapshots and downgrades are refused
+//! with a clear error until they land in etcd's file format.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use logbook_api::etcdserverpb::maintenance_server::Maintenance;
+use logbook_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::kv_service::KvService;
+use crate::membership::load_members;
+use crate::node::{NodeMsg, Shared};
+
+/// The etcd version whose API Logbook serves, as Status reports it.
+pub const SERVED_VERSION: &str = "3.5.0";
+
+/// Serves Maintenance.
+pub struct MaintenanceService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let r = request.into_inner();
+        if r.action != 0 {
+            return Err(Error::Unsupported("activating or deactivating alarms").into());
+        }
+        let engine = self.shared.engine.get();
+        Ok(Response::new(AlarmResponse {
+            header: Some(KvService::header(&self.shared, engine.current_revision())),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.shared;
+        let engine = s.engine.get();
+        Ok(Response::new(StatusResponse {
+            header: Some(KvService::header(s, engine.current_revision())),
+            version: SERVED_VERSION.to_string(),
+            db_size: engine.size() as i64,
+            leader: s.leader.load(Ordering::Acquire),
+            raft_index: s.commit_index.load(Ordering::Acquire),
+            raft_term: s.term.load(Ordering::Acquire),
+            raft_applied_index: s.applied_index.load(Ordering::Acquire),
+            errors: Vec::new(),
+            db_size_in_use: engine.size_in_use() as i64,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let engine = self.shared.engine.get();
+        let rev = engine.current_revision();
+        tokio::task::spawn_blocking(move || engine.defragment())
+            .await
+            .map_err(|e| Status::internal(format!("defragment task failed: {e}")))?
+            .map_err(Error::from)?;
+        Ok(Response::new(DefragmentResponse { header: Some(KvService::header(&self.shared, rev)) }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let engine = self.shared.engine.get();
+        let rev = engine.current_revision();
+        let (hash, _) = engine.hash_kv(0).map_err(Error::from)?;
+        Ok(Response::new(HashResponse { header: Some(KvService::header(&self.shared, rev)), hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let r = request.into_inner();
+        let engine = self.shared.engine.get();
+        let rev = engine.current_revision();
+        let (hash, compact_revision) = engine.hash_kv(r.revision).map_err(Error::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(KvService::header(&self.shared, rev)),
+            hash,
+            compact_revision,
+        }))
+    }
+
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Error::Unsupported("Snapshot (etcd's bbolt snapshot format)").into())
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let s = &self.shared;
+        if s.leader() != Some(s.cfg.member_id) {
+            return Err(Error::NotLeader.into());
+        }
+        let engine = s.engine.get();
+        if !load_members(&engine).iter().any(|m| m.id == target) {
+            return Err(Error::BadLeaderTransferee.into());
+        }
+        s.inbox.send(NodeMsg::TransferLeader(target)).map_err(|_| Error::Stopped)?;
+        let deadline = Instant::now() + s.cfg.request_timeout();
+        while Instant::now() < deadline {
+            if s.leader() == Some(target) {
+                return Ok(Response::new(MoveLeaderResponse {
+                    header: Some(KvService::header(s, engine.current_revision())),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::Timeout.into())
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Error::Unsupported("Downgrade").into())
+    }
+}

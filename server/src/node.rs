@@ -1,0 +1,661 @@
+//! The Raft node: one thread that owns the `RawNode`, takes proposals, peer
+//! messages and read requests from one inbox, persists through the WAL, sends
+//! through the transport, and applies committed entries to the engine.
+//!
+//! # The ready loop
+//! Each turn drains the inbox (so every proposal that arrived while the last
+//! fsync ran goes into the next batch), ticks the clock when due, asks for one
+//! read index covering every read that waited, then handles a `Ready`:
+//! messages for followers go out first, so the leader's own fsync overlaps
+//! theirs; committed entries are applied; new entries and the hard state go to
+//! the WAL in one group commit; messages that must follow persistence go last.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use logbook_api::logbookpb::{InternalRequest, RaftApplyState, internal_request};
+use logbook_engine::Engine;
+use logbook_wal::Wal;
+use parking_lot::Mutex;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::oneshot;
+
+use crate::apply::{Applied, apply_request};
+use crate::config::Config;
+use crate::engine_cell::EngineCell;
+use crate::error::{Error, Result};
+use crate::raft_storage::{ApplyState, RaftStorage};
+use crate::transport::Transport;
+use crate::txn::Revisions;
+
+/// The engine bucket and key holding the Raft position of the engine's data.
+pub const RAFT_BUCKET: &str = "raft";
+pub const APPLY_STATE_KEY: &[u8] = b"apply_state";
+
+/// How many entries to keep behind the engine's durable index when the log
+/// is compacted, so a briefly slow follower catches up from the log rather
+/// than a snapshot (etcd keeps 5000).
+const CATCH_UP_ENTRIES: u64 = 5000;
+
+/// At most this many inbox messages go into one turn of the loop.
+const MAX_DRAIN: usize = 4096;
+
+/// What the Raft thread is asked to do.
+pub enum NodeMsg {
+    /// Propose an encoded `InternalRequest`; `id` finds its waiter.
+    Propose { id: u64, data: Vec<u8> },
+    /// Confirm leadership for a linearizable read; answers once the read may
+    /// be served (this member has applied everything committed before it).
+    ReadIndex(oneshot::Sender<Result<()>>),
+    /// A message from a peer.
+    Step(Message),
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// A snapshot sent to a peer arrived (true) or failed (false).
+    SnapshotStatus(u64, bool),
+    /// Hand leadership to this member.
+    TransferLeader(u64),
+    /// Shut down.
+    Stop,
+}
+
+type Waiter = oneshot::Sender<Result<(Applied, i64)>>;
+
+/// State shared by the Raft thread and the services.
+pub struct Shared {
+    pub cfg: Config,
+    pub engine: Arc<EngineCell>,
+    pub engine_options: logbook_engine::Options,
+    pub inbox: Sender<NodeMsg>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    next_id: AtomicU64,
+    /// Member ID of the leader, 0 when unknown.
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub applied_index: AtomicU64,
+    pub stopped: AtomicBool,
+    pub(crate) apply_state: Arc<Mutex<ApplyState>>,
+}
+
+impl Shared {
+    pub fn new(
+        cfg: Config,
+        engine: Arc<EngineCell>,
+        engine_options: logbook_engine::Options,
+        inbox: Sender<NodeMsg>,
+        apply_state: Arc<Mutex<ApplyState>>,
+    ) -> Self {
+        // Request IDs: the member's low 16 ID bits, then a counter seeded
+        // from the clock so a restarted member does not reuse recent IDs.
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let seed = ((cfg.member_id & 0xffff) << 48) | ((millis & 0xff_ffff_ffff) << 8);
+        let applied = apply_state.lock().index;
+        Shared {
+            cfg,
+            engine,
+            engine_options,
+            inbox,
+            waiters: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(seed),
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            commit_index: AtomicU64::new(applied),
+            applied_index: AtomicU64::new(applied),
+            stopped: AtomicBool::new(false),
+            apply_state,
+        }
+    }
+
+    /// Proposes `request` through Raft and waits until it is applied here.
+    /// Returns what applying it produced and the store's revision after it.
+    pub async fn propose(&self, request: internal_request::Request) -> Result<(Applied, i64)> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().insert(id, tx);
+        if self.inbox.send(NodeMsg::Propose { id, data }).is_err() {
+            self.waiters.lock().remove(&id);
+            return Err(Error::Stopped);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.lock().remove(&id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Waits until a linearizable read may be served on this member.
+    pub async fn read_index(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(NodeMsg::ReadIndex(tx)).map_err(|_| Error::Stopped)?;
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The current leader's ID, if there is one.
+    pub fn leader(&self) -> Option<u64> {
+        match self.leader.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    fn finish(&self, id: u64, result: Result<(Applied, i64)>) {
+        if let Some(waiter) = self.waiters.lock().remove(&id) {
+            let _ = waiter.send(result);
+        }
+    }
+
+    fn fail_all(&self, err: impl Fn() -> Error) {
+        for (_, w) in self.waiters.lock().drain() {
+            let _ = w.send(Err(err()));
+        }
+    }
+}
+
+/// Clients waiting to serve a linearizable read.
+type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
+
+/// Linearizable reads waiting on Raft.
+#[derive(Default)]
+struct ReadQueue {
+    /// Not yet handed to Raft.
+    pending: ReadWaiters,
+    /// Handed to Raft under a context, waiting for its read index.
+    asked: HashMap<u64, (Instant, ReadWaiters)>,
+    /// Read index known, waiting for this member to apply up to it.
+    confirmed: Vec<(u64, ReadWaiters)>,
+    next_ctx: u64,
+}
+
+impl ReadQueue {
+    fn fail_asked(&mut self, err: impl Fn() -> Error) {
+        for (_, (_, senders)) in self.asked.drain() {
+            for s in senders {
+                let _ = s.send(Err(err()));
+            }
+        }
+    }
+
+    fn release(&mut self, applied: u64) {
+        self.confirmed.retain_mut(|(index, senders)| {
+            if *index <= applied {
+                for s in senders.drain(..) {
+                    let _ = s.send(Ok(()));
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The Raft thread's state.
+pub struct RaftLoop {
+    node: RawNode<RaftStorage>,
+    storage: RaftStorage,
+    wal: Arc<Wal>,
+    shared: Arc<Shared>,
+    rx: Receiver<NodeMsg>,
+    transport: Transport,
+    reads: ReadQueue,
+    /// Applied index at the last log compaction.
+    last_compaction: u64,
+}
+
+impl RaftLoop {
+    pub fn new(
+        node: RawNode<RaftStorage>,
+        storage: RaftStorage,
+        wal: Arc<Wal>,
+        shared: Arc<Shared>,
+        rx: Receiver<NodeMsg>,
+        transport: Transport,
+    ) -> Self {
+        let last_compaction = shared.apply_state.lock().index;
+        RaftLoop {
+            node,
+            storage,
+            wal,
+            shared,
+            rx,
+            transport,
+            reads: ReadQueue::default(),
+            last_compaction,
+        }
+    }
+
+    /// Runs until told to stop or until a fatal storage error.
+    pub fn run(mut self) {
+        let tick = self.shared.cfg.heartbeat;
+        let mut next_tick = Instant::now() + tick;
+        // A single voter need not wait out an election timeout.
+        if self.node.raft.prs().conf().voters().ids().len() == 1
+            && self.node.raft.prs().conf().voters().contains(self.shared.cfg.member_id)
+        {
+            let _ = self.node.campaign();
+        }
+        let outcome = loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut stop = match self.rx.recv_timeout(wait) {
+                Ok(msg) => !self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let mut drained = 0;
+            while !stop && drained < MAX_DRAIN {
+                match self.rx.try_recv() {
+                    Ok(msg) => stop = !self.handle(msg),
+                    Err(_) => break,
+                }
+                drained += 1;
+            }
+            if stop {
+                break Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                next_tick += tick;
+                if next_tick <= now {
+                    next_tick = now + tick;
+                }
+                self.expire_reads(now);
+            }
+            self.ask_read_index();
+            if let Err(e) = self.on_ready() {
+                break Err(e);
+            }
+        };
+        self.shared.stopped.store(true, Ordering::Release);
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "raft loop stopped on a storage error; the member stops serving");
+        }
+        self.shared.fail_all(|| Error::Stopped);
+        self.reads.fail_asked(|| Error::Stopped);
+        for (_, senders) in self.reads.confirmed.drain(..) {
+            for s in senders {
+                let _ = s.send(Err(Error::Stopped));
+            }
+        }
+        for s in self.reads.pending.drain(..) {
+            let _ = s.send(Err(Error::Stopped));
+        }
+        if let Err(e) = self.shared.engine.get().commit() {
+            tracing::error!(error = %e, "final engine commit failed");
+        }
+    }
+
+    /// Handles one inbox message; false means stop.
+    fn handle(&mut self, msg: NodeMsg) -> bool {
+        match msg {
+            NodeMsg::Propose { id, data } => {
+                if self.node.propose(Vec::new(), data).is_err() {
+                    let err = if self.shared.leader().is_none() {
+                        Error::NoLeader
+                    } else {
+                        Error::LeaderChanged
+                    };
+                    self.shared.finish(id, Err(err));
+                }
+            }
+            NodeMsg::ReadIndex(tx) => {
+                if self.shared.leader().is_none() {
+                    let _ = tx.send(Err(Error::NoLeader));
+                } else {
+                    self.reads.pending.push(tx);
+                }
+            }
+            NodeMsg::Step(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(error = %e, "dropped a raft message");
+                }
+            }
+            NodeMsg::Unreachable(id) => self.node.report_unreachable(id),
+            NodeMsg::SnapshotStatus(id, ok) => self.node.report_snapshot(
+                id,
+                if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure },
+            ),
+            NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
+            NodeMsg::Stop => return false,
+        }
+        true
+    }
+
+    fn ask_read_index(&mut self) {
+        if self.reads.pending.is_empty() {
+            return;
+        }
+        let ctx = self.reads.next_ctx;
+        self.reads.next_ctx += 1;
+        let senders = std::mem::take(&mut self.reads.pending);
+        // The leader keeps one pending read per context, so contexts must be
+        // unique across the cluster: this member's ID, then the counter.
+        let mut rctx = Vec::with_capacity(16);
+        rctx.extend_from_slice(&self.shared.cfg.member_id.to_be_bytes());
+        rctx.extend_from_slice(&ctx.to_be_bytes());
+        self.node.read_index(rctx);
+        self.reads.asked.insert(ctx, (Instant::now(), senders));
+    }
+
+    /// Reads whose read index never came back (lost with a leader) fail
+    /// rather than hang until the client's deadline.
+    fn expire_reads(&mut self, now: Instant) {
+        let limit = self.shared.cfg.election_timeout() * 2;
+        self.reads.asked.retain(|_, (at, senders)| {
+            if now.duration_since(*at) < limit {
+                return true;
+            }
+            for s in senders.drain(..) {
+                let _ = s.send(Err(Error::Timeout));
+            }
+            false
+        });
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+
+        if let Some(ss) = ready.ss() {
+            let before = self.shared.leader.swap(ss.leader_id, Ordering::AcqRel);
+            if before != ss.leader_id {
+                tracing::info!(
+                    leader = format!("{:x}", ss.leader_id),
+                    role = ?ss.raft_state,
+                    term = self.node.raft.term,
+                    "raft leadership changed"
+                );
+                // Read indexes asked of the old leader will never come back.
+                self.reads.fail_asked(|| Error::LeaderChanged);
+            }
+            if ss.raft_state != StateRole::Leader && ss.leader_id == 0 {
+                self.reads.fail_asked(|| Error::NoLeader);
+            }
+        }
+        self.shared.term.store(self.node.raft.term, Ordering::Release);
+
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        self.apply_entries(ready.take_committed_entries())?;
+
+        let entries = ready.take_entries();
+        let hs = ready.hs().cloned();
+        self.persist(&entries, hs)?;
+
+        for rs in ready.take_read_states() {
+            let Some(ctx) =
+                rs.request_ctx.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if let Some((_, senders)) = self.reads.asked.remove(&ctx) {
+                self.reads.confirmed.push((rs.index, senders));
+            }
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.mem().wl().mut_hard_state().set_commit(commit);
+        }
+        self.shared.commit_index.store(self.node.raft.raft_log.committed, Ordering::Release);
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        self.apply_entries(light.take_committed_entries())?;
+        self.node.advance_apply();
+
+        let applied = self.shared.applied_index.load(Ordering::Acquire);
+        self.reads.release(applied);
+        self.maybe_compact_log(applied);
+        Ok(())
+    }
+
+    /// Makes new entries and the hard state durable, in one group commit.
+    fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<()> {
+        if entries.is_empty() && hs.is_none() {
+            return Ok(());
+        }
+        let wal_hs = hs.as_ref().map(|h| logbook_wal::HardState {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        });
+        let ticket = if entries.is_empty() {
+            self.wal.set_hard_state(wal_hs.expect("checked above"))?
+        } else {
+            let first = entries[0].index;
+            if first <= self.wal.last_index() {
+                // A new leader overwrote our tail; its durability rides on the
+                // append's ticket below.
+                let _superseded = self.wal.truncate_suffix(first)?;
+            }
+            assert_eq!(
+                self.wal.last_index() + 1,
+                first,
+                "raft handed the WAL a gap: last {} then {}",
+                self.wal.last_index(),
+                first
+            );
+            let encoded: Vec<Vec<u8>> = entries
+                .iter()
+                .map(|e| e.write_to_bytes().expect("raft entries always encode"))
+                .collect();
+            let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            let ticket = self.wal.append_with_state(&records, wal_hs)?;
+            self.storage.append(entries)?;
+            ticket
+        };
+        ticket.wait()?;
+        if let Some(hs) = hs {
+            self.storage.set_hard_state(hs);
+        }
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let engine = self.shared.engine.get();
+        for entry in entries {
+            if entry.index <= engine.applied_index() {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&engine, &entry)?,
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
+                        panic!("entry {} holds an undecodable ConfChange: {e}", entry.index)
+                    });
+                    let cs = self.node.apply_conf_change(&cc)?;
+                    self.apply_conf_state(&engine, &entry, cs);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
+                        panic!("entry {} holds an undecodable ConfChangeV2: {e}", entry.index)
+                    });
+                    let cs = self.node.apply_conf_change(&cc)?;
+                    self.apply_conf_state(&engine, &entry, cs);
+                }
+            }
+            self.shared.applied_index.store(entry.index, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, engine: &Engine, entry: &Entry) -> Result<()> {
+        let revs =
+            Revisions { current: engine.current_revision(), compacted: engine.compact_revision() };
+        let request = if entry.data.is_empty() {
+            None
+        } else {
+            Some(InternalRequest::decode(entry.data.as_ref()).unwrap_or_else(|e| {
+                panic!("entry {} holds an undecodable request: {e}", entry.index)
+            }))
+        };
+        let mut state = self.shared.apply_state.lock();
+        let mut txn = engine.write(entry.index);
+        let result = request
+            .as_ref()
+            .and_then(|r| r.request.as_ref())
+            .map(|r| apply_request(engine, &mut txn, r, revs));
+        if state.term != entry.term {
+            state.term = entry.term;
+            let record = RaftApplyState {
+                term: entry.term,
+                conf_state: state.conf_state.write_to_bytes().expect("conf states encode").into(),
+            };
+            txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &record.encode_to_vec());
+        }
+        let revision = txn.commit();
+        state.index = entry.index;
+        drop(state);
+
+        if let Some(Ok(Applied::Compaction(_, rev))) = &result {
+            engine.compact(*rev)?;
+        }
+        if let (Some(req), Some(result)) = (request, result) {
+            self.shared.finish(req.id, result.map(|applied| (applied, revision)));
+        }
+        Ok(())
+    }
+
+    fn apply_conf_state(&mut self, engine: &Engine, entry: &Entry, cs: ConfState) {
+        let mut state = self.shared.apply_state.lock();
+        let mut txn = engine.write(entry.index);
+        let record = RaftApplyState {
+            term: entry.term,
+            conf_state: cs.write_to_bytes().expect("conf states encode").into(),
+        };
+        txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &record.encode_to_vec());
+        txn.commit();
+        state.index = entry.index;
+        state.term = entry.term;
+        state.conf_state = cs.clone();
+        drop(state);
+        self.storage.mem().wl().set_conf_state(cs);
+    }
+
+    /// Replaces this member's state with a snapshot from the leader.
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<()> {
+        let meta = snap.get_metadata().clone();
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            bytes = snap.data.len(),
+            "installing snapshot from leader"
+        );
+        // Drop any log tail the snapshot supersedes before the engine moves
+        // past it, so a crash in between leaves an older, consistent state.
+        if self.wal.last_index() > meta.index {
+            let _superseded = self.wal.truncate_suffix(meta.index + 1)?;
+        }
+        let db = &self.shared.cfg.db_path;
+        let staging = db.with_extension("incoming");
+        let mut data: &[u8] = snap.data.as_ref();
+        Engine::restore(&staging, &mut data)?;
+        std::fs::rename(&staging, db)
+            .map_err(|e| Error::io(format!("renaming {}", staging.display()), e))?;
+        if let Some(dir) = db.parent() {
+            sync_dir(dir)?;
+        }
+        let engine = Engine::open(db, self.shared.engine_options.clone())?;
+        if engine.applied_index() != meta.index {
+            return Err(Error::Internal(format!(
+                "snapshot for index {} holds an engine at index {}",
+                meta.index,
+                engine.applied_index()
+            )));
+        }
+        self.shared.engine.replace(engine);
+        self.wal.compact_prefix(meta.index + 1)?;
+        {
+            let mut state = self.shared.apply_state.lock();
+            state.index = meta.index;
+            state.term = meta.term;
+            state.conf_state = meta.get_conf_state().clone();
+        }
+        self.storage.apply_snapshot(snap)?;
+        let hs = self.storage.mem().rl().hard_state().clone();
+        self.wal
+            .set_hard_state(logbook_wal::HardState {
+                term: hs.term,
+                vote: hs.vote,
+                commit: hs.commit,
+            })?
+            .wait()?;
+        self.shared.applied_index.store(meta.index, Ordering::Release);
+        self.last_compaction = meta.index;
+        Ok(())
+    }
+
+    /// Every `--snapshot-count` applied entries, forget the log the engine
+    /// has made durable (keeping a catch-up tail).
+    fn maybe_compact_log(&mut self, applied: u64) {
+        let every = self.shared.cfg.snapshot_count;
+        if applied < self.last_compaction + every {
+            return;
+        }
+        let durable = self.shared.engine.get().durable_applied_index();
+        let keep = CATCH_UP_ENTRIES.min(every);
+        let upto = durable.saturating_sub(keep);
+        let first = self.wal.first_index();
+        if upto <= first {
+            return;
+        }
+        if let Err(e) = self.storage.compact(upto) {
+            tracing::warn!(error = %e, upto, "raft log compaction failed");
+            return;
+        }
+        if let Err(e) = self.wal.compact_prefix(upto) {
+            tracing::warn!(error = %e, upto, "WAL compaction failed");
+            return;
+        }
+        tracing::info!(applied, compacted_below = upto, "compacted raft log");
+        self.last_compaction = applied;
+    }
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}

@@ -1,0 +1,97 @@
+//! The peer side of the transport: the `Peer` gRPC service every member
+//! serves on its peer URLs. Incoming Raft messages go straight to the Raft
+//! thread's inbox.
+
+use bytes::BytesMut;
+use crossbeam::channel::Sender;
+use logbook_api::logbookpb::peer_server::Peer;
+use logbook_api::logbookpb::{
+    HelloRequest, HelloResponse, RaftBatch, RaftStreamEnd, SnapshotAck, SnapshotChunk,
+};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::node::NodeMsg;
+
+/// Serves peers.
+pub struct PeerService {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub inbox: Sender<NodeMsg>,
+}
+
+fn decode(bytes: &[u8]) -> Result<Message, Status> {
+    Message::parse_from_bytes(bytes)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft_stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftStreamEnd>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            for m in &batch.messages {
+                let msg = decode(m)?;
+                if self.inbox.send(NodeMsg::Step(msg)).is_err() {
+                    return Err(Status::unavailable("etcdserver: server stopped"));
+                }
+            }
+        }
+        Ok(Response::new(RaftStreamEnd {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let head = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let mut msg = decode(&head.message)?;
+        let mut data = BytesMut::with_capacity(head.total_bytes.min(1 << 30) as usize);
+        while let Some(chunk) = stream.message().await? {
+            data.extend_from_slice(&chunk.data);
+        }
+        if data.len() as u64 != head.total_bytes {
+            return Err(Status::data_loss(format!(
+                "snapshot stream ended after {} of {} bytes",
+                data.len(),
+                head.total_bytes
+            )));
+        }
+        let received = data.len() as u64;
+        msg.mut_snapshot().data = data.freeze();
+        self.inbox
+            .send(NodeMsg::Step(msg))
+            .map_err(|_| Status::unavailable("etcdserver: server stopped"))?;
+        Ok(Response::new(SnapshotAck { received_bytes: received }))
+    }
+
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        let req = request.into_inner();
+        if req.cluster_id != 0 && req.cluster_id != self.cluster_id {
+            tracing::warn!(
+                theirs = format!("{:x}", req.cluster_id),
+                from = format!("{:x}", req.member_id),
+                "a member of another cluster knocked"
+            );
+        }
+        Ok(Response::new(HelloResponse {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            name: self.name.clone(),
+            client_urls: self.client_urls.clone(),
+        }))
+    }
+}

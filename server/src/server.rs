@@ -1,0 +1,328 @@
+//! `logbook serve`: opens (or bootstraps) a member's data directory, starts
+//! the Raft thread, the peer transport and the client and peer gRPC servers,
+//! and runs until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbook_api::etcdserverpb::cluster_server::ClusterServer;
+use logbook_api::etcdserverpb::kv_server::KvServer;
+use logbook_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use logbook_api::logbookpb::internal_request::Request as Internal;
+use logbook_api::logbookpb::peer_server::PeerServer;
+use logbook_api::logbookpb::{MemberAttributes, RaftApplyState, StoredMember};
+use logbook_engine::Engine;
+use logbook_wal::Wal;
+use parking_lot::Mutex;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::RawNode;
+use raft::prelude::{ConfState, Entry, HardState};
+use tokio::sync::watch;
+
+use crate::cluster_service::ClusterService;
+use crate::config::{Config, ServeArgs};
+use crate::engine_cell::EngineCell;
+use crate::error::{Error, Result};
+use crate::kv_service::KvService;
+use crate::maintenance_service::MaintenanceService;
+use crate::membership::{MEMBERS_BUCKET, load_members, member_key};
+use crate::node::{APPLY_STATE_KEY, NodeMsg, RAFT_BUCKET, RaftLoop, Shared};
+use crate::peer_service::PeerService;
+use crate::raft_storage::{ApplyState, RaftStorage};
+use crate::transport::{LocalIdentity, MAX_PEER_MESSAGE, Transport};
+
+/// etcd lets a gRPC message exceed --max-request-bytes by this much, for
+/// the envelope around the payload.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The engine bucket holding cluster-wide facts fixed at bootstrap.
+const CLUSTER_BUCKET: &str = "cluster";
+const CLUSTER_ID_KEY: &[u8] = b"id";
+
+/// Parses the flags, sets up logging and runs the member until a signal.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let cfg = args.into_config()?;
+    init_logging(&cfg.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("logbook-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    runtime.block_on(serve(cfg))
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "panic" | "fatal" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn create_dir(path: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// Writes the initial members and configuration into a new member's engine.
+fn bootstrap(cfg: &Config, engine: &Engine) -> Result<()> {
+    if !cfg.new_cluster {
+        return Err(Error::Config(
+            "--initial-cluster-state existing: joining a running cluster needs MemberAdd, which Logbook does not support yet; bootstrap every member with --initial-cluster-state new".into(),
+        ));
+    }
+    let voters: Vec<u64> = cfg.initial_cluster.iter().map(|m| m.id).collect();
+    let conf_state = ConfState::from((voters, Vec::new()));
+    let mut txn = engine.write(0);
+    for m in &cfg.initial_cluster {
+        let stored = StoredMember {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: Vec::new(),
+            is_learner: false,
+        };
+        txn.meta_put(MEMBERS_BUCKET, &member_key(m.id), &stored.encode_to_vec());
+    }
+    let state = RaftApplyState {
+        term: 0,
+        conf_state: conf_state.write_to_bytes().expect("conf states encode").into(),
+    };
+    txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &state.encode_to_vec());
+    txn.meta_put(CLUSTER_BUCKET, CLUSTER_ID_KEY, &cfg.cluster_id.to_be_bytes());
+    txn.commit();
+    engine.commit()?;
+    tracing::info!(
+        cluster_id = format!("{:x}", cfg.cluster_id),
+        member_id = format!("{:x}", cfg.member_id),
+        members = cfg.initial_cluster.len(),
+        "bootstrapped a new cluster member"
+    );
+    Ok(())
+}
+
+/// Reads the Raft position the engine's data reflects.
+fn load_apply_state(engine: &Engine) -> Result<ApplyState> {
+    let bytes = engine
+        .meta_get(RAFT_BUCKET, APPLY_STATE_KEY)
+        .ok_or_else(|| Error::Internal("the engine has members but no raft apply state".into()))?;
+    let stored = RaftApplyState::decode(bytes.as_slice())
+        .map_err(|e| Error::Internal(format!("undecodable raft apply state: {e}")))?;
+    let conf_state = ConfState::parse_from_bytes(&stored.conf_state)
+        .map_err(|e| Error::Internal(format!("undecodable conf state: {e}")))?;
+    Ok(ApplyState { index: engine.applied_index(), term: stored.term, conf_state })
+}
+
+async fn serve(mut cfg: Config) -> Result<()> {
+    create_dir(cfg.db_path.parent().expect("db path has a parent"))?;
+    create_dir(&cfg.wal_dir)?;
+    let engine_options = logbook_engine::Options::default();
+    let engine = Engine::open(&cfg.db_path, engine_options.clone())?;
+
+    if load_members(&engine).is_empty() {
+        bootstrap(&cfg, &engine)?;
+    } else {
+        tracing::info!(data_dir = %cfg.data_dir.display(), applied = engine.applied_index(), "restarting member");
+    }
+    let members = load_members(&engine);
+    if !members.iter().any(|m| m.id == cfg.member_id) {
+        return Err(Error::Config(format!(
+            "member {:x} (from --name and peer URLs) is not a member of the cluster stored in {}",
+            cfg.member_id,
+            cfg.data_dir.display()
+        )));
+    }
+    if let Some(id) = engine.meta_get(CLUSTER_BUCKET, CLUSTER_ID_KEY) {
+        cfg.cluster_id = u64::from_be_bytes(
+            id.as_slice()
+                .try_into()
+                .map_err(|_| Error::Internal("stored cluster ID is not 8 bytes".into()))?,
+        );
+    }
+
+    // The Raft log: everything after what the engine reflects.
+    let apply_state = load_apply_state(&engine)?;
+    let wal = Arc::new(Wal::open(&cfg.wal_dir, logbook_wal::Options::default())?);
+    let applied = apply_state.index;
+    if wal.last_index() > applied && wal.first_index() > applied + 1 {
+        return Err(Error::Internal(format!(
+            "the WAL starts at {} but the engine needs entries from {}",
+            wal.first_index(),
+            applied + 1
+        )));
+    }
+    let apply_state = Arc::new(Mutex::new(apply_state));
+    let engine = Arc::new(EngineCell::new(engine));
+    let storage = RaftStorage::new(engine.clone(), apply_state.clone());
+    if wal.last_index() > applied {
+        let records = wal.read(applied + 1, wal.last_index() + 1)?;
+        let mut entries = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let e = Entry::parse_from_bytes(r).map_err(|e| {
+                Error::Internal(format!(
+                    "WAL record {} is not a raft entry: {e}",
+                    applied + 1 + i as u64
+                ))
+            })?;
+            entries.push(e);
+        }
+        storage.append(&entries)?;
+    }
+    let whs = wal.hard_state();
+    let hs = HardState {
+        term: whs.term.max(storage.mem().rl().hard_state().term),
+        vote: whs.vote,
+        commit: whs.commit.max(applied).min(wal.last_index().max(applied)),
+        ..Default::default()
+    };
+    storage.set_hard_state(hs);
+
+    let raft_config = raft::Config {
+        id: cfg.member_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: 1,
+        applied,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let node =
+        RawNode::new(&raft_config, storage.clone(), &crate::raft_log::logger(cfg.member_id))?;
+
+    let (inbox_tx, inbox_rx) = crossbeam::channel::unbounded();
+    let shared =
+        Arc::new(Shared::new(cfg.clone(), engine, engine_options, inbox_tx.clone(), apply_state));
+    let transport = Transport::start(
+        &tokio::runtime::Handle::current(),
+        LocalIdentity { member_id: cfg.member_id, cluster_id: cfg.cluster_id },
+        members.iter().map(|m| (m.id, m.peer_urls.clone())),
+        inbox_tx.clone(),
+    );
+    let raft_loop = RaftLoop::new(node, storage, wal, shared.clone(), inbox_rx, transport);
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || raft_loop.run())
+        .map_err(|e| Error::io("starting the raft thread", e))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for addr in &cfg.listen_peer {
+        let svc = PeerService {
+            member_id: cfg.member_id,
+            cluster_id: cfg.cluster_id,
+            name: cfg.name.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+            inbox: inbox_tx.clone(),
+        };
+        let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
+            PeerServer::new(svc)
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        );
+        servers.push(spawn_server(*addr, "peer", router, shutdown_rx.clone()).await?);
+    }
+    let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    for addr in &cfg.listen_client {
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                KvServer::new(KvService { shared: shared.clone() })
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService { shared: shared.clone() })
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService { shared: shared.clone() })
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            );
+        servers.push(spawn_server(*addr, "client", router, shutdown_rx.clone()).await?);
+    }
+
+    let publisher = tokio::spawn(publish(shared.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("received a shutdown signal; stopping");
+    publisher.abort();
+    let _ = shutdown_tx.send(true);
+    let _ = inbox_tx.send(NodeMsg::Stop);
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    tokio::task::spawn_blocking(move || raft_thread.join())
+        .await
+        .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
+        .map_err(|_| Error::Internal("the raft thread panicked".into()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn spawn_server(
+    addr: SocketAddr,
+    what: &'static str,
+    router: tonic::transport::server::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
+    tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, address = %addr, "{what} server failed");
+        }
+    }))
+}
+
+/// Announces this member's name and client URLs through Raft (as etcd
+/// does), retrying until it is applied.
+async fn publish(shared: Arc<Shared>) {
+    let attrs = MemberAttributes {
+        member_id: shared.cfg.member_id,
+        name: shared.cfg.name.clone(),
+        client_urls: shared.cfg.advertise_client_urls.clone(),
+    };
+    loop {
+        if shared.leader().is_some() {
+            match shared.propose(Internal::Publish(attrs.clone())).await {
+                Ok(_) => {
+                    tracing::info!(
+                        name = %shared.cfg.name,
+                        client_urls = ?shared.cfg.advertise_client_urls,
+                        "published local member to cluster through raft; ready to serve client requests"
+                    );
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

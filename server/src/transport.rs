@@ -1,0 +1,240 @@
+//! The peer transport: one long-lived gRPC stream to each peer, fed by a
+//! bounded queue the Raft thread never blocks on. A slow or dead peer only
+//! loses its own messages (Raft retransmits); the others keep flowing.
+//!
+//! Each peer has a task that connects (with backoff), checks the peer
+//! belongs to this cluster, then forwards queued messages in batches: every
+//! message queued while the last batch was in flight goes into the next one.
+//! Snapshots travel on their own RPC, in chunks, so a large one never holds
+//! up heartbeats.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel::Sender;
+use logbook_api::logbookpb::peer_client::PeerClient;
+use logbook_api::logbookpb::{HelloRequest, RaftBatch, SnapshotChunk};
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::node::NodeMsg;
+
+/// Messages waiting for one peer beyond this are dropped.
+const QUEUE_DEPTH: usize = 8192;
+/// At most this many messages in one batch.
+const MAX_BATCH: usize = 512;
+/// Snapshot data is sent in chunks of this size.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest peer message either side accepts (snapshots are chunked).
+pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+
+struct Peer {
+    messages: mpsc::Sender<Message>,
+    snapshots: mpsc::Sender<Message>,
+}
+
+/// Sends Raft messages to peers.
+pub struct Transport {
+    peers: HashMap<u64, Peer>,
+}
+
+/// Who we are, for the peer tasks.
+#[derive(Clone)]
+pub struct LocalIdentity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+impl Transport {
+    /// Starts a task per peer on `runtime`. `peers` maps member IDs to peer URLs.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        me: LocalIdentity,
+        peers: impl IntoIterator<Item = (u64, Vec<String>)>,
+        inbox: Sender<NodeMsg>,
+    ) -> Transport {
+        let mut map = HashMap::new();
+        for (id, urls) in peers {
+            if id == me.member_id {
+                continue;
+            }
+            let (mtx, mrx) = mpsc::channel(QUEUE_DEPTH);
+            let (stx, srx) = mpsc::channel(4);
+            runtime.spawn(stream_task(me.clone(), id, urls.clone(), mrx, inbox.clone()));
+            runtime.spawn(snapshot_task(me.clone(), id, urls, srx, inbox.clone()));
+            map.insert(id, Peer { messages: mtx, snapshots: stx });
+        }
+        Transport { peers: map }
+    }
+
+    /// Queues messages for their peers without blocking.
+    pub fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            let Some(peer) = self.peers.get(&m.to) else {
+                tracing::debug!(to = format!("{:x}", m.to), "message for an unknown peer dropped");
+                continue;
+            };
+            let queue = if m.get_msg_type() == MessageType::MsgSnapshot {
+                &peer.snapshots
+            } else {
+                &peer.messages
+            };
+            if queue.try_send(m).is_err() {
+                tracing::debug!("peer queue full; message dropped for raft to retransmit");
+            }
+        }
+    }
+}
+
+async fn connect(me: &LocalIdentity, peer: u64, urls: &[String]) -> Option<PeerClient<Channel>> {
+    for url in urls {
+        let Ok(endpoint) = Endpoint::from_shared(url.clone()) else { continue };
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let Ok(channel) = endpoint.connect().await else { continue };
+        let mut client = PeerClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        match client
+            .hello(HelloRequest { cluster_id: me.cluster_id, member_id: me.member_id })
+            .await
+        {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                if resp.cluster_id != me.cluster_id {
+                    tracing::error!(
+                        peer = format!("{peer:x}"),
+                        theirs = format!("{:x}", resp.cluster_id),
+                        ours = format!("{:x}", me.cluster_id),
+                        "peer belongs to another cluster; not talking to it"
+                    );
+                    return None;
+                }
+                if resp.member_id != peer {
+                    tracing::error!(
+                        expected = format!("{peer:x}"),
+                        found = format!("{:x}", resp.member_id),
+                        url,
+                        "a different member answers at this peer URL"
+                    );
+                    return None;
+                }
+                return Some(client);
+            }
+            Err(status) => {
+                tracing::debug!(peer = format!("{peer:x}"), %status, "peer hello failed");
+            }
+        }
+    }
+    None
+}
+
+async fn stream_task(
+    me: LocalIdentity,
+    peer: u64,
+    urls: Vec<String>,
+    mut queue: mpsc::Receiver<Message>,
+    inbox: Sender<NodeMsg>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut was_up = false;
+    loop {
+        let Some(mut client) = connect(&me, peer, &urls).await else {
+            if was_up {
+                tracing::warn!(peer = format!("{peer:x}"), "lost connection to peer");
+                was_up = false;
+            }
+            let _ = inbox.send(NodeMsg::Unreachable(peer));
+            // Messages queued for an unreachable peer are stale by the time it
+            // is back; Raft resends what matters.
+            while queue.try_recv().is_ok() {}
+            if queue.is_closed() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
+        };
+        if !was_up {
+            tracing::info!(peer = format!("{peer:x}"), "connected to peer");
+            was_up = true;
+        }
+        backoff = Duration::from_millis(50);
+
+        let (btx, brx) = mpsc::channel::<RaftBatch>(16);
+        let call = tokio::spawn(async move {
+            client.raft_stream(tokio_stream::wrappers::ReceiverStream::new(brx)).await
+        });
+        loop {
+            let Some(first) = queue.recv().await else {
+                call.abort();
+                return;
+            };
+            let mut messages = Vec::with_capacity(8);
+            messages.push(encode(&first));
+            while messages.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(m) => messages.push(encode(&m)),
+                    Err(_) => break,
+                }
+            }
+            if btx.send(RaftBatch { from: me.member_id, messages }).await.is_err()
+                || call.is_finished()
+            {
+                break;
+            }
+        }
+        call.abort();
+        let _ = inbox.send(NodeMsg::Unreachable(peer));
+    }
+}
+
+fn encode(m: &Message) -> Bytes {
+    Bytes::from(m.write_to_bytes().expect("raft messages always encode"))
+}
+
+async fn snapshot_task(
+    me: LocalIdentity,
+    peer: u64,
+    urls: Vec<String>,
+    mut queue: mpsc::Receiver<Message>,
+    inbox: Sender<NodeMsg>,
+) {
+    while let Some(mut msg) = queue.recv().await {
+        let data: Bytes = std::mem::take(&mut msg.mut_snapshot().data);
+        let ok = match connect(&me, peer, &urls).await {
+            Some(mut client) => {
+                let total = data.len() as u64;
+                let head =
+                    SnapshotChunk { message: encode(&msg), data: Bytes::new(), total_bytes: total };
+                let mut chunks = vec![head];
+                let mut at = 0;
+                while at < data.len() {
+                    let end = (at + SNAPSHOT_CHUNK).min(data.len());
+                    chunks.push(SnapshotChunk {
+                        message: Bytes::new(),
+                        data: data.slice(at..end),
+                        total_bytes: 0,
+                    });
+                    at = end;
+                }
+                match client.send_snapshot(tokio_stream::iter(chunks)).await {
+                    Ok(ack) => ack.into_inner().received_bytes == total,
+                    Err(status) => {
+                        tracing::warn!(peer = format!("{peer:x}"), %status, "sending snapshot failed");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        tracing::info!(peer = format!("{peer:x}"), ok, bytes = data.len(), "snapshot sent");
+        let _ = inbox.send(NodeMsg::SnapshotStatus(peer, ok));
+    }
+}

@@ -1,0 +1,331 @@
+//! Black-box test harness: real `logbook serve` processes on 127.0.0.1 ports,
+//! driven by the real `etcdctl` and by a gRPC client. Every process started
+//! here is stopped through its handle when the harness is dropped; every wait
+//! is bounded.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use logbook_api::etcdserverpb::kv_client::KvClient;
+use logbook_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use logbook_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use tonic::transport::Channel;
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One member's fixed identity: name, ports, data dir.
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl MemberSpec {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+/// A cluster of `logbook serve` processes.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub specs: Vec<MemberSpec>,
+    pub procs: Vec<Option<Child>>,
+    pub token: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until every one serves linearizable reads.
+    pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: Vec<MemberSpec> = (1..=n)
+            .map(|i| MemberSpec {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}.logbook")),
+                log: dir.path().join(format!("m{i}.log")),
+            })
+            .collect();
+        let mut c = Cluster {
+            dir,
+            procs: (0..n).map(|_| None).collect(),
+            specs,
+            token: format!("test-{}", std::process::id()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i, Duration::from_secs(30));
+        }
+        c
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.specs
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts member `i` (again).
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "member {i} already running");
+        let s = &self.specs[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .arg("serve")
+            .args(["--name", &s.name])
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .args(["--listen-client-urls", &s.client_url()])
+            .args(["--advertise-client-urls", &s.client_url()])
+            .args(["--listen-peer-urls", &s.peer_url()])
+            .args(["--initial-advertise-peer-urls", &s.peer_url()])
+            .args(["--initial-cluster", &self.initial_cluster()])
+            .args(["--initial-cluster-token", &self.token])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning logbook serve");
+        self.procs[i] = Some(child);
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited cleanly.
+    pub fn stop(&mut self, i: usize) -> bool {
+        let Some(mut c) = self.procs[i].take() else { return true };
+        // SAFETY: kill(2) on the PID of a child we own and have not reaped.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.specs.iter().map(MemberSpec::endpoint).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.specs.len()).filter(|i| self.procs[*i].is_some()).collect()
+    }
+
+    /// Waits until member `i` answers a linearizable read.
+    pub fn wait_ready(&self, i: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let url = self.specs[i].client_url();
+        let rt = runtime();
+        loop {
+            let ok = rt.block_on(async {
+                let Ok(mut kv) = connect(&url).await else { return false };
+                kv.range(RangeRequest { key: "ready-probe".into(), ..Default::default() })
+                    .await
+                    .is_ok()
+            });
+            if ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("member {i} not ready after {limit:?}; log:\n{}", self.log(i));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The index of the current leader, as the members report it.
+    pub fn leader(&self) -> Option<usize> {
+        let rt = runtime();
+        for i in self.running() {
+            let url = self.specs[i].client_url();
+            let status = rt.block_on(async {
+                let channel = Channel::from_shared(url).ok()?.connect().await.ok()?;
+                MaintenanceClient::new(channel)
+                    .status(StatusRequest {})
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+            });
+            if let Some(s) = status
+                && s.leader != 0
+            {
+                let header = s.header.unwrap();
+                if header.member_id == s.leader {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits (bounded) for a leader among the running members.
+    pub fn wait_leader(&self, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.specs[i].log).unwrap_or_default()
+    }
+
+    /// Runs etcdctl against member `i`.
+    pub fn ctl(&self, i: usize, args: &[&str]) -> Output {
+        etcdctl(&self.specs[i].endpoint(), args, None)
+    }
+
+    /// Runs etcdctl against member `i` and returns stdout, failing the test on error.
+    pub fn ctl_ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.ctl(i, args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log(i), 40)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs the real etcdctl (v3 API) against `endpoint`, optionally feeding stdin.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child =
+        cmd.spawn().expect("etcdctl must be installed (scripts/test.sh installs etcd-client)");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A single-threaded tokio runtime for the harness's gRPC calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A KV client for `url`, failing fast when nothing listens.
+pub async fn connect(url: &str) -> Result<KvClient<Channel>, tonic::transport::Error> {
+    let channel = Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(KvClient::new(channel))
+}
+
+/// Puts through gRPC, returning the revision.
+pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> Result<i64, tonic::Status> {
+    let r = kv
+        .put(PutRequest {
+            key: key.to_string().into(),
+            value: value.to_string().into(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(r.into_inner().header.unwrap().revision)
+}
+
+/// Serializable get of one key on one member: its value, if present.
+pub async fn local_get(url: &str, key: &str) -> Option<String> {
+    let mut kv = connect(url).await.ok()?;
+    let r = kv
+        .range(RangeRequest {
+            key: key.to_string().into(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .ok()?
+        .into_inner();
+    r.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+/// Parses the JSON etcdctl prints with `-w json`.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("etcdctl printed non-JSON ({e}): {s}"))
+}
+
+/// base64 of a string, as etcdctl's JSON shows keys and values.
+pub fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
