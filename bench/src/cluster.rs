@@ -115,6 +115,12 @@ impl Cluster {
             let data_dir = dir.join(name);
             let log = dir.join(format!("{name}.log"));
             let mut cmd = Command::new(binary);
+            // Both systems read ETCD_* variables as flags: only ours count.
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("ETCD_") {
+                    cmd.env_remove(k);
+                }
+            }
             if system == System::Logbook {
                 cmd.arg("serve");
             }
