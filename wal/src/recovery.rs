@@ -282,7 +282,7 @@ mod tests {
         codec::encode(&Record::Truncate { index: 5 }, &mut frame);
         buf.extend_from_slice(&frame);
         buf.extend_from_slice(&[0u8; 50]);
-        assert_eq!(find_valid_frame(buf, 0), Some(100));
+        assert_eq!(find_valid_frame(&buf, 0), Some(100));
         assert_eq!(find_valid_frame(&buf, 101), None);
     }
 }
