@@ -144,13 +144,30 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Sets a side-bucket key (made visible and persisted with this transaction).
+    ///
+    /// # Panics
+    /// If `1 + bucket.len() + key.len()` exceeds [`crate::btree::max_key_len`] of the page
+    /// size (498 bytes with 4 KiB pages): side-bucket keys are the server's own ids and names.
     pub fn meta_put(&mut self, bucket: &str, key: &[u8], value: &[u8]) {
-        self.meta_ops.push((codec::encode_meta_key(bucket, key), Some(value.to_vec())));
+        let k = self.meta_key(bucket, key);
+        self.meta_ops.push((k, Some(value.to_vec())));
     }
 
     /// Deletes a side-bucket key.
     pub fn meta_delete(&mut self, bucket: &str, key: &[u8]) {
-        self.meta_ops.push((codec::encode_meta_key(bucket, key), None));
+        let k = self.meta_key(bucket, key);
+        self.meta_ops.push((k, None));
+    }
+
+    fn meta_key(&self, bucket: &str, key: &[u8]) -> Vec<u8> {
+        let k = codec::encode_meta_key(bucket, key);
+        let max = crate::btree::max_key_len(self.inner.store.page_size());
+        assert!(
+            k.len() <= max,
+            "side-bucket key of {} bytes in bucket {bucket:?} exceeds {max} bytes",
+            k.len()
+        );
+        k
     }
 
     /// Publishes the writes to readers at once; returns the current revision. Durability

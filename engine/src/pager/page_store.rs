@@ -30,8 +30,37 @@ pub struct PageStore {
 
 #[derive(Default)]
 struct Shard {
-    pages: HashMap<u64, PageRef>,
+    pages: HashMap<u64, PageRef, BuildIdHasher>,
     epoch: u64,
+}
+
+/// Page ids are already well spread; a multiply is all the hashing they need (SipHash
+/// showed up in read profiles).
+#[derive(Default, Clone, Copy)]
+struct BuildIdHasher;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (id ^ (id >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl PageStore {
