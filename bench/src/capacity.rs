@@ -6,6 +6,7 @@
 //! `--growth` times per step, first with puts, then with linearizable
 //! single-key ranges, until a step breaks the objective: p99 above
 //! `--slo-p99`, any error, or less than 90 % of the offered rate achieved.
+//! When even the first step breaks it, the rate halves until one meets it.
 //! The highest achieved rate of a step within the objective is the capacity.
 //! CPU and RSS of the member processes are sampled around every step, and the
 //! db file and WAL directory sizes before and after the write ramp give their
@@ -35,6 +36,8 @@ use crate::{report, status};
 const MIN_ACHIEVED: f64 = 0.9;
 /// Steps per ramp, at most.
 const MAX_STEPS: usize = 40;
+/// The ramp does not search below this offered rate (requests per second).
+const MIN_RATE: f64 = 10.0;
 
 /// One offered rate and what came of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,10 +254,13 @@ async fn ramp<W: Workload>(
             if ok { "ok" } else { "over the objective" }
         );
         ramp.steps.push(Step { offered: rate, result, errors, usage, ok });
-        if !ok {
+        let any_ok = ramp.steps.iter().any(|s| s.ok);
+        if !ok && (any_ok || rate / 2.0 < MIN_RATE) {
             break;
         }
-        rate *= args.growth.max(1.05);
+        // Past the objective before any step met it: the start was too
+        // ambitious for this machine, so halve the rate until one does.
+        rate = if ok { rate * args.growth.max(1.05) } else { rate / 2.0 };
     }
     Ok(ramp)
 }

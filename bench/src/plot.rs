@@ -102,6 +102,11 @@ pub fn line_chart(
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&|y: &f64| trim(*y))
         .y_labels(20)
+        // On the nines axis, label whole nines: 0 %, 90 %, 99 %, 99.9 % ...
+        .x_labels(match x_axis {
+            XAxis::Linear => 10,
+            XAxis::Nines => xmax.ceil() as usize + 1,
+        })
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;

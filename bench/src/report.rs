@@ -195,7 +195,7 @@ fn targets(cmp: &Comparison) -> Vec<String> {
             if worse.is_empty() {
                 "met".to_owned()
             } else {
-                format!("NOT met at {} clients", worse.join(", "))
+                format!("NOT met at the rungs of {} clients", worse.join(", "))
             }
         ));
     }
@@ -380,7 +380,7 @@ fn capacity_rows(cap: &Capacity) -> Table {
             Some(b) => {
                 (format!("{:.0}", b.result.throughput), ms(b.result.latency_ms.p99), b.usage)
             }
-            None => ("below start".to_owned(), "–".to_owned(), Default::default()),
+            None => ("none met".to_owned(), "–".to_owned(), Default::default()),
         };
         let (w, wp, wu) = best(&s.write);
         let (r, rp, _) = best(&s.read);
