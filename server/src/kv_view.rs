@@ -14,6 +14,9 @@ pub trait KvView {
 /// Reads and writes of the keyspace, all within one revision.
 pub trait KvWrite: KvView {
     fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>>;
+    /// A put whose caller does not want the replaced version (cheaper: the
+    /// old value is not read back).
+    fn put_forget(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<()>;
     fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>>;
 }
 
@@ -32,6 +35,9 @@ impl KvView for WriteTxn<'_> {
 impl KvWrite for WriteTxn<'_> {
     fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
         Ok(WriteTxn::put(self, key, value, lease)?)
+    }
+    fn put_forget(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<()> {
+        Ok(WriteTxn::put_without_prev(self, key, value, lease)?)
     }
     fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
         Ok(WriteTxn::delete_range(self, key, range_end)?)
@@ -60,6 +66,9 @@ impl KvView for PinnedView<'_> {
 
 impl KvWrite for PinnedView<'_> {
     fn put(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<Option<KeyValue>> {
+        panic!("a read-only transaction reached a put: is_read_only() let a write through");
+    }
+    fn put_forget(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<()> {
         panic!("a read-only transaction reached a put: is_read_only() let a write through");
     }
     fn delete_range(&mut self, _: &[u8], _: &[u8]) -> Result<Vec<KeyValue>> {

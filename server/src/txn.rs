@@ -325,11 +325,13 @@ pub fn execute_put(kv: &mut impl KvWrite, p: &PutRequest) -> Result<PutResponse>
             lease = existing.lease;
         }
     }
-    let prev = kv.put(&p.key, value, lease)?;
-    Ok(PutResponse {
-        header: Some(ResponseHeader::default()),
-        prev_kv: if p.prev_kv { prev.map(to_wire) } else { None },
-    })
+    let prev_kv = if p.prev_kv {
+        kv.put(&p.key, value, lease)?.map(to_wire)
+    } else {
+        kv.put_forget(&p.key, value, lease)?;
+        None
+    };
+    Ok(PutResponse { header: Some(ResponseHeader::default()), prev_kv })
 }
 
 /// Runs a delete.
