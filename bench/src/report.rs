@@ -431,11 +431,16 @@ pub fn write_capacity(cap: &Capacity, dir: &Path) -> Result<()> {
                 Series {
                     name: format!("{} p99", s.system),
                     color: color(s.system),
-                    points: ramp
-                        .steps
-                        .iter()
-                        .map(|st| (st.offered, st.result.latency_ms.p99.max(0.001)))
-                        .collect(),
+                    points: {
+                        // Halving steps come out of order: draw by offered rate.
+                        let mut p: Vec<(f64, f64)> = ramp
+                            .steps
+                            .iter()
+                            .map(|st| (st.offered, st.result.latency_ms.p99.max(0.001)))
+                            .collect();
+                        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        p
+                    },
                 }
             })
             .collect();
