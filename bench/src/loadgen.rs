@@ -117,8 +117,14 @@ pub async fn mixed(args: &MixedArgs) -> Result<RunReport> {
     // Let the watches catch up with the last writes before counting.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let events = w.watch_events();
+    let leases_missing = w.leases_missing();
     w.finish().await?;
     let mut report = RunReport::new("mixed", args, out);
     report.notes.push(format!("{events} watch events received on the resource prefix watches"));
+    if leases_missing {
+        report.notes.push(
+            "the server does not implement leases: events were written without one".to_owned(),
+        );
+    }
     Ok(report)
 }
