@@ -176,8 +176,8 @@ fn member_sizes(cluster: &Cluster) -> (u64, u64) {
 }
 
 async fn run_system(t: &Target, dir: &Path, args: &CapacityArgs) -> Result<SystemCapacity> {
-    let mut cluster = Cluster::start(t.system, &t.binary, dir, args.systems.members)?;
-    cluster.wait_ready(READY_TIMEOUT).await?;
+    let mut cluster =
+        Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
     let version = status::version(&leader).await.unwrap_or_default();
     let pool = Pool::connect(std::slice::from_ref(&leader), 4).await?;

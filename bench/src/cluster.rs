@@ -154,6 +154,39 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts a cluster and waits until it is ready. Ports are picked free
+    /// but released before the members bind them, so another process may
+    /// take one in between: a start whose member fails on an address in use
+    /// is retried (at most 3 times) on new ports and a fresh directory.
+    pub async fn start_ready(
+        system: System,
+        binary: &Path,
+        dir: &Path,
+        members: usize,
+        timeout: Duration,
+    ) -> Result<Cluster> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let d = if attempt == 1 {
+                dir.to_owned()
+            } else {
+                dir.with_extension(format!("retry{attempt}"))
+            };
+            let mut c = Cluster::start(system, binary, &d, members)?;
+            match c.wait_ready(timeout).await {
+                Ok(()) => return Ok(c),
+                Err(e)
+                    if attempt < 3
+                        && format!("{e:#}").to_lowercase().contains("address already in use") =>
+                {
+                    eprintln!("{system}: a port was taken meanwhile, starting again on new ports");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()

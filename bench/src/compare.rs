@@ -129,8 +129,8 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
 }
 
 async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<SystemResult> {
-    let mut cluster = Cluster::start(t.system, &t.binary, dir, args.systems.members)?;
-    cluster.wait_ready(READY_TIMEOUT).await?;
+    let mut cluster =
+        Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
     let version = status::version(&leader).await.unwrap_or_default();
     let value = random_value(args.val_size, &mut Rng::new(0xbe7c));

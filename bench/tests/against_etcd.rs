@@ -33,9 +33,9 @@ fn etcd() -> std::path::PathBuf {
 }
 
 async fn start_etcd(dir: &Path, members: usize) -> Cluster {
-    let mut c = Cluster::start(System::Etcd, &etcd(), dir, members).expect("start etcd");
-    c.wait_ready(Duration::from_secs(60)).await.expect("etcd ready");
-    c
+    Cluster::start_ready(System::Etcd, &etcd(), dir, members, Duration::from_secs(60))
+        .await
+        .expect("etcd ready")
 }
 
 async fn count_prefix(endpoint: &str, prefix: &str) -> i64 {
