@@ -10,7 +10,9 @@
 //! The highest achieved rate of a step within the objective is the capacity.
 //! CPU and RSS of the member processes are sampled around every step, and the
 //! db file and WAL directory sizes before and after the write ramp give their
-//! growth per million writes.
+//! growth per million writes, and `/proc/<pid>/io` the bytes the members
+//! wrote to storage per million writes (which file sizes hide when WAL
+//! segments are preallocated).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,12 +76,20 @@ pub struct Growth {
     pub db_bytes_after: u64,
     pub wal_bytes_before: u64,
     pub wal_bytes_after: u64,
+    /// Bytes the members wrote to storage over the ramp, summed over members.
+    pub disk_write_bytes: u64,
 }
 
 impl Growth {
     /// db file growth in MiB per million writes.
     pub fn db_mib_per_million(&self) -> f64 {
         per_million(self.db_bytes_after.saturating_sub(self.db_bytes_before), self.writes)
+    }
+
+    /// Storage writes in MiB per million writes, summed over the members
+    /// (file sizes hide it when segments are preallocated; this does not).
+    pub fn disk_written_mib_per_million(&self) -> f64 {
+        per_million(self.disk_write_bytes, self.writes)
     }
 
     /// WAL growth in MiB per million writes.
@@ -190,9 +200,11 @@ async fn run_system(t: &Target, dir: &Path, args: &CapacityArgs) -> Result<Syste
     let idle = procstat::usage(&s0, &procstat::sample(&pids));
 
     let (db0, wal0) = member_sizes(&cluster);
+    let io0 = procstat::sample(&pids).disk_write_bytes;
     let put = Arc::new(Put::new(pool.clone(), keys.clone(), value));
     let write = ramp(put, args, &mut cluster, "put").await?;
     let (db1, wal1) = member_sizes(&cluster);
+    let io1 = procstat::sample(&pids).disk_write_bytes;
     let writes = write.steps.iter().map(|s| s.result.count).sum();
     let growth = Growth {
         writes,
@@ -200,6 +212,7 @@ async fn run_system(t: &Target, dir: &Path, args: &CapacityArgs) -> Result<Syste
         db_bytes_after: db1,
         wal_bytes_before: wal0,
         wal_bytes_after: wal1,
+        disk_write_bytes: io1.saturating_sub(io0),
     };
 
     let range = Arc::new(Range { pool, keys, limit: 0, consistency: Consistency::Linearizable });

@@ -16,6 +16,9 @@ pub struct Sample {
     at: Instant,
     cpu_ticks: u64,
     rss_bytes: u64,
+    /// Bytes the processes caused to be written to storage (`write_bytes` of
+    /// `/proc/<pid>/io`): WAL, db and snapshots, preallocation included.
+    pub disk_write_bytes: u64,
 }
 
 /// Resource use between two samples.
@@ -31,7 +34,11 @@ pub struct Usage {
 pub fn sample(pids: &[u32]) -> Sample {
     let mut cpu_ticks = 0;
     let mut rss_bytes = 0;
+    let mut disk_write_bytes = 0;
     for &pid in pids {
+        if let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) {
+            disk_write_bytes += parse_write_bytes(&io).unwrap_or(0);
+        }
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             cpu_ticks += parse_cpu_ticks(&stat).unwrap_or(0);
         }
@@ -39,7 +46,7 @@ pub fn sample(pids: &[u32]) -> Sample {
             rss_bytes += parse_rss_bytes(&status).unwrap_or(0);
         }
     }
-    Sample { at: Instant::now(), cpu_ticks, rss_bytes }
+    Sample { at: Instant::now(), cpu_ticks, rss_bytes, disk_write_bytes }
 }
 
 /// Use between `before` and `after`.
@@ -59,6 +66,10 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ")" come field 3 (state) onwards: utime is field 14 → index 11.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn parse_write_bytes(io: &str) -> Option<u64> {
+    io.lines().find_map(|l| l.strip_prefix("write_bytes:"))?.trim().parse().ok()
 }
 
 fn parse_rss_bytes(status: &str) -> Option<u64> {
@@ -88,6 +99,8 @@ mod tests {
             "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
         assert_eq!(parse_rss_bytes("Name:\tx\nVmRSS:\t   2048 kB\n"), Some(2 << 20));
+        let io = "rchar: 1\nwchar: 2\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_write_bytes(io), Some(4096));
     }
 
     #[test]

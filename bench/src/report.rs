@@ -374,6 +374,7 @@ fn capacity_rows(cap: &Capacity) -> Table {
         "read p99 ms",
         "db MiB/1M writes",
         "WAL MiB/1M writes",
+        "disk writes MiB/1M writes",
     ]);
     for s in cap.systems.iter().filter(|s| s.failure.is_none()) {
         let best = |r: &crate::capacity::Ramp| match r.best() {
@@ -394,6 +395,7 @@ fn capacity_rows(cap: &Capacity) -> Table {
             rp,
             format!("{:.1}", s.growth.db_mib_per_million()),
             format!("{:.1}", s.growth.wal_mib_per_million()),
+            format!("{:.0}", s.growth.disk_written_mib_per_million()),
         ]);
     }
     t
@@ -471,7 +473,8 @@ pub fn write_capacity(cap: &Capacity, dir: &Path) -> Result<()> {
         "Method: open loop (latency from each request's intended send time), {} clients, {} B values, \
          the offered rate grows {}× per {} s step from {}/s until p99 exceeds the objective, a request fails or \
          less than 90 % of the offered rate is achieved. CPU (cores busy) and RSS are summed over the members at \
-         the best write step; db and WAL growth are per member.\n",
+         the best write step; db and WAL growth are per member (file sizes: preallocated WAL segments grow in \
+         segment steps); disk writes are the bytes all members wrote to storage (`/proc/<pid>/io`).\n",
         cap.params["clients"],
         cap.params["val_size"],
         cap.params["growth"],

@@ -339,6 +339,10 @@ async fn capacity_with_etcd_alone_writes_a_report() {
         assert!(steps.iter().all(|s| s["result"]["count"].as_u64().unwrap() > 0));
     }
     assert!(sys["growth"]["writes"].as_u64().unwrap() > 0);
+    assert!(
+        sys["growth"]["disk_write_bytes"].as_u64().unwrap() > 0,
+        "etcd's storage writes were seen"
+    );
     assert!(sys["growth"]["wal_bytes_after"].as_u64().unwrap() > 0, "etcd's WAL was found");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("max puts/s"), "{md}");
