@@ -38,6 +38,8 @@ use crate::{report, status};
 const MIN_ACHIEVED: f64 = 0.9;
 /// Steps per ramp, at most.
 const MAX_STEPS: usize = 40;
+/// Samples a step aims for, so its p99 means something.
+const MIN_SAMPLES: f64 = 300.0;
 /// The ramp does not search below this offered rate (requests per second).
 const MIN_RATE: f64 = 10.0;
 
@@ -241,10 +243,14 @@ async fn ramp<W: Workload>(
     let mut ramp = Ramp::default();
     let mut rate = args.start_rate.max(1.0);
     while ramp.steps.len() < MAX_STEPS && rate <= args.max_rate {
+        // A p99 of a few dozen samples is just their max: slow steps run
+        // longer, up to 4 step durations, to collect MIN_SAMPLES.
+        let step = Duration::from_secs_f64(MIN_SAMPLES / rate)
+            .clamp(args.step_duration, args.step_duration * 4);
         let plan = Plan {
             clients: args.clients,
-            total: Some((rate * args.step_duration.as_secs_f64()).ceil() as u64),
-            duration: Some(args.step_duration),
+            total: Some((rate * step.as_secs_f64()).ceil() as u64),
+            duration: Some(step),
             rate: Some(rate),
             progress: !args.systems.quiet,
             label: format!("{} {what} {rate:.0}/s", cluster.system),
