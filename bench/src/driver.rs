@@ -195,7 +195,8 @@ pub async fn drive<W: Workload>(workload: Arc<W>, plan: &Plan) -> Outcome {
                 match res {
                     Ok(class) => {
                         sh.recorders[class].record(client, latency);
-                        if classes_len_gt1(&sh) {
+                        // The `all` summary exists only for mixes.
+                        if sh.recorders.len() > 1 {
                             sh.all.record(client, latency);
                         }
                     }
@@ -245,10 +246,6 @@ pub async fn drive<W: Workload>(workload: Arc<W>, plan: &Plan) -> Outcome {
     }
     let errors = shared.errors.lock().expect("errors lock").clone();
     Outcome { summaries, errors, aborted: shared.stop.load(Ordering::Relaxed) }
-}
-
-fn classes_len_gt1(sh: &Shared) -> bool {
-    sh.recorders.len() > 1
 }
 
 fn progress_bar(plan: &Plan, total: u64, duration: Duration) -> ProgressBar {
