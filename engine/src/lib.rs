@@ -16,6 +16,7 @@
 //! - [`compaction`]: dropping history below a revision, in bounded batches.
 //! - [`snapshot`]: streaming a point-in-time copy, restoring a file from one.
 //! - [`defrag`]: online shrinking of the file.
+//! - [`history`]: every stored revision at one point in time, and bulk-loading a history.
 //! - [`key_index`]: the in-memory index, key -> revisions.
 //! - [`btree`]: the copy-on-write B+tree.
 //! - [`pager`]: verified, cached page reads and writes; [`freelist`]: free-page reuse.
@@ -55,6 +56,7 @@ pub mod defrag;
 pub mod engine;
 pub mod error;
 pub mod freelist;
+pub mod history;
 pub mod io;
 pub mod key_index;
 pub mod kv;
