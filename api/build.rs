@@ -1,4 +1,5 @@
-//! Generates the tonic/prost code for the etcd v3 API and Logbook's peer API.
+//! Generates the tonic/prost code for the etcd v3 API and Logbook's peer API,
+//! and the JSON (serde) impls of the etcd messages for the v3 gateway.
 //!
 //! protoc comes from `protoc-bin-vendored` and is handed to prost-build here
 //! only; nothing is exported to the environment, because other build scripts
@@ -24,11 +25,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keys and values decode as `bytes::Bytes`: slices of the received
     // buffer, not copies, on the hot write path.
     config.bytes(["."]);
+    let descriptors = PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
+    config.file_descriptor_set_path(&descriptors);
 
     tonic_prost_build::configure().build_server(true).build_client(true).compile_with_config(
         config,
         &protos,
         &[root],
     )?;
+
+    // serde impls for the etcd packages, in the JSON etcd's gRPC gateway
+    // speaks: the .proto field names as written (`cluster_id`, `dbSize`),
+    // 64-bit integers as strings, bytes as base64, defaults omitted, unknown
+    // fields ignored. Both spellings of a name are accepted on input.
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb"])?;
     Ok(())
 }

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// List of this member's client URLs to advertise to the rest of the cluster.
     #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
+    /// List of additional URLs to listen on that will respond to both the /metrics and /health endpoints.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
     /// List of URLs to listen on for peer traffic.
     #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
     pub listen_peer_urls: String,
@@ -90,6 +93,8 @@ pub struct Config {
     pub listen_client: Vec<SocketAddr>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<SocketAddr>,
+    /// `--listen-metrics-urls`: HTTP only, /metrics and the health endpoints.
+    pub listen_metrics: Vec<SocketAddr>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<InitialMember>,
     pub new_cluster: bool,
@@ -131,6 +136,11 @@ impl ServeArgs {
 
         let listen_client = parse_listen_urls("--listen-client-urls", &self.listen_client_urls)?;
         let listen_peer = parse_listen_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        let listen_metrics = if self.listen_metrics_urls.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_listen_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
+        };
         let advertise_client_urls =
             parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
         let advertise_peer_urls =
@@ -212,6 +222,7 @@ impl ServeArgs {
             listen_client,
             advertise_client_urls,
             listen_peer,
+            listen_metrics,
             advertise_peer_urls,
             initial_cluster,
             new_cluster,

@@ -15,6 +15,9 @@
 //! - [`range`], [`txn`], [`kv_view`]: etcd's Range and Txn semantics.
 //! - [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
 //!   gRPC services.
+//! - [`http`]: the HTTP side of the client port (health, version,
+//!   metrics, the v3 JSON gateway) and the listener both protocols share.
+//! - [`metrics`]: Prometheus metrics under etcd's names.
 //! - [`membership`]: the members stored in the engine.
 //! - [`engine_cell`]: the replaceable engine handle.
 //! - [`error`]: the server's errors and their gRPC statuses.
@@ -39,11 +42,13 @@ pub mod cluster_service;
 pub mod config;
 pub mod engine_cell;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod kv_service;
 pub mod kv_view;
 pub mod maintenance_service;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod peer_service;
 pub mod raft_log;

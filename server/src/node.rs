@@ -140,6 +140,7 @@ impl Shared {
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
                 self.waiters.lock().remove(&id);
+                crate::metrics::METRICS.proposals_failed.inc();
                 Err(Error::Timeout)
             }
         }
@@ -157,6 +158,11 @@ impl Shared {
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// Proposals waiting to be applied (for metrics).
+    pub fn pending_proposals(&self) -> usize {
+        self.waiters.lock().len()
     }
 
     /// The current leader's ID, if there is one.
@@ -324,6 +330,7 @@ impl RaftLoop {
                     } else {
                         Error::LeaderChanged
                     };
+                    crate::metrics::METRICS.proposals_failed.inc();
                     self.shared.finish(id, Err(err));
                 }
             }
@@ -390,6 +397,9 @@ impl RaftLoop {
         if let Some(ss) = ready.ss() {
             let before = self.shared.leader.swap(ss.leader_id, Ordering::AcqRel);
             if before != ss.leader_id {
+                if ss.leader_id != 0 {
+                    crate::metrics::METRICS.leader_changes.inc();
+                }
                 tracing::info!(
                     leader = format!("{:x}", ss.leader_id),
                     role = ?ss.raft_state,

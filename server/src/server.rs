@@ -203,6 +203,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let (inbox_tx, inbox_rx) = crossbeam::channel::unbounded();
     let shared =
         Arc::new(Shared::new(cfg.clone(), engine, engine_options, inbox_tx.clone(), apply_state));
+    let http_state = crate::http::HttpState { shared: shared.clone(), wal: Some(wal.clone()) };
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
         LocalIdentity { member_id: cfg.member_id, cluster_id: cfg.cluster_id },
@@ -234,8 +235,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     }
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     for addr in &cfg.listen_client {
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let router = crate::http::grpc_routes()
             .add_service(
                 KvServer::new(KvService { shared: shared.clone() })
                     .max_decoding_message_size(max_message)
@@ -250,7 +250,12 @@ async fn serve(mut cfg: Config) -> Result<()> {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(usize::MAX),
             );
-        servers.push(spawn_server(*addr, "client", router, shutdown_rx.clone()).await?);
+        let app = crate::http::client_router(http_state.clone(), router);
+        servers.push(crate::http::serve(*addr, "client", app, shutdown_rx.clone()).await?);
+    }
+    for addr in &cfg.listen_metrics {
+        let app = crate::http::metrics_router(http_state.clone());
+        servers.push(crate::http::serve(*addr, "metrics", app, shutdown_rx.clone()).await?);
     }
 
     let publisher = tokio::spawn(publish(shared.clone()));

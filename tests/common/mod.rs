@@ -329,3 +329,126 @@ pub fn b64(s: &str) -> String {
     }
     out
 }
+
+// ---- HTTP (the client port's HTTP/1.1 side and the v3 JSON gateway) ----
+
+/// One HTTP/1.1 exchange: status and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON, failing the test when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!("non-JSON body ({e}), status {}: {}", self.status, self.body)
+        })
+    }
+}
+
+/// Sends one HTTP/1.1 request (hyper's client, a fresh connection) to
+/// `url` (`http://host:port/path?query`), with a bounded wait.
+pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> HttpResponse {
+    use http_body_util::BodyExt as _;
+    let uri: hyper::Uri = url.parse().unwrap();
+    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
+    let rt = runtime();
+    rt.block_on(async {
+        let work = async {
+            let stream = tokio::net::TcpStream::connect(&addr).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+                .header("host", &addr)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                    body.unwrap_or_default(),
+                )))?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok(HttpResponse {
+                status,
+                content_type,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {url}: no answer within 20s"))
+            .unwrap_or_else(|e| panic!("{method} {url}: {e:#}"))
+    })
+}
+
+/// `GET url`.
+pub fn http_get(url: &str) -> HttpResponse {
+    http("GET", url, None)
+}
+
+/// `POST base + path` with a JSON body, as the v3 gateway takes it.
+pub fn gw(base: &str, path: &str, body: &str) -> HttpResponse {
+    http("POST", &format!("{base}{path}"), Some(body.as_bytes()))
+}
+
+/// A real etcd, one member on free 127.0.0.1 ports in a temporary
+/// directory, killed when dropped. Fails the test when `etcd` is missing
+/// (scripts/test.sh installs it).
+pub struct Etcd {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub client_url: String,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "e1"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("e1={peer_url}")])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd must be installed (scripts/test.sh installs etcd-server)");
+        let e = Etcd { dir, child, client_url };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = std::panic::catch_unwind(|| http_get(&format!("{}/health", e.client_url)))
+                .is_ok_and(|r| r.status == 200);
+            if ok {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "etcd not healthy within 30s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -170,6 +170,7 @@ impl Writer {
     fn commit(&mut self, batch: &Batch) -> io::Result<()> {
         let len = batch.bytes.len() as u64;
         let segment_size = self.shared.options.segment_size;
+        let started = std::time::Instant::now();
         let rolled = if self.pos > PREAMBLE_LEN && self.pos + len > segment_size {
             let seg = self.roll()?;
             self.io.write_and_sync(&*seg.file, &[&self.preamble, &batch.bytes], 0)?;
@@ -219,6 +220,7 @@ impl Writer {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
         stats.bytes.fetch_add(len, Ordering::Relaxed);
+        stats.observe_commit(started.elapsed(), entries);
         self.shared.durability.complete(batch.last_seq, &mut self.wake_scratch);
         Ok(())
     }

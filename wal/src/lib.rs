@@ -60,4 +60,4 @@ pub use backend::Backend;
 pub use error::{Error, Result};
 pub use hard_state::HardState;
 pub use ticket::Ticket;
-pub use wal::{MAX_CALL_BYTES, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Options, Stats, Wal};
+pub use wal::{MAX_CALL_BYTES, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Options, RECORDS_BUCKETS, SYNC_BUCKETS, Stats, Wal};

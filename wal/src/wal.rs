@@ -67,6 +67,37 @@ pub(crate) struct StatCounters {
     pub(crate) entries: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) segments_rolled: AtomicU64,
+    pub(crate) sync_nanos: AtomicU64,
+    pub(crate) sync_buckets: [AtomicU64; SYNC_BUCKETS],
+    pub(crate) records_buckets: [AtomicU64; RECORDS_BUCKETS],
+}
+
+/// Buckets of [`Stats::sync_buckets`]: bucket `i < SYNC_BUCKETS - 1` counts
+/// commits whose write + fdatasync took at most `2^i / 1024` ms (about 1 us,
+/// 2 us, ..., 1 ms at `i = 10`, ..., 8.192 s: etcd's fsync buckets with ten
+/// finer ones below); the last counts the slower ones.
+pub const SYNC_BUCKETS: usize = 25;
+/// Buckets of [`Stats::records_buckets`]: bucket `i < RECORDS_BUCKETS - 1`
+/// counts commits of at most `2^i` records (and more than `2^(i-1)`); the
+/// last counts the larger ones.
+pub const RECORDS_BUCKETS: usize = 17;
+
+impl StatCounters {
+    /// Counts one commit of `records` records that took `took`: two relaxed
+    /// increments and an add, after the fdatasync.
+    pub(crate) fn observe_commit(&self, took: std::time::Duration, records: u64) {
+        let nanos = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let units = nanos.saturating_mul(1024).div_ceil(1_000_000);
+        self.sync_buckets[log2_ceil(units).min(SYNC_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        self.records_buckets[log2_ceil(records).min(RECORDS_BUCKETS - 1)]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The smallest `i` with `n <= 2^i`.
+fn log2_ceil(n: u64) -> usize {
+    if n <= 1 { 0 } else { (64 - (n - 1).leading_zeros()) as usize }
 }
 
 /// What the writer has done since open: for benchmarks and metrics.
@@ -80,6 +111,12 @@ pub struct Stats {
     pub bytes: u64,
     /// New segments started.
     pub segments_rolled: u64,
+    /// Time spent in commits' write + fdatasync, in nanoseconds.
+    pub sync_nanos: u64,
+    /// Commits by duration (see [`SYNC_BUCKETS`]); not cumulative.
+    pub sync_buckets: [u64; SYNC_BUCKETS],
+    /// Commits by records made durable (see [`RECORDS_BUCKETS`]); not cumulative.
+    pub records_buckets: [u64; RECORDS_BUCKETS],
 }
 
 /// A write-ahead log of opaque records with consecutive indexes, plus a hard state.
@@ -396,6 +433,9 @@ impl Wal {
             entries: c.entries.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             segments_rolled: c.segments_rolled.load(Ordering::Relaxed),
+            sync_nanos: c.sync_nanos.load(Ordering::Relaxed),
+            sync_buckets: std::array::from_fn(|i| c.sync_buckets[i].load(Ordering::Relaxed)),
+            records_buckets: std::array::from_fn(|i| c.records_buckets[i].load(Ordering::Relaxed)),
         }
     }
 

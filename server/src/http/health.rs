@@ -1,0 +1,159 @@
+//! `/health`, `/livez`, `/readyz`, `/version` and `/metrics`, answered as
+//! etcd 3.5 answers them, so load balancers, kubelet probes and Prometheus
+//! configured for etcd work unchanged.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use logbook_api::etcdserverpb::RangeRequest;
+use logbook_api::etcdserverpb::kv_server::Kv;
+use serde::{Deserialize, Serialize};
+
+use super::HttpState;
+use crate::kv_service::KvService;
+use crate::maintenance_service::SERVED_VERSION;
+use crate::metrics::METRICS;
+
+/// The routes, for the client and the metrics URLs alike.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// `/version`: the etcd version whose API Logbook serves, so clients that
+/// gate features on the server's version enable them.
+#[derive(Serialize)]
+struct Version {
+    etcdserver: &'static str,
+    etcdcluster: String,
+}
+
+async fn version() -> Response {
+    let minor = SERVED_VERSION.rsplit_once('.').map_or(SERVED_VERSION, |(minor, _)| minor);
+    let mut cluster = minor.to_string();
+    cluster.push_str(".0");
+    json(StatusCode::OK, &Version { etcdserver: SERVED_VERSION, etcdcluster: cluster })
+}
+
+/// `/health`'s answer, as etcd 3.5 writes it (`"true"`/`"false"` strings).
+#[derive(Serialize)]
+struct Health {
+    health: &'static str,
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+struct HealthQuery {
+    #[serde(default)]
+    serializable: Option<String>,
+    #[serde(default)]
+    exclude: Option<String>,
+}
+
+/// `/health`: unhealthy without a leader (unless `?serializable=true`), with
+/// an alarm raised (unless `?exclude=` names it), or when a read through the
+/// KV service fails. 200 when healthy, 503 otherwise.
+async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
+    let serializable = q.serializable.as_deref() == Some("true");
+    // Logbook raises no alarms yet; `exclude` is accepted for the day it does.
+    let _excluded = q.exclude;
+    let reason = check(&st, serializable).await.err();
+    let status = if reason.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let body = match reason {
+        None => Health { health: "true", reason: String::new() },
+        Some(reason) => {
+            tracing::warn!(%reason, "serving /health false");
+            Health { health: "false", reason }
+        }
+    };
+    json(status, &body)
+}
+
+/// etcd's health checks in etcd's order: leader, then a one-key read.
+async fn check(st: &HttpState, serializable: bool) -> Result<(), String> {
+    if !serializable && st.shared.leader().is_none() {
+        return Err("RAFT NO LEADER".into());
+    }
+    let kv = KvService { shared: st.shared.clone() };
+    let probe = RangeRequest {
+        key: "health".into(),
+        keys_only: true,
+        limit: 1,
+        serializable,
+        ..Default::default()
+    };
+    match kv.range(tonic::Request::new(probe)).await {
+        Ok(_) => Ok(()),
+        Err(s) => Err(format!("QGET ERROR:{}", s.message())),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ProbeQuery {
+    verbose: Option<String>,
+}
+
+/// `/livez`: the process serves local reads.
+async fn livez(State(st): State<HttpState>, Query(q): Query<ProbeQuery>) -> Response {
+    let serializable = check(&st, true).await;
+    probe_response(&[("serializable_read", serializable)], q.verbose.is_some())
+}
+
+/// `/readyz`: the member can serve linearizable requests (it has a leader
+/// and reads through it).
+async fn readyz(State(st): State<HttpState>, Query(q): Query<ProbeQuery>) -> Response {
+    let serializable = check(&st, true).await;
+    let linearizable = check(&st, false).await;
+    probe_response(
+        &[("serializable_read", serializable), ("linearizable_read", linearizable)],
+        q.verbose.is_some(),
+    )
+}
+
+/// Kubernetes' probe format, which etcd 3.5 follows: `ok`, or the failed
+/// checks and `health check failed` with 503; `?verbose` lists every check.
+fn probe_response(checks: &[(&str, Result<(), String>)], verbose: bool) -> Response {
+    let failed = checks.iter().any(|(_, r)| r.is_err());
+    let mut body = String::new();
+    for (name, result) in checks {
+        match result {
+            Ok(()) if verbose => body.push_str(&format!("[+]{name} ok\n")),
+            Ok(()) => {}
+            Err(_) => body.push_str(&format!("[-]{name} failed: reason withheld\n")),
+        }
+    }
+    let status = if failed {
+        body.push_str("health check failed\n");
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        body.push_str(if verbose { "ok\n" } else { "ok" });
+        StatusCode::OK
+    };
+    text(status, body, "text/plain; charset=utf-8")
+}
+
+/// `/metrics`: Prometheus text format.
+async fn metrics(State(st): State<HttpState>) -> Response {
+    let body = METRICS.render(&st.shared, st.wal.as_deref());
+    text(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8")
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("plain structs serialize");
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
