@@ -23,6 +23,8 @@ enum Command {
     /// Benchmark: with no subcommand, Logbook against etcd side by side on
     /// this disk; or a load generator against any etcd v3 endpoint.
     Bench(logbook_bench::BenchArgs),
+    /// Snapshots in etcd's format: restore a data directory from one, print one's status.
+    Snapshot(logbook_server::etcd_snapshot::SnapshotArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +37,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => Ok(logbook_server::server::run(args)?),
         Command::Bench(args) => logbook_bench::run(args),
+        Command::Snapshot(args) => {
+            logbook_server::etcd_snapshot::run(args).map_err(|e| anyhow::anyhow!(e))
+        }
     }
 }

@@ -116,6 +116,11 @@ impl Engine {
             std::io::ErrorKind::WouldBlock => Error::Locked(path.to_path_buf()),
             _ => Error::Io(e),
         })?;
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::power_loss_enabled() {
+            let storage = Arc::new(crate::failpoint::VolatileStorage::new(storage));
+            return Engine::open_with_storage(storage, path, options);
+        }
         Engine::open_with_storage(Arc::new(storage), path, options)
     }
 

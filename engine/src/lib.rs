@@ -55,6 +55,8 @@ pub mod compaction;
 pub mod defrag;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
 pub mod freelist;
 pub mod history;
 pub mod io;

@@ -16,16 +16,18 @@ use crate::bbolt::{DEFAULT_PAGE_SIZE, DbWriter, Layout};
 use crate::error::Result;
 use crate::layout::{self, BUCKETS};
 
-/// etcd buckets whose contents Logbook does not interpret (yet), kept verbatim in an engine
-/// side bucket so that they survive a trip through Logbook: (etcd bucket, engine bucket).
-/// When Logbook serves one of them (leases, auth), its entry moves into the server's
-/// [`SideBuckets`] implementation, converting to and from Logbook's own records.
+/// etcd buckets kept byte for byte in an engine side bucket: (etcd bucket, engine bucket).
+/// Leases go to the lessor's `lease` bucket: its key is etcd's (the ID, i64 big-endian) and
+/// its `StoredLease` is wire-compatible with etcd's `leasepb.Lease` (ID = 1, TTL = 2; etcd's
+/// RemainingTTL = 3 is ignored by Logbook and kept). Auth and alarms, which Logbook does not
+/// serve yet, survive a trip through Logbook in `etcd.*` buckets; when Logbook serves them
+/// their entry moves into the server's [`SideBuckets`], converting to its own records.
 pub const PASS_THROUGH: [(&str, &str); 5] = [
     (layout::ALARM, "etcd.alarm"),
     (layout::AUTH, "etcd.auth"),
     (layout::AUTH_ROLES, "etcd.authRoles"),
     (layout::AUTH_USERS, "etcd.authUsers"),
-    (layout::LEASE, "etcd.lease"),
+    (layout::LEASE, "lease"),
 ];
 
 /// The engine bucket holding etcd bucket `etcd_bucket` verbatim, if it is passed through.

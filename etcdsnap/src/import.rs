@@ -32,6 +32,11 @@ pub trait SideBucketImport {
         value: &[u8],
         load: &mut BulkLoad<'_>,
     ) -> Result<()>;
+
+    /// Called once after every bucket, before the load ends (to add what the source lacks).
+    fn before_finish(&mut self, _load: &mut BulkLoad<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Keeps the pass-through buckets (see [`crate::export::PASS_THROUGH`]) and drops the rest
@@ -132,6 +137,7 @@ pub fn import<R: ReadAt>(
             side.import(name, e.key, e.value, &mut load)
         })?;
     }
+    side.before_finish(&mut load)?;
     out.revision = load.finish(last, applied_index)?;
     if scheduled > out.compact_revision {
         // An unfinished compaction in the source: finish it here, as etcd would on start.

@@ -56,7 +56,7 @@ fn imports_a_snapshot_etcd_wrote() {
     let at4 = RangeOptions { revision: 4, ..all.clone() };
     assert_eq!(engine.range(&at4).unwrap().kvs.len(), 2, "a and b at 4 (b was deleted at 5)");
     // Leases and auth kept verbatim.
-    assert_eq!(engine.meta_scan("etcd.lease").len(), 1);
+    assert_eq!(engine.meta_scan("lease").len(), 1);
     assert_eq!(engine.meta_scan("etcd.authUsers")[0].0, b"root");
 
     // And back out: the same key history and side buckets, which etcdctl's status

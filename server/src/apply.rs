@@ -2,15 +2,20 @@
 //! runs this for every entry, in log order, so it must be deterministic: it
 //! reads only the engine and the request.
 
+use logbook_api::etcdserverpb::alarm_request::AlarmAction;
 use logbook_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use logbook_api::logbookpb::internal_request::Request;
-use logbook_api::logbookpb::{MemberAttributes, StoredMember};
+use logbook_api::logbookpb::{MemberAttributes, StoredLease, StoredMember};
 use logbook_engine::{Engine, WriteTxn};
 use prost::Message;
 
+use crate::alarms::{ALARM_BUCKET, Alarms, alarm_key};
 use crate::error::{Error, Result};
+use crate::kv_view::Leased;
+use crate::lessor::{LEASE_BUCKET, Lessor, lease_key};
 use crate::membership::{MEMBERS_BUCKET, member_key};
 use crate::txn::{
     Revisions, check_path, check_put_applies, compare_to_path, execute_delete, execute_put,
@@ -27,30 +32,41 @@ pub enum Applied {
     /// A compaction recorded at this revision.
     Compaction(CompactionResponse, i64),
     Published,
-}
-
-/// Leases do not exist yet, so no lease ID names one.
-fn no_leases(_: i64) -> bool {
-    false
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
+    /// A membership change: the member added, promoted or removed.
+    Members(StoredMember),
+    /// A member's peer URLs changed.
+    MemberUpdated(StoredMember),
 }
 
 /// Applies `request` inside `txn`. On error nothing has been written.
 pub fn apply_request(
     engine: &Engine,
     txn: &mut WriteTxn<'_>,
+    lessor: &Lessor,
+    alarms: &Alarms,
     request: &Request,
     revs: Revisions,
 ) -> Result<Applied> {
+    // Out of space, nothing that grows the store is applied (on every
+    // member alike, since the alarm itself came through Raft).
+    if alarms.no_space() && grows_store(request) {
+        return Err(Error::NoSpace);
+    }
+    let lease_exists = |id: i64| lessor.exists(id);
+    let mut kv = Leased { txn, lessor };
     match request {
         Request::Put(p) => {
-            check_put_applies(txn, p, &no_leases)?;
-            Ok(Applied::Put(execute_put(txn, p)?))
+            check_put_applies(&kv, p, &lease_exists)?;
+            Ok(Applied::Put(execute_put(&mut kv, p)?))
         }
-        Request::DeleteRange(d) => Ok(Applied::DeleteRange(execute_delete(txn, d)?)),
+        Request::DeleteRange(d) => Ok(Applied::DeleteRange(execute_delete(&mut kv, d)?)),
         Request::Txn(t) => {
-            let path = compare_to_path(txn, t)?;
-            check_path(txn, t, &path, revs, &no_leases)?;
-            Ok(Applied::Txn(execute_txn(txn, t, &path)?))
+            let path = compare_to_path(&kv, t)?;
+            check_path(&kv, t, &path, revs, &lease_exists)?;
+            Ok(Applied::Txn(execute_txn(&mut kv, t, &path)?))
         }
         Request::Compaction(c) => {
             if c.revision > revs.current {
@@ -62,10 +78,87 @@ pub fn apply_request(
             Ok(Applied::Compaction(CompactionResponse::default(), c.revision))
         }
         Request::Publish(attrs) => {
-            publish(engine, txn, attrs);
+            publish(engine, kv.txn, attrs);
             Ok(Applied::Published)
         }
+        Request::LeaseGrant(g) => {
+            // The proposer chose the ID and the final TTL, so every member
+            // applies the same grant whatever its own settings.
+            if g.id == 0 || lessor.exists(g.id) {
+                return Err(Error::LeaseExist);
+            }
+            let stored = StoredLease { id: g.id, ttl: g.ttl };
+            kv.txn.meta_put(LEASE_BUCKET, &lease_key(g.id), &stored.encode_to_vec());
+            lessor.grant(g.id, g.ttl);
+            Ok(Applied::LeaseGrant(LeaseGrantResponse {
+                id: g.id,
+                ttl: g.ttl,
+                ..Default::default()
+            }))
+        }
+        Request::Alarm(a) => {
+            let member = AlarmMember { member_id: a.member_id, alarm: a.alarm };
+            let key = alarm_key(a.member_id, a.alarm);
+            let changed = if a.action == AlarmAction::Activate as i32 {
+                kv.txn.meta_put(ALARM_BUCKET, &key, &member.encode_to_vec());
+                alarms.activate(a.member_id, a.alarm)
+            } else {
+                kv.txn.meta_delete(ALARM_BUCKET, &key);
+                alarms.deactivate(a.member_id, a.alarm)
+            };
+            if changed {
+                tracing::warn!(
+                    member = format!("{:x}", a.member_id),
+                    alarm = a.alarm,
+                    action = a.action,
+                    "alarm changed"
+                );
+            }
+            let alarms = if changed { vec![member] } else { Vec::new() };
+            Ok(Applied::Alarm(AlarmResponse { header: None, alarms }))
+        }
+        Request::MemberUpdate(u) => {
+            let key = member_key(u.id);
+            let Some(bytes) = engine.meta_get(MEMBERS_BUCKET, &key) else {
+                return Err(Error::MemberNotFound);
+            };
+            let mut m = StoredMember::decode(bytes.as_slice()).expect("member records decode");
+            m.peer_urls = u.peer_ur_ls.clone();
+            kv.txn.meta_put(MEMBERS_BUCKET, &key, &m.encode_to_vec());
+            Ok(Applied::MemberUpdated(m))
+        }
+        Request::LeaseRevoke(r) => {
+            if !lessor.exists(r.id) {
+                return Err(Error::LeaseNotFound);
+            }
+            // Every key of the lease goes in this one revision.
+            for key in lessor.keys(r.id) {
+                kv.txn.delete_range(&key, &[])?;
+            }
+            kv.txn.meta_delete(LEASE_BUCKET, &lease_key(r.id));
+            lessor.revoke(r.id);
+            Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
+        }
     }
+}
+
+/// Whether a request can make the store bigger: a put, a transaction that
+/// may put, a lease grant.
+pub fn grows_store(request: &Request) -> bool {
+    match request {
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::Txn(t) => !crate::txn::is_read_only(t) && txn_has_put(t),
+        _ => false,
+    }
+}
+
+fn txn_has_put(t: &logbook_api::etcdserverpb::TxnRequest) -> bool {
+    use logbook_api::etcdserverpb::request_op::Request as Op;
+    t.success.iter().chain(&t.failure).any(|op| match &op.request {
+        Some(Op::RequestPut(_)) => true,
+        Some(Op::RequestTxn(inner)) => txn_has_put(inner),
+        _ => false,
+    })
 }
 
 /// Records a member's name and client URLs, if it is still a member.

@@ -1,5 +1,6 @@
 //! The etcd Cluster service. MemberList answers from the members the engine
-//! stores; membership changes arrive with Raft configuration changes.
+//! stores; adding, promoting and removing members are Raft configuration
+//! changes, applied together with the stored member records.
 
 use std::sync::Arc;
 
@@ -11,7 +12,13 @@ use logbook_api::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use logbook_api::logbookpb::StoredMember;
+use logbook_api::logbookpb::internal_request::Request as Internal;
+use raft::prelude::ConfChangeType;
+
+use crate::config::parse_urls;
 use crate::error::Error;
+use crate::ids::member_id_at;
 use crate::kv_service::KvService;
 use crate::membership::{load_members, to_wire};
 use crate::node::Shared;
@@ -40,29 +47,98 @@ impl Cluster for ClusterService {
 
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Error::Unsupported("MemberAdd").into())
+        let r = request.into_inner();
+        let s = &self.shared;
+        let urls =
+            parse_urls("peerURLs", &r.peer_ur_ls.join(",")).map_err(|_| Error::MemberBadUrls)?;
+        let members = load_members(&s.engine.get());
+        if members.iter().any(|m| m.peer_urls.iter().any(|u| urls.contains(u))) {
+            return Err(Error::PeerUrlExist.into());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let id = member_id_at(&urls, &s.cfg.cluster_token, Some(now));
+        let member = StoredMember {
+            id,
+            name: String::new(),
+            peer_urls: urls,
+            client_urls: Vec::new(),
+            is_learner: r.is_learner,
+        };
+        let change =
+            if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        let (_, revision) = s.propose_conf_change(change, id, member.clone()).await?;
+        let engine = s.engine.get();
+        Ok(Response::new(MemberAddResponse {
+            header: Some(KvService::header(s, revision)),
+            member: Some(to_wire(&member)),
+            members: load_members(&engine).iter().map(to_wire).collect(),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Error::Unsupported("MemberRemove").into())
+        let id = request.into_inner().id;
+        let s = &self.shared;
+        let member = load_members(&s.engine.get())
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(Error::MemberNotFound)?;
+        let (_, revision) = s.propose_conf_change(ConfChangeType::RemoveNode, id, member).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(KvService::header(s, revision)),
+            members: load_members(&s.engine.get()).iter().map(to_wire).collect(),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Error::Unsupported("MemberUpdate").into())
+        let mut r = request.into_inner();
+        let s = &self.shared;
+        r.peer_ur_ls =
+            parse_urls("peerURLs", &r.peer_ur_ls.join(",")).map_err(|_| Error::MemberBadUrls)?;
+        let members = load_members(&s.engine.get());
+        if !members.iter().any(|m| m.id == r.id) {
+            return Err(Error::MemberNotFound.into());
+        }
+        if members
+            .iter()
+            .any(|m| m.id != r.id && m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u)))
+        {
+            return Err(Error::PeerUrlExist.into());
+        }
+        let (_, revision) = s.propose(Internal::MemberUpdate(r)).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(KvService::header(s, revision)),
+            members: load_members(&s.engine.get()).iter().map(to_wire).collect(),
+        }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Error::Unsupported("MemberPromote").into())
+        let id = request.into_inner().id;
+        let s = &self.shared;
+        let member = load_members(&s.engine.get())
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(Error::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(Error::MemberNotLearner.into());
+        }
+        let (_, revision) = s.propose_conf_change(ConfChangeType::AddNode, id, member).await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(KvService::header(s, revision)),
+            members: load_members(&s.engine.get()).iter().map(to_wire).collect(),
+        }))
     }
 }

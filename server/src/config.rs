@@ -241,7 +241,7 @@ impl ServeArgs {
 }
 
 /// Parses a comma-separated URL list, normalised the way etcd prints URLs.
-fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
+pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let url = Url::parse(part)

@@ -73,6 +73,9 @@ impl KvService {
             resp.header = Some(Self::header(&self.shared, current));
             return Ok(resp);
         }
+        if crate::apply::grows_store(&Internal::Txn(r.clone())) {
+            self.shared.check_quota()?;
+        }
         match self.shared.propose(Internal::Txn(r)).await? {
             (Applied::Txn(mut resp), revision) => {
                 fill_nested_headers(&mut resp, revision);
@@ -119,6 +122,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = request.into_inner();
         check_put(&r)?;
+        self.shared.check_quota()?;
         match self.shared.propose(Internal::Put(r)).await? {
             (Applied::Put(mut resp), revision) => {
                 resp.header = Some(Self::header(&self.shared, revision));

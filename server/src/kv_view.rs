@@ -5,6 +5,7 @@
 use logbook_engine::{Engine, KeyValue, RangeOptions, RangeResult, WriteTxn};
 
 use crate::error::Result;
+use crate::lessor::Lessor;
 
 /// Reads of the keyspace.
 pub trait KvView {
@@ -73,5 +74,36 @@ impl KvWrite for PinnedView<'_> {
     }
     fn delete_range(&mut self, _: &[u8], _: &[u8]) -> Result<Vec<KeyValue>> {
         panic!("a read-only transaction reached a delete: is_read_only() let a write through");
+    }
+}
+
+/// A write transaction that keeps the lessor's key attachments in step with
+/// every put and delete it makes.
+pub struct Leased<'a, 'b> {
+    pub txn: &'a mut WriteTxn<'b>,
+    pub lessor: &'a Lessor,
+}
+
+impl KvView for Leased<'_, '_> {
+    fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
+        Ok(self.txn.range(opts)?)
+    }
+}
+
+impl KvWrite for Leased<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
+        let prev = self.txn.put(key, value, lease)?;
+        self.lessor.on_put(key, lease);
+        Ok(prev)
+    }
+    fn put_forget(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<()> {
+        self.txn.put_without_prev(key, value, lease)?;
+        self.lessor.on_put(key, lease);
+        Ok(())
+    }
+    fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        let deleted = self.txn.delete_range(key, range_end)?;
+        self.lessor.on_delete(&deleted);
+        Ok(deleted)
     }
 }

@@ -15,9 +15,13 @@
 //! - [`range`], [`txn`], [`kv_view`]: etcd's Range and Txn semantics.
 //! - [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
 //!   gRPC services.
+//! - [`watch_hub`] and [`watch_service`]: watchers, their dispatcher and
+//!   catch-up, and the Watch gRPC service.
 //! - [`http`]: the HTTP side of the client port (health, version,
 //!   metrics, the v3 JSON gateway) and the listener both protocols share.
 //! - [`metrics`]: Prometheus metrics under etcd's names.
+//! - [`lessor`] and [`lease_service`]: leases and the Lease gRPC service.
+//! - [`alarms`]: NOSPACE/CORRUPT alarms and the backend quota.
 //! - [`membership`]: the members stored in the engine.
 //! - [`engine_cell`]: the replaceable engine handle.
 //! - [`error`]: the server's errors and their gRPC statuses.
@@ -37,15 +41,19 @@
 //! logbook_server::server::run(Cli::parse_from(["logbook"]).serve).unwrap();
 //! ```
 
+pub mod alarms;
 pub mod apply;
 pub mod cluster_service;
 pub mod config;
 pub mod engine_cell;
 pub mod error;
+pub mod etcd_snapshot;
 pub mod http;
 pub mod ids;
 pub mod kv_service;
 pub mod kv_view;
+pub mod lease_service;
+pub mod lessor;
 pub mod maintenance_service;
 pub mod membership;
 pub mod metrics;
@@ -57,5 +65,7 @@ pub mod range;
 pub mod server;
 pub mod transport;
 pub mod txn;
+pub mod watch_hub;
+pub mod watch_service;
 
 pub use error::{Error, Result};

@@ -1,6 +1,5 @@
 //! The etcd Maintenance service: Status, hashes, defragmentation and leader
-//! transfer. Alarms report none raised; snapshots and downgrades are refused
-//! with a clear error until they land in etcd's file format.
+//! transfer, alarms and snapshots. Downgrades are refused with a clear error.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,14 +7,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::Stream;
+use logbook_api::etcdserverpb::alarm_request::AlarmAction;
 use logbook_api::etcdserverpb::maintenance_server::Maintenance;
 use logbook_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use logbook_api::logbookpb::internal_request::Request as Internal;
 use tonic::{Request, Response, Status};
 
+use crate::apply::Applied;
 use crate::error::Error;
 use crate::kv_service::KvService;
 use crate::membership::load_members;
@@ -36,14 +38,21 @@ impl Maintenance for MaintenanceService {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         let r = request.into_inner();
-        if r.action != 0 {
-            return Err(Error::Unsupported("activating or deactivating alarms").into());
+        let s = &self.shared;
+        if r.action == AlarmAction::Get as i32 {
+            let engine = s.engine.get();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(KvService::header(s, engine.current_revision())),
+                alarms: s.alarms.list(r.member_id, r.alarm),
+            }));
         }
-        let engine = self.shared.engine.get();
-        Ok(Response::new(AlarmResponse {
-            header: Some(KvService::header(&self.shared, engine.current_revision())),
-            alarms: Vec::new(),
-        }))
+        match s.propose(Internal::Alarm(r)).await? {
+            (Applied::Alarm(mut resp), revision) => {
+                resp.header = Some(KvService::header(s, revision));
+                Ok(Response::new(resp))
+            }
+            (other, _) => panic!("an Alarm was applied as {other:?}"),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -57,7 +66,7 @@ impl Maintenance for MaintenanceService {
             raft_index: s.commit_index.load(Ordering::Acquire),
             raft_term: s.term.load(Ordering::Acquire),
             raft_applied_index: s.applied_index.load(Ordering::Acquire),
-            errors: Vec::new(),
+            errors: s.alarms.describe(),
             db_size_in_use: engine.size_in_use() as i64,
             is_learner: false,
         }))
@@ -100,11 +109,14 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+    /// The store in etcd's snapshot format (see `etcd_snapshot`), so `etcdctl snapshot
+    /// save` works and `etcdctl snapshot restore` gives a real etcd the same data.
     async fn snapshot(
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Error::Unsupported("Snapshot (etcd's bbolt snapshot format)").into())
+        let stream = crate::etcd_snapshot::snapshot_stream(self.shared.engine.get()).await?;
+        Ok(Response::new(stream))
     }
 
     async fn move_leader(

@@ -16,25 +16,34 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use logbook_api::logbookpb::peer_client::PeerClient;
+use logbook_api::logbookpb::{ConfChangeContext, StoredMember};
 use logbook_api::logbookpb::{InternalRequest, RaftApplyState, internal_request};
+use logbook_api::logbookpb::{LeaseQueryRequest, LeaseQueryResponse};
 use logbook_engine::Engine;
 use logbook_wal::Wal;
 use parking_lot::Mutex;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot,
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
+    Snapshot,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
+use tonic::transport::Channel;
 
+use crate::alarms::Alarms;
 use crate::apply::{Applied, apply_request};
 use crate::config::Config;
 use crate::engine_cell::EngineCell;
 use crate::error::{Error, Result};
+use crate::lessor::Lessor;
+use crate::membership::{MEMBERS_BUCKET, member_key};
 use crate::raft_storage::{ApplyState, RaftStorage};
 use crate::transport::Transport;
 use crate::txn::Revisions;
+use crate::watch_hub::WatchHub;
 
 /// The engine bucket and key holding the Raft position of the engine's data.
 pub const RAFT_BUCKET: &str = "raft";
@@ -61,6 +70,8 @@ pub enum NodeMsg {
     Unreachable(u64),
     /// A snapshot sent to a peer arrived (true) or failed (false).
     SnapshotStatus(u64, bool),
+    /// Propose a membership change; `id` finds its waiter.
+    ProposeConfChange { id: u64, cc: ConfChange },
     /// Hand leadership to this member.
     TransferLeader(u64),
     /// Shut down.
@@ -79,11 +90,18 @@ pub struct Shared {
     next_id: AtomicU64,
     /// Member ID of the leader, 0 when unknown.
     pub leader: AtomicU64,
-    pub term: AtomicU64,
+    pub term: Arc<AtomicU64>,
     pub commit_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub stopped: AtomicBool,
     pub(crate) apply_state: Arc<Mutex<ApplyState>>,
+    /// Leases: applied by the Raft thread, deadlines kept while leading.
+    pub lessor: Lessor,
+    /// Raised alarms (NOSPACE, CORRUPT).
+    pub alarms: Alarms,
+    /// A connection to the leader's peer port, for questions only the
+    /// leader can answer (lease keep-alives and TTLs).
+    leader_client: tokio::sync::Mutex<Option<(u64, PeerClient<Channel>)>>,
 }
 
 impl Shared {
@@ -102,6 +120,7 @@ impl Shared {
             .unwrap_or(0);
         let seed = ((cfg.member_id & 0xffff) << 48) | ((millis & 0xff_ffff_ffff) << 8);
         let applied = apply_state.lock().index;
+        let lessor = Lessor::new(Lessor::min_ttl_for(cfg.election_timeout()));
         Shared {
             cfg,
             engine,
@@ -110,11 +129,14 @@ impl Shared {
             waiters: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(seed),
             leader: AtomicU64::new(0),
-            term: AtomicU64::new(0),
+            term: Arc::new(AtomicU64::new(0)),
             commit_index: AtomicU64::new(applied),
             applied_index: AtomicU64::new(applied),
             stopped: AtomicBool::new(false),
             apply_state,
+            lessor,
+            alarms: Alarms::default(),
+            leader_client: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -146,6 +168,38 @@ impl Shared {
         }
     }
 
+    /// Proposes a membership change and waits until it is applied here.
+    pub async fn propose_conf_change(
+        &self,
+        change: ConfChangeType,
+        node_id: u64,
+        member: StoredMember,
+    ) -> Result<(Applied, i64)> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut cc = ConfChange::default();
+        cc.set_change_type(change);
+        cc.node_id = node_id;
+        cc.context =
+            ConfChangeContext { request_id: id, member: Some(member) }.encode_to_vec().into();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().insert(id, tx);
+        if self.inbox.send(NodeMsg::ProposeConfChange { id, cc }).is_err() {
+            self.waiters.lock().remove(&id);
+            return Err(Error::Stopped);
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.lock().remove(&id);
+                Err(Error::Timeout)
+            }
+        }
+    }
+
     /// Waits until a linearizable read may be served on this member.
     pub async fn read_index(&self) -> Result<()> {
         if self.stopped.load(Ordering::Acquire) {
@@ -163,6 +217,88 @@ impl Shared {
     /// Proposals waiting to be applied (for metrics).
     pub fn pending_proposals(&self) -> usize {
         self.waiters.lock().len()
+    }
+
+    /// etcd's quota check before proposing a write that grows the store:
+    /// refuse while NOSPACE is raised, and raise it when the backend has
+    /// outgrown `--quota-backend-bytes`.
+    pub fn check_quota(self: &Arc<Self>) -> Result<()> {
+        if self.alarms.no_space() {
+            return Err(Error::NoSpace);
+        }
+        let size = self.engine.get().size() as i64;
+        if size < self.cfg.quota_backend_bytes {
+            return Ok(());
+        }
+        tracing::warn!(
+            size,
+            quota = self.cfg.quota_backend_bytes,
+            "backend quota exceeded; raising NOSPACE"
+        );
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let req = logbook_api::etcdserverpb::AlarmRequest {
+                action: logbook_api::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+                member_id: shared.cfg.member_id,
+                alarm: logbook_api::etcdserverpb::AlarmType::Nospace as i32,
+            };
+            if let Err(e) = shared.propose(internal_request::Request::Alarm(req)).await {
+                tracing::warn!(error = %e, "raising NOSPACE failed");
+            }
+        });
+        Err(Error::NoSpace)
+    }
+
+    /// A fresh ID for a lease the client left for the server to choose.
+    pub fn new_lease_id(&self) -> i64 {
+        loop {
+            let id = (self.next_id.fetch_add(1, Ordering::Relaxed) & i64::MAX as u64) as i64;
+            if id != 0 && !self.lessor.exists(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Asks the leader's peer service about a lease (keep-alive or TTL).
+    pub async fn ask_leader(&self, req: LeaseQueryRequest) -> Result<LeaseQueryResponse> {
+        let leader = self.leader().ok_or(Error::NoLeader)?;
+        let mut slot = self.leader_client.lock().await;
+        if slot.as_ref().map(|(id, _)| *id) != Some(leader) {
+            let members = crate::membership::load_members(&self.engine.get());
+            let urls = members
+                .into_iter()
+                .find(|m| m.id == leader)
+                .map(|m| m.peer_urls)
+                .unwrap_or_default();
+            let mut client = None;
+            for url in urls {
+                let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
+                if let Ok(ch) =
+                    ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await
+                {
+                    client = Some(PeerClient::new(ch));
+                    break;
+                }
+            }
+            *slot = Some((leader, client.ok_or(Error::NoLeader)?));
+        }
+        let (_, client) = slot.as_mut().expect("filled above");
+        let mut client = client.clone();
+        drop(slot);
+        match tokio::time::timeout(self.cfg.request_timeout(), client.lease_query(req)).await {
+            Ok(Ok(resp)) => {
+                let resp = resp.into_inner();
+                if !resp.leader {
+                    return Err(Error::LeaderChanged);
+                }
+                Ok(resp)
+            }
+            Ok(Err(_)) => {
+                *self.leader_client.lock().await = None;
+                Err(Error::LeaderChanged)
+            }
+            Err(_) => Err(Error::Timeout),
+        }
     }
 
     /// The current leader's ID, if there is one.
@@ -232,9 +368,13 @@ pub struct RaftLoop {
     shared: Arc<Shared>,
     rx: Receiver<NodeMsg>,
     transport: Transport,
+    /// Nudged after applies, so watchers see new revisions.
+    hub: Arc<WatchHub>,
     reads: ReadQueue,
     /// Applied index at the last log compaction.
     last_compaction: u64,
+    /// This member was removed from the cluster: stop after this turn.
+    removed: bool,
 }
 
 impl RaftLoop {
@@ -245,6 +385,7 @@ impl RaftLoop {
         shared: Arc<Shared>,
         rx: Receiver<NodeMsg>,
         transport: Transport,
+        hub: Arc<WatchHub>,
     ) -> Self {
         let last_compaction = shared.apply_state.lock().index;
         RaftLoop {
@@ -254,8 +395,10 @@ impl RaftLoop {
             shared,
             rx,
             transport,
+            hub,
             reads: ReadQueue::default(),
             last_compaction,
+            removed: false,
         }
     }
 
@@ -299,6 +442,9 @@ impl RaftLoop {
             self.ask_read_index();
             if let Err(e) = self.on_ready() {
                 break Err(e);
+            }
+            if self.removed {
+                break Ok(());
             }
         };
         self.shared.stopped.store(true, Ordering::Release);
@@ -351,6 +497,17 @@ impl RaftLoop {
                 id,
                 if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure },
             ),
+            NodeMsg::ProposeConfChange { id, cc } => {
+                if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
+                    tracing::debug!(error = %e, "membership change proposal dropped");
+                    let err = if self.shared.leader().is_none() {
+                        Error::NoLeader
+                    } else {
+                        Error::LeaderChanged
+                    };
+                    self.shared.finish(id, Err(err));
+                }
+            }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
             NodeMsg::Stop => return false,
         }
@@ -406,6 +563,11 @@ impl RaftLoop {
                     term = self.node.raft.term,
                     "raft leadership changed"
                 );
+                if ss.raft_state == StateRole::Leader {
+                    self.shared.lessor.promote(self.shared.cfg.election_timeout());
+                } else if self.shared.lessor.is_primary() {
+                    self.shared.lessor.demote();
+                }
                 // Read indexes asked of the old leader will never come back.
                 self.reads.fail_asked(|| Error::LeaderChanged);
             }
@@ -515,19 +677,19 @@ impl RaftLoop {
                     let cc = ConfChange::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
                         panic!("entry {} holds an undecodable ConfChange: {e}", entry.index)
                     });
-                    let cs = self.node.apply_conf_change(&cc)?;
-                    self.apply_conf_state(&engine, &entry, cs);
+                    self.apply_member_change(&engine, &entry, &cc);
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
                         panic!("entry {} holds an undecodable ConfChangeV2: {e}", entry.index)
                     });
                     let cs = self.node.apply_conf_change(&cc)?;
-                    self.apply_conf_state(&engine, &entry, cs);
+                    self.apply_conf_state(&engine, &entry, cs, |_| {});
                 }
             }
             self.shared.applied_index.store(entry.index, Ordering::Release);
         }
+        self.hub.nudge();
         Ok(())
     }
 
@@ -543,10 +705,9 @@ impl RaftLoop {
         };
         let mut state = self.shared.apply_state.lock();
         let mut txn = engine.write(entry.index);
-        let result = request
-            .as_ref()
-            .and_then(|r| r.request.as_ref())
-            .map(|r| apply_request(engine, &mut txn, r, revs));
+        let result = request.as_ref().and_then(|r| r.request.as_ref()).map(|r| {
+            apply_request(engine, &mut txn, &self.shared.lessor, &self.shared.alarms, r, revs)
+        });
         if state.term != entry.term {
             state.term = entry.term;
             let record = RaftApplyState {
@@ -559,6 +720,9 @@ impl RaftLoop {
         state.index = entry.index;
         drop(state);
 
+        if let Some(Ok(Applied::MemberUpdated(m))) = &result {
+            self.transport.add_peer(m.id, m.peer_urls.clone());
+        }
         if let Some(Ok(Applied::Compaction(_, rev))) = &result {
             engine.compact(*rev)?;
         }
@@ -568,9 +732,71 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn apply_conf_state(&mut self, engine: &Engine, entry: &Entry, cs: ConfState) {
+    /// Applies a membership change: Raft's configuration and the stored
+    /// member records move together, in one engine transaction.
+    fn apply_member_change(&mut self, engine: &Engine, entry: &Entry, cc: &ConfChange) {
+        let ctx = ConfChangeContext::decode(cc.context.as_ref()).unwrap_or_else(|e| {
+            panic!("entry {} holds a ConfChange with an undecodable context: {e}", entry.index)
+        });
+        let cs = match self.node.apply_conf_change(cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                tracing::warn!(error = %e, index = entry.index, "membership change refused by raft");
+                // Still consume the entry, so the applied index moves on.
+                engine.write(entry.index).commit();
+                self.shared.finish(ctx.request_id, Err(Error::Raft(e)));
+                return;
+            }
+        };
+        let member = ctx.member.clone().unwrap_or_default();
+        let change = cc.get_change_type();
+        self.apply_conf_state(engine, entry, cs, |txn| match change {
+            ConfChangeType::RemoveNode => txn.meta_delete(MEMBERS_BUCKET, &member_key(cc.node_id)),
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                // Keep what the member published about itself (a promotion).
+                let mut m = engine
+                    .meta_get(MEMBERS_BUCKET, &member_key(cc.node_id))
+                    .and_then(|b| StoredMember::decode(b.as_slice()).ok())
+                    .unwrap_or_else(|| member.clone());
+                m.is_learner = change == ConfChangeType::AddLearnerNode;
+                txn.meta_put(MEMBERS_BUCKET, &member_key(cc.node_id), &m.encode_to_vec());
+            }
+        });
+        match change {
+            ConfChangeType::RemoveNode => {
+                self.transport.remove_peer(cc.node_id);
+                tracing::warn!(
+                    member = format!("{:x}", cc.node_id),
+                    "member removed from the cluster"
+                );
+                if cc.node_id == self.shared.cfg.member_id {
+                    tracing::warn!("this member was removed from the cluster; stopping");
+                    self.removed = true;
+                }
+            }
+            _ => {
+                tracing::info!(
+                    member = format!("{:x}", cc.node_id),
+                    learner = change == ConfChangeType::AddLearnerNode,
+                    "member added to the cluster"
+                );
+                self.transport.add_peer(cc.node_id, member.peer_urls.clone());
+            }
+        }
+        self.shared
+            .finish(ctx.request_id, Ok((Applied::Members(member), engine.current_revision())));
+    }
+
+    fn apply_conf_state(
+        &mut self,
+        engine: &Engine,
+        entry: &Entry,
+        cs: ConfState,
+        also: impl FnOnce(&mut logbook_engine::WriteTxn<'_>),
+    ) {
         let mut state = self.shared.apply_state.lock();
         let mut txn = engine.write(entry.index);
+        also(&mut txn);
         let record = RaftApplyState {
             term: entry.term,
             conf_state: cs.write_to_bytes().expect("conf states encode").into(),
@@ -615,6 +841,8 @@ impl RaftLoop {
                 engine.applied_index()
             )));
         }
+        self.shared.lessor.rebuild(&engine)?;
+        self.shared.alarms.rebuild(&engine);
         self.shared.engine.replace(engine);
         self.wal.compact_prefix(meta.index + 1)?;
         {
@@ -634,6 +862,7 @@ impl RaftLoop {
             .wait()?;
         self.shared.applied_index.store(meta.index, Ordering::Release);
         self.last_compaction = meta.index;
+        self.hub.nudge();
         Ok(())
     }
 

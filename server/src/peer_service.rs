@@ -6,13 +6,17 @@ use bytes::BytesMut;
 use crossbeam::channel::Sender;
 use logbook_api::logbookpb::peer_server::Peer;
 use logbook_api::logbookpb::{
-    HelloRequest, HelloResponse, RaftBatch, RaftStreamEnd, SnapshotAck, SnapshotChunk,
+    HelloRequest, HelloResponse, LeaseQueryRequest, LeaseQueryResponse, RaftBatch, RaftStreamEnd,
+    SnapshotAck, SnapshotChunk,
 };
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::node::NodeMsg;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::node::{NodeMsg, Shared};
 
 /// Serves peers.
 pub struct PeerService {
@@ -21,6 +25,7 @@ pub struct PeerService {
     pub name: String,
     pub client_urls: Vec<String>,
     pub inbox: Sender<NodeMsg>,
+    pub shared: Arc<Shared>,
 }
 
 fn decode(bytes: &[u8]) -> Result<Message, Status> {
@@ -92,6 +97,34 @@ impl Peer for PeerService {
             member_id: self.member_id,
             name: self.name.clone(),
             client_urls: self.client_urls.clone(),
+            members: crate::membership::load_members(&self.shared.engine.get()),
+        }))
+    }
+
+    async fn lease_query(
+        &self,
+        request: Request<LeaseQueryRequest>,
+    ) -> Result<Response<LeaseQueryResponse>, Status> {
+        let req = request.into_inner();
+        let lessor = &self.shared.lessor;
+        let answer = if req.renew {
+            lessor.renew(req.id).map(|ttl| (ttl, ttl.unwrap_or(0)))
+        } else if lessor.is_primary() {
+            Ok((
+                lessor.info(req.id).map(|i| i.remaining),
+                lessor.info(req.id).map_or(0, |i| i.granted),
+            ))
+        } else {
+            Err(Error::NotLeader)
+        };
+        Ok(Response::new(match answer {
+            Ok((ttl, granted)) => LeaseQueryResponse {
+                found: ttl.is_some(),
+                ttl: ttl.unwrap_or(-1),
+                granted_ttl: granted,
+                leader: true,
+            },
+            Err(_) => LeaseQueryResponse { leader: false, ..Default::default() },
         }))
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use logbook_api::etcdserverpb::cluster_server::ClusterServer;
 use logbook_api::etcdserverpb::kv_server::KvServer;
+use logbook_api::etcdserverpb::lease_server::LeaseServer;
 use logbook_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use logbook_api::etcdserverpb::watch_server::WatchServer;
 use logbook_api::logbookpb::internal_request::Request as Internal;
 use logbook_api::logbookpb::peer_server::PeerServer;
 use logbook_api::logbookpb::{MemberAttributes, RaftApplyState, StoredMember};
@@ -26,20 +28,29 @@ use crate::config::{Config, ServeArgs};
 use crate::engine_cell::EngineCell;
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
+use crate::lease_service::LeaseService;
 use crate::maintenance_service::MaintenanceService;
 use crate::membership::{MEMBERS_BUCKET, load_members, member_key};
 use crate::node::{APPLY_STATE_KEY, NodeMsg, RAFT_BUCKET, RaftLoop, Shared};
 use crate::peer_service::PeerService;
 use crate::raft_storage::{ApplyState, RaftStorage};
 use crate::transport::{LocalIdentity, MAX_PEER_MESSAGE, Transport};
+use crate::watch_hub::{HeaderSource, WatchHub};
+use crate::watch_service::WatchService;
 
 /// etcd lets a gRPC message exceed --max-request-bytes by this much, for
 /// the envelope around the payload.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// How often synced watchers that asked for progress notifications get one
+/// (etcd's default).
+const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
 /// The engine bucket holding cluster-wide facts fixed at bootstrap.
-const CLUSTER_BUCKET: &str = "cluster";
-const CLUSTER_ID_KEY: &[u8] = b"id";
+pub const CLUSTER_BUCKET: &str = "cluster";
+pub const CLUSTER_ID_KEY: &[u8] = b"id";
+/// This member's own ID (derived from flags, or assigned by MemberAdd).
+const MEMBER_ID_KEY: &[u8] = b"member_id";
 
 /// Parses the flags, sets up logging and runs the member until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -73,24 +84,33 @@ fn create_dir(path: &std::path::Path) -> Result<()> {
 }
 
 /// Writes the initial members and configuration into a new member's engine.
-fn bootstrap(cfg: &Config, engine: &Engine) -> Result<()> {
-    if !cfg.new_cluster {
-        return Err(Error::Config(
-            "--initial-cluster-state existing: joining a running cluster needs MemberAdd, which Logbook does not support yet; bootstrap every member with --initial-cluster-state new".into(),
-        ));
-    }
-    let voters: Vec<u64> = cfg.initial_cluster.iter().map(|m| m.id).collect();
-    let conf_state = ConfState::from((voters, Vec::new()));
+///
+/// A member of a new cluster starts with every initial member as a voter. A
+/// member joining a running cluster (`--initial-cluster-state existing`,
+/// after `member add`) starts with the others as voters and itself in no
+/// role: the leader's log (or a snapshot) brings the change that added it.
+fn bootstrap(cfg: &Config, engine: &Engine, joined: Option<&[StoredMember]>) -> Result<()> {
+    let members: Vec<StoredMember> = match joined {
+        Some(members) => members.to_vec(),
+        None => cfg
+            .initial_cluster
+            .iter()
+            .map(|m| StoredMember {
+                id: m.id,
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: Vec::new(),
+                is_learner: false,
+            })
+            .collect(),
+    };
+    let others = members.iter().filter(|m| joined.is_none() || m.id != cfg.member_id);
+    let voters: Vec<u64> = others.clone().filter(|m| !m.is_learner).map(|m| m.id).collect();
+    let learners: Vec<u64> = others.filter(|m| m.is_learner).map(|m| m.id).collect();
+    let conf_state = ConfState::from((voters, learners));
     let mut txn = engine.write(0);
-    for m in &cfg.initial_cluster {
-        let stored = StoredMember {
-            id: m.id,
-            name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: Vec::new(),
-            is_learner: false,
-        };
-        txn.meta_put(MEMBERS_BUCKET, &member_key(m.id), &stored.encode_to_vec());
+    for stored in &members {
+        txn.meta_put(MEMBERS_BUCKET, &member_key(stored.id), &stored.encode_to_vec());
     }
     let state = RaftApplyState {
         term: 0,
@@ -98,6 +118,7 @@ fn bootstrap(cfg: &Config, engine: &Engine) -> Result<()> {
     };
     txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &state.encode_to_vec());
     txn.meta_put(CLUSTER_BUCKET, CLUSTER_ID_KEY, &cfg.cluster_id.to_be_bytes());
+    txn.meta_put(CLUSTER_BUCKET, MEMBER_ID_KEY, &cfg.member_id.to_be_bytes());
     txn.commit();
     engine.commit()?;
     tracing::info!(
@@ -107,6 +128,63 @@ fn bootstrap(cfg: &Config, engine: &Engine) -> Result<()> {
         "bootstrapped a new cluster member"
     );
     Ok(())
+}
+
+/// Asks the running members for the cluster ID and the member list, and
+/// finds this member's ID in it by its peer URLs (MemberAdd chose it).
+async fn join_existing(cfg: &mut Config) -> Result<Vec<StoredMember>> {
+    use logbook_api::logbookpb::HelloRequest;
+    use logbook_api::logbookpb::peer_client::PeerClient;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        for m in cfg.initial_cluster.iter().filter(|m| m.id != cfg.member_id) {
+            for url in &m.peer_urls {
+                let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
+                let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).connect().await else {
+                    continue;
+                };
+                if let Ok(resp) = PeerClient::new(ch)
+                    .hello(HelloRequest { cluster_id: 0, member_id: cfg.member_id })
+                    .await
+                {
+                    let resp = resp.into_inner();
+                    let mut mine = cfg.advertise_peer_urls.clone();
+                    mine.sort();
+                    let me = resp
+                        .members
+                        .iter()
+                        .find(|m| {
+                            let mut theirs = m.peer_urls.clone();
+                            theirs.sort();
+                            theirs == mine
+                        })
+                        .cloned();
+                    let Some(me) = me else {
+                        return Err(Error::Config(format!(
+                            "--initial-cluster-state existing: the cluster has no member with peer URLs {}; add it first with `etcdctl member add`",
+                            mine.join(",")
+                        )));
+                    };
+                    cfg.member_id = me.id;
+                    cfg.cluster_id = resp.cluster_id;
+                    tracing::info!(cluster_id = format!("{:x}", resp.cluster_id), member_id = format!("{:x}", me.id), peer = %url, "joining an existing cluster");
+                    let mut members = resp.members;
+                    for m in &mut members {
+                        if m.id == me.id {
+                            m.name = cfg.name.clone();
+                        }
+                    }
+                    return Ok(members);
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Config(
+                "--initial-cluster-state existing: no member of --initial-cluster answered; is the cluster running and was this member added with `member add`?".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Reads the Raft position the engine's data reflects.
@@ -128,9 +206,17 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let engine = Engine::open(&cfg.db_path, engine_options.clone())?;
 
     if load_members(&engine).is_empty() {
-        bootstrap(&cfg, &engine)?;
+        let joined = if cfg.new_cluster { None } else { Some(join_existing(&mut cfg).await?) };
+        bootstrap(&cfg, &engine, joined.as_deref())?;
     } else {
         tracing::info!(data_dir = %cfg.data_dir.display(), applied = engine.applied_index(), "restarting member");
+    }
+    if let Some(id) = engine.meta_get(CLUSTER_BUCKET, MEMBER_ID_KEY) {
+        cfg.member_id = u64::from_be_bytes(
+            id.as_slice()
+                .try_into()
+                .map_err(|_| Error::Internal("stored member ID is not 8 bytes".into()))?,
+        );
     }
     let members = load_members(&engine);
     if !members.iter().any(|m| m.id == cfg.member_id) {
@@ -203,6 +289,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let (inbox_tx, inbox_rx) = crossbeam::channel::unbounded();
     let shared =
         Arc::new(Shared::new(cfg.clone(), engine, engine_options, inbox_tx.clone(), apply_state));
+    shared.lessor.rebuild(&shared.engine.get())?;
+    shared.alarms.rebuild(&shared.engine.get());
     let http_state = crate::http::HttpState { shared: shared.clone(), wal: Some(wal.clone()) };
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
@@ -210,7 +298,16 @@ async fn serve(mut cfg: Config) -> Result<()> {
         members.iter().map(|m| (m.id, m.peer_urls.clone())),
         inbox_tx.clone(),
     );
-    let raft_loop = RaftLoop::new(node, storage, wal, shared.clone(), inbox_rx, transport);
+    let hub = WatchHub::new(
+        shared.engine.clone(),
+        HeaderSource { cluster_id: cfg.cluster_id, member_id: cfg.member_id },
+        shared.term.clone(),
+        cfg.max_request_bytes,
+        WATCH_PROGRESS_INTERVAL,
+    );
+    let dispatcher = hub.start().map_err(|e| Error::io("starting the watch dispatcher", e))?;
+    let raft_loop =
+        RaftLoop::new(node, storage, wal, shared.clone(), inbox_rx, transport, hub.clone());
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || raft_loop.run())
@@ -225,6 +322,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
             name: cfg.name.clone(),
             client_urls: cfg.advertise_client_urls.clone(),
             inbox: inbox_tx.clone(),
+            shared: shared.clone(),
         };
         let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
             PeerServer::new(svc)
@@ -240,6 +338,15 @@ async fn serve(mut cfg: Config) -> Result<()> {
                 KvServer::new(KvService { shared: shared.clone() })
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(WatchService::new(hub.clone()))
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService { shared: shared.clone() })
+                    .max_decoding_message_size(max_message),
             )
             .add_service(
                 ClusterServer::new(ClusterService { shared: shared.clone() })
@@ -259,19 +366,35 @@ async fn serve(mut cfg: Config) -> Result<()> {
     }
 
     let publisher = tokio::spawn(publish(shared.clone()));
+    let expirer = tokio::spawn(expire_leases(shared.clone()));
 
-    wait_for_signal().await;
-    tracing::info!("received a shutdown signal; stopping");
+    let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
+    let raft_finished_first = tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("received a shutdown signal; stopping");
+            false
+        }
+        _ = &mut raft_done => {
+            // Removed from the cluster, or a fatal storage error (logged).
+            tracing::warn!("the raft loop has stopped; shutting the member down");
+            true
+        }
+    };
     publisher.abort();
+    expirer.abort();
     let _ = shutdown_tx.send(true);
     let _ = inbox_tx.send(NodeMsg::Stop);
     for s in servers {
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
-    tokio::task::spawn_blocking(move || raft_thread.join())
-        .await
-        .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
-        .map_err(|_| Error::Internal("the raft thread panicked".into()))?;
+    hub.stop();
+    let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+    if !raft_finished_first {
+        raft_done
+            .await
+            .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
+            .map_err(|_| Error::Internal("the raft thread panicked".into()))?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -286,7 +409,17 @@ async fn spawn_server(
         .await
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
     tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Raft messages and client answers are small writes: never let Nagle's
+    // algorithm hold one back waiting for an ACK.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            if let Ok(stream) = &conn {
+                let _ = stream.set_nodelay(true);
+            }
+            conn
+        },
+    );
     Ok(tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -320,6 +453,29 @@ async fn publish(shared: Arc<Shared>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// On the leader, proposes the revocation of every expired lease (a bounded
+/// number per round, like etcd's revocation rate limit).
+async fn expire_leases(shared: Arc<Shared>) {
+    const ROUND: Duration = Duration::from_millis(500);
+    const PER_ROUND: usize = 500;
+    loop {
+        tokio::time::sleep(ROUND).await;
+        for id in shared.lessor.take_expired(PER_ROUND, shared.cfg.request_timeout()) {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let req = logbook_api::etcdserverpb::LeaseRevokeRequest { id };
+                match shared.propose(Internal::LeaseRevoke(req)).await {
+                    Ok(_) => tracing::debug!(lease = format!("{id:x}"), "expired lease revoked"),
+                    Err(Error::LeaseNotFound) => {}
+                    Err(e) => {
+                        tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed; will retry")
+                    }
+                }
+            });
+        }
     }
 }
 

@@ -39,6 +39,9 @@ struct Peer {
 /// Sends Raft messages to peers.
 pub struct Transport {
     peers: HashMap<u64, Peer>,
+    runtime: tokio::runtime::Handle,
+    me: LocalIdentity,
+    inbox: Sender<NodeMsg>,
 }
 
 /// Who we are, for the peer tasks.
@@ -56,18 +59,29 @@ impl Transport {
         peers: impl IntoIterator<Item = (u64, Vec<String>)>,
         inbox: Sender<NodeMsg>,
     ) -> Transport {
-        let mut map = HashMap::new();
+        let mut t = Transport { peers: HashMap::new(), runtime: runtime.clone(), me, inbox };
         for (id, urls) in peers {
-            if id == me.member_id {
-                continue;
-            }
-            let (mtx, mrx) = mpsc::channel(QUEUE_DEPTH);
-            let (stx, srx) = mpsc::channel(4);
-            runtime.spawn(stream_task(me.clone(), id, urls.clone(), mrx, inbox.clone()));
-            runtime.spawn(snapshot_task(me.clone(), id, urls, srx, inbox.clone()));
-            map.insert(id, Peer { messages: mtx, snapshots: stx });
+            t.add_peer(id, urls);
         }
-        Transport { peers: map }
+        t
+    }
+
+    /// Starts talking to a member (added, or with new peer URLs).
+    pub fn add_peer(&mut self, id: u64, urls: Vec<String>) {
+        if id == self.me.member_id {
+            return;
+        }
+        self.remove_peer(id);
+        let (mtx, mrx) = mpsc::channel(QUEUE_DEPTH);
+        let (stx, srx) = mpsc::channel(4);
+        self.runtime.spawn(stream_task(self.me.clone(), id, urls.clone(), mrx, self.inbox.clone()));
+        self.runtime.spawn(snapshot_task(self.me.clone(), id, urls, srx, self.inbox.clone()));
+        self.peers.insert(id, Peer { messages: mtx, snapshots: stx });
+    }
+
+    /// Stops talking to a removed member (its tasks end with their queues).
+    pub fn remove_peer(&mut self, id: u64) {
+        self.peers.remove(&id);
     }
 
     /// Queues messages for their peers without blocking.
@@ -90,6 +104,10 @@ impl Transport {
 }
 
 async fn connect(me: &LocalIdentity, peer: u64, urls: &[String]) -> Option<PeerClient<Channel>> {
+    #[cfg(feature = "failpoints")]
+    let routed = failpoint_routes(urls);
+    #[cfg(feature = "failpoints")]
+    let urls = &routed[..];
     for url in urls {
         let Ok(endpoint) = Endpoint::from_shared(url.clone()) else { continue };
         let endpoint = endpoint
@@ -193,6 +211,25 @@ async fn stream_task(
         call.abort();
         let _ = inbox.send(NodeMsg::Unreachable(peer));
     }
+}
+
+/// Test-only (`failpoints` feature): `LOGBOOK_FAILPOINT_PEER_ROUTES=URL=HOST:PORT,...` makes
+/// this member dial HOST:PORT wherever a peer advertises URL, so the robustness harness can put
+/// a fault-injecting proxy on each directed link. The `Hello` check still runs end to end.
+#[cfg(feature = "failpoints")]
+fn failpoint_routes(urls: &[String]) -> Vec<String> {
+    let Ok(routes) = std::env::var("LOGBOOK_FAILPOINT_PEER_ROUTES") else {
+        return urls.to_vec();
+    };
+    urls.iter()
+        .map(|url| {
+            routes
+                .split(',')
+                .filter_map(|r| r.split_once('='))
+                .find(|(from, _)| from == url)
+                .map_or_else(|| url.clone(), |(_, to)| format!("http://{to}"))
+        })
+        .collect()
 }
 
 fn encode(m: &Message) -> Bytes {

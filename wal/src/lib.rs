@@ -45,6 +45,8 @@
 mod backend;
 pub mod codec;
 mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
 mod group_commit;
 mod hard_state;
 pub mod io;
@@ -60,4 +62,7 @@ pub use backend::Backend;
 pub use error::{Error, Result};
 pub use hard_state::HardState;
 pub use ticket::Ticket;
-pub use wal::{MAX_CALL_BYTES, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Options, RECORDS_BUCKETS, SYNC_BUCKETS, Stats, Wal};
+pub use wal::{
+    MAX_CALL_BYTES, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Options, RECORDS_BUCKETS, SYNC_BUCKETS,
+    Stats, Wal,
+};

@@ -144,6 +144,11 @@ impl std::fmt::Debug for Wal {
 impl Wal {
     /// Opens the log in `dir` (created if missing), recovering what is there.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::power_loss_enabled() {
+            let storage = Arc::new(crate::failpoint::VolatileStorage);
+            return Self::open_with_storage(dir, options, storage);
+        }
         Self::open_with_storage(dir, options, Arc::new(OsStorage))
     }
 

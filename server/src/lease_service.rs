@@ -1,0 +1,167 @@
+//! The etcd Lease service. Grants and revocations go through Raft; keep-alives
+//! and remaining TTLs are the leader's to answer, so a follower asks it over
+//! the peer port.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use logbook_api::etcdserverpb::lease_server::Lease;
+use logbook_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use logbook_api::logbookpb::LeaseQueryRequest;
+use logbook_api::logbookpb::internal_request::Request as Internal;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::apply::Applied;
+use crate::error::{Error, Result};
+use crate::kv_service::KvService;
+use crate::node::Shared;
+
+/// Serves Lease.
+pub struct LeaseService {
+    pub shared: Arc<Shared>,
+}
+
+/// Renews `id` wherever the leader is; Ok(None) if the lease does not exist.
+pub async fn renew(shared: &Shared, id: i64) -> Result<Option<i64>> {
+    if shared.leader() == Some(shared.cfg.member_id) {
+        match shared.lessor.renew(id) {
+            Err(Error::NotLeader) => {}
+            other => return other,
+        }
+    }
+    let resp = shared.ask_leader(LeaseQueryRequest { id, renew: true }).await?;
+    Ok(resp.found.then_some(resp.ttl))
+}
+
+impl LeaseService {
+    fn current_revision(&self) -> i64 {
+        self.shared.engine.get().current_revision()
+    }
+
+    async fn time_to_live(&self, r: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        let s = &self.shared;
+        let local = s.lessor.info(r.id);
+        let (remaining, granted) = if s.leader() == Some(s.cfg.member_id) && s.lessor.is_primary() {
+            match &local {
+                Some(info) => (info.remaining, info.granted),
+                None => (-1, 0),
+            }
+        } else {
+            let resp = s.ask_leader(LeaseQueryRequest { id: r.id, renew: false }).await?;
+            if resp.found { (resp.ttl, resp.granted_ttl) } else { (-1, 0) }
+        };
+        if remaining < 0 {
+            // etcd answers an unknown lease with TTL -1, not an error.
+            return Ok(LeaseTimeToLiveResponse {
+                header: Some(KvService::header(s, self.current_revision())),
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            });
+        }
+        let keys = if r.keys {
+            local.map(|i| i.keys.into_iter().map(Into::into).collect()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(LeaseTimeToLiveResponse {
+            header: Some(KvService::header(s, self.current_revision())),
+            id: r.id,
+            ttl: remaining,
+            granted_ttl: granted,
+            keys,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let r = request.into_inner();
+        let ttl = self.shared.lessor.effective_ttl(r.ttl)?;
+        self.shared.check_quota()?;
+        let id = if r.id == 0 { self.shared.new_lease_id() } else { r.id };
+        match self.shared.propose(Internal::LeaseGrant(LeaseGrantRequest { ttl, id })).await? {
+            (Applied::LeaseGrant(mut resp), revision) => {
+                resp.header = Some(KvService::header(&self.shared, revision));
+                Ok(Response::new(resp))
+            }
+            (other, _) => panic!("a LeaseGrant was applied as {other:?}"),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let r = request.into_inner();
+        match self.shared.propose(Internal::LeaseRevoke(r)).await? {
+            (Applied::LeaseRevoke(mut resp), revision) => {
+                resp.header = Some(KvService::header(&self.shared, revision));
+                Ok(Response::new(resp))
+            }
+            (other, _) => panic!("a LeaseRevoke was applied as {other:?}"),
+        }
+    }
+
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = requests.message().await {
+                let reply = match renew(&shared, req.id).await {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(KvService::header(
+                            &shared,
+                            shared.engine.get().current_revision(),
+                        )),
+                        id: req.id,
+                        // 0 tells the client the lease is gone.
+                        ttl: ttl.unwrap_or(0),
+                    }),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(self.time_to_live(request.into_inner()).await?))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self.shared.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(KvService::header(&self.shared, self.current_revision())),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,103 @@
+//! Membership changes with the real etcdctl on a live 3-member cluster: add a
+//! learner, start it with `--initial-cluster-state existing` so it catches up,
+//! promote it, write through it, then remove it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, free_port, local_get, runtime};
+
+#[test]
+fn add_learner_promote_and_remove() {
+    let c = Cluster::start(3, &[]);
+    for i in 0..30 {
+        c.ctl_ok(i % 3, &["put", &format!("before/{i}"), &format!("v{i}")]);
+    }
+    let peer_port = free_port();
+    let client_port = free_port();
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let client_url = format!("http://127.0.0.1:{client_port}");
+
+    let out =
+        c.ctl_ok(0, &["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"]);
+    assert!(out.contains("added to cluster"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in: {out}"));
+    assert!(initial.contains(&format!("m4={peer_url}")), "{initial}");
+    let list = c.ctl_ok(1, &["member", "list"]);
+    assert!(list.contains(&format!("{id}, unstarted")), "{list}");
+
+    let data = c.dir.path().join("m4.logbook");
+    let log = std::fs::File::create(c.dir.path().join("m4.log")).unwrap();
+    let mut m4 = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(["serve", "--name", "m4"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &initial, "--initial-cluster-state", "existing"])
+        .args(["--initial-cluster-token", &c.token])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(c.dir.path().join("m4.log")).unwrap_or_default();
+
+    // It catches up on everything written before it joined.
+    let rt = runtime();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.block_on(local_get(&client_url, "before/29")).as_deref() != Some("v29") {
+        assert!(Instant::now() < deadline, "the new member never caught up; log:\n{}", read_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = c.ctl_ok(0, &["member", "list"]);
+        if list.lines().any(|l| l.contains(", m4, ") && l.ends_with(", true")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "m4 never showed as a started learner: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let out = c.ctl_ok(0, &["member", "promote", &id]);
+    assert!(out.contains("promoted in cluster"), "{out}");
+    let list = c.ctl_ok(2, &["member", "list"]);
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(list.lines().any(|l| l.contains(", m4, ") && l.ends_with(", false")), "{list}");
+    // Promoting a voter is refused.
+    let again = c.ctl(0, &["member", "promote", &id]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("can only promote a learner member"));
+
+    // The new voter takes writes and linearizable reads like any member.
+    let out = common::etcdctl(&format!("127.0.0.1:{client_port}"), &["put", "via/m4", "yes"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.ctl_ok(0, &["get", "via/m4", "--print-value-only"]), "yes\n");
+
+    let out = c.ctl_ok(1, &["member", "remove", &id]);
+    assert!(out.contains("removed from cluster"), "{out}");
+    assert_eq!(c.ctl_ok(0, &["member", "list"]).lines().count(), 3);
+    // The removed member stops by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if m4.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = m4.kill();
+            let _ = m4.wait();
+            panic!("the removed member kept running; log:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let missing = c.ctl(0, &["member", "remove", &id]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("member not found"));
+    // The cluster goes on without it.
+    assert_eq!(c.ctl_ok(2, &["put", "after/removal", "ok"]).trim(), "OK");
+}

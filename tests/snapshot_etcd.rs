@@ -1,0 +1,365 @@
+//! Snapshots in etcd's format, both ways, with the real etcd 3.4 and etcdctl: etcd's data
+//! restored into Logbook and Logbook's into etcd give the same keys, values, revisions and
+//! versions at every revision kept; damaged snapshots are refused without leaving a data dir.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, etcdctl, free_port, json};
+
+/// A process stopped (kill + wait) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Member {
+    _proc: Proc,
+    endpoint: String,
+}
+
+fn ctl_ok(endpoint: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoint, args, None);
+    assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// etcdctl without an endpoint (snapshot status/restore).
+fn ctl_local(args: &[&str]) -> Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(args)
+        .output()
+        .expect("etcdctl must be installed (scripts/test.sh installs etcd-client)")
+}
+
+fn logbook(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_logbook")).args(args).output().unwrap()
+}
+
+fn wait_serving(endpoint: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if etcdctl(endpoint, &["get", "--", "probe"], None).status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{endpoint} never served; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Runs `program` (etcd or `logbook serve`) as member `name` of a one-member cluster.
+fn start(
+    program: &str,
+    pre: &[&str],
+    dir: &Path,
+    data_dir: &Path,
+    name: &str,
+    peer_port: u16,
+) -> Member {
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(program)
+        .args(pre)
+        .args(["--name", name])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("{name}={peer}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    let member =
+        Member { _proc: Proc(child), endpoint: client.trim_start_matches("http://").to_string() };
+    wait_serving(&member.endpoint, &log_path);
+    member
+}
+
+fn start_etcd(dir: &Path, data_dir: &Path, name: &str, peer_port: u16) -> Member {
+    start("etcd", &[], dir, data_dir, name, peer_port)
+}
+
+fn start_logbook(dir: &Path, data_dir: &Path, name: &str, peer_port: u16) -> Member {
+    start(env!("CARGO_BIN_EXE_logbook"), &["serve"], dir, data_dir, name, peer_port)
+}
+
+/// A workload with history: overwrites, deletes, a multi-op txn, a leased key, a compaction
+/// and writes after it. Returns (compaction revision, final revision).
+fn workload(ep: &str, with_lease: bool) -> (i64, i64) {
+    for i in 0..40 {
+        ctl_ok(ep, &["put", &format!("k{}", i % 9), &format!("v{i}")]);
+        if i % 6 == 5 {
+            ctl_ok(ep, &["del", &format!("k{}", (i + 4) % 9)]);
+        }
+    }
+    let out = etcdctl(ep, &["txn"], Some("\nput t1 a\nput t2 b\ndel k3\n\n"));
+    assert!(out.status.success(), "txn: {}", String::from_utf8_lossy(&out.stderr));
+    if with_lease {
+        let grant = ctl_ok(ep, &["lease", "grant", "3600"]);
+        let id = grant.split_whitespace().nth(1).unwrap().to_string();
+        ctl_ok(ep, &["put", "--lease", &id, "leased", "x"]);
+    }
+    let mid = revision(ep);
+    ctl_ok(ep, &["compact", &(mid - 10).to_string()]);
+    for i in 0..10 {
+        ctl_ok(ep, &["put", &format!("late{}", i % 3), &format!("w{i}")]);
+    }
+    ctl_ok(ep, &["del", "k1"]);
+    (mid - 10, revision(ep))
+}
+
+fn revision(ep: &str) -> i64 {
+    json(&ctl_ok(ep, &["get", "probe", "-w", "json"]))["header"]["revision"].as_i64().unwrap()
+}
+
+/// Every key at `rev` as etcdctl's JSON shows it (kvs and count), or the error message.
+fn dump(ep: &str, rev: i64) -> String {
+    let out = etcdctl(ep, &["get", "--prefix", "", "-w", "json", &format!("--rev={rev}")], None);
+    if !out.status.success() {
+        return String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string();
+    }
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    format!("{} {}", v["kvs"], v["count"])
+}
+
+/// Compares two servers at every revision from below the compaction to the end.
+fn assert_same_history(a: &str, b: &str, compact: i64, last: i64) {
+    assert_eq!(revision(a), revision(b), "current revision");
+    for rev in (compact - 1)..=last {
+        let (x, y) = (dump(a, rev), dump(b, rev));
+        assert_eq!(x, y, "at revision {rev}");
+        if rev < compact {
+            assert!(x.contains("compacted"), "below the compaction: {x}");
+        }
+    }
+}
+
+fn save(ep: &str, path: &Path) {
+    ctl_ok(ep, &["snapshot", "save", path.to_str().unwrap()]);
+}
+
+#[test]
+fn etcd_snapshot_restores_into_logbook_with_every_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(dir.path(), &dir.path().join("etcd.data"), "e1", free_port());
+    let (compact, last) = workload(&etcd.endpoint, true);
+    ctl_ok(&etcd.endpoint, &["user", "add", "root:secret"]);
+    ctl_ok(&etcd.endpoint, &["role", "add", "reader"]);
+    let snap = dir.path().join("etcd.snapshot");
+    save(&etcd.endpoint, &snap);
+    let snap_s = snap.to_str().unwrap();
+
+    // Status as etcdctl prints it.
+    for w in ["simple", "json", "table"] {
+        let ours = logbook(&["snapshot", "status", snap_s, "-w", w]);
+        assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+        let theirs = ctl_local(&["snapshot", "status", snap_s, "-w", w]);
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+            "-w {w}"
+        );
+    }
+
+    let data = dir.path().join("lb.data");
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let out = logbook(&[
+        "snapshot",
+        "restore",
+        snap_s,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        &format!("n1={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ]);
+    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    let lb = start_logbook(dir.path(), &data, "n1", peer_port);
+    assert_same_history(&etcd.endpoint, &lb.endpoint, compact, last);
+
+    // The leased key kept its lease ID, and both go on from the same revision.
+    let leased =
+        |ep: &str| json(&ctl_ok(ep, &["get", "leased", "-w", "json"]))["kvs"][0]["lease"].clone();
+    assert_ne!(leased(&lb.endpoint), serde_json::Value::Null);
+    assert_eq!(leased(&lb.endpoint), leased(&etcd.endpoint));
+    ctl_ok(&etcd.endpoint, &["put", "after", "1"]);
+    ctl_ok(&lb.endpoint, &["put", "after", "1"]);
+    assert_eq!(dump(&etcd.endpoint, last + 1), dump(&lb.endpoint, last + 1));
+}
+
+#[test]
+fn logbook_snapshot_restores_into_etcd_with_every_revision() {
+    let cluster = Cluster::start(1, &[]);
+    let ep = cluster.specs[0].endpoint();
+    let (compact, last) = workload(&ep, false);
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("lb.snapshot");
+    save(&ep, &snap);
+    let snap_s = snap.to_str().unwrap();
+
+    // etcdctl reads it, and says what Logbook's own status says.
+    let theirs = ctl_local(&["snapshot", "status", snap_s, "-w", "json"]);
+    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+    let st = json(&String::from_utf8_lossy(&theirs.stdout));
+    assert_eq!(st["revision"].as_i64(), Some(last));
+    let ours = logbook(&["snapshot", "status", snap_s, "-w", "json"]);
+    assert_eq!(String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout));
+
+    let data = dir.path().join("etcd.data");
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let out = ctl_local(&[
+        "snapshot",
+        "restore",
+        snap_s,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "e1",
+        "--initial-cluster",
+        &format!("e1={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ]);
+    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
+    let etcd = start_etcd(dir.path(), &data, "e1", peer_port);
+    assert_same_history(&ep, &etcd.endpoint, compact, last);
+
+    // And back again: etcd's snapshot of Logbook's data into a new Logbook.
+    let snap2 = dir.path().join("etcd.snapshot");
+    save(&etcd.endpoint, &snap2);
+    let data2 = dir.path().join("lb2.data");
+    let peer_port2 = free_port();
+    let peer2 = format!("http://127.0.0.1:{peer_port2}");
+    let out = logbook(&[
+        "snapshot",
+        "restore",
+        snap2.to_str().unwrap(),
+        "--data-dir",
+        data2.to_str().unwrap(),
+        "--name",
+        "n2",
+        "--initial-cluster",
+        &format!("n2={peer2}"),
+        "--initial-advertise-peer-urls",
+        &peer2,
+    ]);
+    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    let lb2 = start_logbook(dir.path(), &data2, "n2", peer_port2);
+    assert_same_history(&ep, &lb2.endpoint, compact, last);
+}
+
+/// Restores `snap` into `data`; returns the failed command's stderr.
+fn restore_fails(snap: &Path, data: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        "n1=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+    ];
+    args.extend_from_slice(extra);
+    let out = logbook(&args);
+    assert!(!out.status.success(), "restore of {} succeeded", snap.display());
+    assert!(!data.exists(), "a failed restore left {}", data.display());
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary dirs left: {leftovers:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn corrupted_and_truncated_snapshots_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(dir.path(), &dir.path().join("etcd.data"), "e1", free_port());
+    for i in 0..50 {
+        ctl_ok(&etcd.endpoint, &["put", &format!("key{i}"), &"v".repeat(200)]);
+    }
+    let snap = dir.path().join("good.snapshot");
+    save(&etcd.endpoint, &snap);
+    let bytes = std::fs::read(&snap).unwrap();
+    let data = dir.path().join("out").join("member.data");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    let corrupted = dir.path().join("corrupted.snapshot");
+    std::fs::write(&corrupted, &bad).unwrap();
+    let err = restore_fails(&corrupted, &data, &[]);
+    assert!(err.contains("hash mismatch"), "{err}");
+
+    let truncated = dir.path().join("truncated.snapshot");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 4096 - 100]).unwrap();
+    let err = restore_fails(&truncated, &data, &[]);
+    assert!(err.contains("no SHA-256 trailer"), "{err}");
+    let err = restore_fails(&truncated, &data, &["--skip-hash-check"]);
+    assert!(err.contains("truncated") || err.contains("corrupt"), "{err}");
+
+    // A damaged page in a raw db (no hash to catch it): the reader does.
+    let mut raw = bytes[..bytes.len() - 32].to_vec();
+    for b in &mut raw[2 * 4096..3 * 4096] {
+        *b = 0xa5;
+    }
+    let damaged = dir.path().join("damaged.db");
+    std::fs::write(&damaged, &raw).unwrap();
+    let err = restore_fails(&damaged, &data, &["--skip-hash-check"]);
+    assert!(err.contains("corrupt"), "{err}");
+
+    // The good one restores (into a fresh dir), and not over an existing dir.
+    let out = logbook(&[
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        "n1=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("member").join("snap").join("db").exists());
+    assert!(data.join("member").join("wal").is_dir());
+    let again = logbook(&[
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        "n1=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}
