@@ -103,7 +103,7 @@ fn workload(ep: &str, with_lease: bool) -> (i64, i64) {
             ctl_ok(ep, &["del", &format!("k{}", (i + 4) % 9)]);
         }
     }
-    let out = etcdctl(ep, &["txn"], Some("\nput t1 a\nput t2 b\ndel k3\n\n"));
+    let out = etcdctl(ep, &["txn"], Some("\nput t1 a\nput t2 b\ndel k3\n\n\n"));
     assert!(out.status.success(), "txn: {}", String::from_utf8_lossy(&out.stderr));
     if with_lease {
         let grant = ctl_ok(ep, &["lease", "grant", "3600"]);

@@ -25,6 +25,8 @@
 //! - [`membership`]: the members stored in the engine.
 //! - [`engine_cell`]: the replaceable engine handle.
 //! - [`error`]: the server's errors and their gRPC statuses.
+//! - [`etcd_snapshot`]: snapshots in etcd's format: the Maintenance.Snapshot
+//!   stream, `logbook snapshot restore|status`.
 //!
 //! # Example
 //! ```no_run
