@@ -54,6 +54,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and waits until every one serves linearizable reads.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster::create(n, extra_args);
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i, Duration::from_secs(30));
+        }
+        c
+    }
+
+    /// Picks ports and data dirs for `n` members without starting any (the caller
+    /// starts them, e.g. with [`Cluster::spawn_env`]).
+    pub fn create(n: usize, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let specs: Vec<MemberSpec> = (1..=n)
             .map(|i| MemberSpec {
@@ -64,20 +77,13 @@ impl Cluster {
                 log: dir.path().join(format!("m{i}.log")),
             })
             .collect();
-        let mut c = Cluster {
+        Cluster {
             dir,
             procs: (0..n).map(|_| None).collect(),
             specs,
             token: format!("test-{}", std::process::id()),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        for i in 0..n {
-            c.wait_ready(i, Duration::from_secs(30));
-        }
-        c
     }
 
     fn initial_cluster(&self) -> String {
@@ -90,6 +96,11 @@ impl Cluster {
 
     /// Starts member `i` (again).
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_env(i, &[]);
+    }
+
+    /// Starts member `i` (again) with extra environment variables.
+    pub fn spawn_env(&mut self, i: usize, env: &[(String, String)]) {
         assert!(self.procs[i].is_none(), "member {i} already running");
         let s = &self.specs[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
@@ -106,6 +117,7 @@ impl Cluster {
             .args(["--initial-cluster-token", &self.token])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -119,6 +131,13 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends `signal` (e.g. SIGSTOP, SIGCONT) to member `i` if it runs; returns whether it did.
+    pub fn signal(&self, i: usize, signal: i32) -> bool {
+        let Some(c) = self.procs[i].as_ref() else { return false };
+        // SAFETY: kill(2) on the PID of a child we own and have not reaped.
+        unsafe { libc::kill(c.id() as i32, signal) == 0 }
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited cleanly.

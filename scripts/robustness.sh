@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Long robustness soak: a 3-member cluster under every fault type (SIGKILL, power loss,
+# SIGSTOP pauses, partitions, one-way links, black holes, delays), scenario after scenario,
+# each history checked. Prints per scenario: operations checked, faults injected,
+# anomalies found and the seed to replay.
+#
+#   scripts/robustness.sh --minutes 30 --seed 42
+#
+# Replay one CI scenario: LOGBOOK_ROBUSTNESS_SEED=S cargo test --features failpoints \
+#   --test robustness -- ci_partitions --nocapture
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+minutes=10
+seed=$(( $(date +%s) % 1000000007 ))
+while (($#)); do
+    case "$1" in
+        --minutes) minutes="$2"; shift 2 ;;
+        --seed) seed="$2"; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "robustness.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+echo "robustness.sh: soaking for ${minutes} minute(s), seed ${seed}"
+LOGBOOK_SOAK_MINUTES="$minutes" LOGBOOK_ROBUSTNESS_SEED="$seed" \
+    cargo test --features failpoints --test robustness -- --ignored soak --nocapture 2>&1 |
+    grep --line-buffered -E '^scenario |robustness: (\[|ANOMALY|history)|panicked|test result'
