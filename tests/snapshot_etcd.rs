@@ -197,6 +197,13 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
         |ep: &str| json(&ctl_ok(ep, &["get", "leased", "-w", "json"]))["kvs"][0]["lease"].clone();
     assert_ne!(leased(&lb.endpoint), serde_json::Value::Null);
     assert_eq!(leased(&lb.endpoint), leased(&etcd.endpoint));
+    // The lease itself came along, with its granted TTL.
+    let id = format!("{:x}", leased(&lb.endpoint).as_i64().unwrap());
+    let ttl = |ep: &str| {
+        json(&ctl_ok(ep, &["lease", "timetolive", &id, "-w", "json"]))["granted-ttl"].clone()
+    };
+    assert_eq!(ttl(&lb.endpoint), serde_json::json!(3600));
+    assert_eq!(ttl(&lb.endpoint), ttl(&etcd.endpoint));
     ctl_ok(&etcd.endpoint, &["put", "after", "1"]);
     ctl_ok(&lb.endpoint, &["put", "after", "1"]);
     assert_eq!(dump(&etcd.endpoint, last + 1), dump(&lb.endpoint, last + 1));
