@@ -188,3 +188,48 @@ fn etcdctl_kv_against_three_members() {
     kv_tour(&c, follower, &[leader, (leader + 2) % 3]);
     status_health_members(&c);
 }
+
+#[test]
+fn limits_and_bad_requests_get_etcds_errors() {
+    use logbook_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
+    let c = Cluster::start(1, &["--max-txn-ops", "4"]);
+    let url = c.specs[0].client_url();
+    common::runtime().block_on(async {
+        let mut kv = common::connect(&url).await.unwrap();
+        // Over --max-request-bytes (1.5 MiB) but within the gRPC envelope.
+        let big = PutRequest {
+            key: "big".into(),
+            value: vec![b'x'; 1_700_000].into(),
+            ..Default::default()
+        };
+        let err = kv.put(big).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(err.message(), "etcdserver: request is too large");
+        // More operations than --max-txn-ops.
+        let ops: Vec<RequestOp> = (0..5)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: format!("t{i}").into(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let err = kv
+            .txn(TxnRequest { compare: vec![], success: ops, failure: vec![] })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(err.message(), "etcdserver: too many operations in txn request");
+        // Nothing was stored, and the member still serves.
+        let r = kv
+            .range(logbook_api::etcdserverpb::RangeRequest {
+                key: "big".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.count, 0);
+        assert_eq!(common::put(&mut kv, "small", "ok").await.unwrap(), 2);
+    });
+}
