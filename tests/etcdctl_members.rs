@@ -80,6 +80,15 @@ fn add_learner_promote_and_remove() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.ctl_ok(0, &["get", "via/m4", "--print-value-only"]), "yes\n");
 
+    // Updating peer URLs goes through Raft; every member sees the change.
+    let out = c.ctl_ok(0, &["member", "update", &id, &format!("--peer-urls={peer_url}")]);
+    assert!(out.contains("updated in cluster"), "{out}");
+    let taken =
+        c.ctl(0, &["member", "update", &id, &format!("--peer-urls={}", c.specs[0].peer_url())]);
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("Peer URLs already exists"));
+    let unknown = c.ctl(0, &["member", "update", "1234", &format!("--peer-urls={peer_url}")]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("member not found"));
+
     let out = c.ctl_ok(1, &["member", "remove", &id]);
     assert!(out.contains("removed from cluster"), "{out}");
     assert_eq!(c.ctl_ok(0, &["member", "list"]).lines().count(), 3);

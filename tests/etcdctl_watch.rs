@@ -228,3 +228,59 @@ fn watch_survives_leader_kill_without_gaps_or_duplicates() {
     assert!(seen.iter().all(|(k, _)| k.starts_with("ev/")));
     drop(tx);
 }
+
+#[test]
+fn rewatch_after_member_restart_misses_nothing() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let watched = (leader + 1) % 3;
+    let writer = (leader + 2) % 3;
+    let rt = runtime();
+    let watch_url = c.specs[watched].client_url();
+    let write_url = c.specs[writer].client_url();
+
+    // First session: watch, see some events, then the member goes away.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut written: Vec<i64> = Vec::new();
+    rt.block_on(async {
+        let (tx, mut rx) = open_stream(&watch_url).await;
+        tx.send(create("rw/", "rw0", 0, vec![])).await.unwrap();
+        assert!(next(&mut rx).await.created);
+        let mut kv = connect(&write_url).await.unwrap();
+        for i in 0..20 {
+            written.push(put(&mut kv, &format!("rw/{i}"), "a").await.unwrap());
+        }
+        while seen.len() < 20 {
+            for e in next(&mut rx).await.events {
+                seen.push(e.kv.unwrap().mod_revision);
+            }
+        }
+    });
+    c.kill(watched);
+    rt.block_on(async {
+        let mut kv = connect(&write_url).await.unwrap();
+        for i in 20..40 {
+            written.push(put(&mut kv, &format!("rw/{i}"), "b").await.unwrap());
+        }
+    });
+    c.spawn(watched);
+    c.wait_ready(watched, Duration::from_secs(30));
+
+    // Second session: resume at last + 1 on the restarted member.
+    let resume = *seen.last().unwrap() + 1;
+    rt.block_on(async {
+        let (tx, mut rx) = open_stream(&watch_url).await;
+        let mut req = create("rw/", "rw0", 0, vec![]);
+        if let Some(watch_request::RequestUnion::CreateRequest(c)) = &mut req.request_union {
+            c.start_revision = resume;
+        }
+        tx.send(req).await.unwrap();
+        assert!(next(&mut rx).await.created);
+        while seen.len() < 40 {
+            for e in next(&mut rx).await.events {
+                seen.push(e.kv.unwrap().mod_revision);
+            }
+        }
+    });
+    assert_eq!(seen, written, "the resumed watch missed or repeated events");
+}
