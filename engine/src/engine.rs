@@ -515,6 +515,59 @@ impl Inner {
         to_kv(&self.store, rev, &bytes, keys_only)
     }
 
+    /// The key versions of `hits` (from the index, in key order), in the same order.
+    /// Records still in the memtable come from there; the rest are looked up in the tree
+    /// version `ver` in revision order, in one walk that reads each page once (a range's
+    /// revisions are scattered over the tree; a descent per key was most of a range's cost).
+    /// `ver` must have been pinned before the hits were looked up in the index.
+    pub(crate) fn fetch_hits(
+        &self,
+        ver: &Version,
+        hits: &[Hit],
+        keys_only: bool,
+    ) -> Result<Vec<KeyValue>> {
+        let mut out: Vec<Option<KeyValue>> = Vec::with_capacity(hits.len());
+        out.resize_with(hits.len(), || None);
+        // (revision, position in `hits`) of the records to read from the tree.
+        let mut in_tree: Vec<(Revision, usize)> = Vec::with_capacity(hits.len());
+        let mut in_memtable: Vec<(usize, Arc<[u8]>)> = Vec::new();
+        {
+            let mt = self.memtable.read();
+            for (i, h) in hits.iter().enumerate() {
+                match mt.get(&h.rev) {
+                    Some(b) => in_memtable.push((i, b.clone())),
+                    None => in_tree.push((h.rev, i)),
+                }
+            }
+        }
+        for (i, b) in in_memtable {
+            out[i] = Some(to_kv(&self.store, hits[i].rev, &b, keys_only)?);
+        }
+        if !in_tree.is_empty() {
+            in_tree.sort_unstable();
+            let keys: Vec<[u8; codec::REV_KEY_LEN]> =
+                in_tree.iter().map(|(r, _)| encode_rev(*r)).collect();
+            btree::get_sorted(&self.store, ver.meta.rev_root, &keys, &mut |j, bytes| {
+                let (rev, i) = in_tree[j];
+                out[i] = Some(to_kv(&self.store, rev, bytes, keys_only)?);
+                Ok(())
+            })?;
+        }
+        let mut kvs = Vec::with_capacity(hits.len());
+        for (kv, h) in out.into_iter().zip(hits) {
+            let Some(mut kv) = kv else {
+                return Err(self.store.corrupted(
+                    ver.meta.rev_root,
+                    format!("revision {} is in the index but not in the tree", h.rev),
+                ));
+            };
+            kv.create_revision = h.create_revision;
+            kv.version = h.version;
+            kvs.push(kv);
+        }
+        Ok(kvs)
+    }
+
     /// A range read; `cur` is the revision the reader stands at (the current revision, or
     /// a write transaction's own).
     pub(crate) fn range_at(&self, opts: &RangeOptions, cur: i64) -> Result<RangeResult> {
@@ -530,15 +583,15 @@ impl Inner {
                 && (opts.min_create_revision <= 0 || h.create_revision >= opts.min_create_revision)
                 && (opts.max_create_revision <= 0 || h.create_revision <= opts.max_create_revision)
         };
-        let mut hits: Vec<(Vec<u8>, Hit)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         let mut count: usize = 0;
         let keep_hits = !opts.count_only;
-        let mut take = |key: &[u8], ki: &KeyIndex, hits: &mut Vec<(Vec<u8>, Hit)>| {
+        let mut take = |ki: &KeyIndex, hits: &mut Vec<Hit>| {
             if let Some(h) = ki.get(rev)
                 && want(&h)
             {
                 if keep_hits && count < limit {
-                    hits.push((key.to_vec(), h));
+                    hits.push(h);
                 }
                 count += 1;
             }
@@ -547,7 +600,7 @@ impl Inner {
             let index = self.index.read();
             self.check_compacted(rev)?;
             if let Some(ki) = index.get(&opts.key) {
-                take(&opts.key, ki, &mut hits);
+                take(ki, &mut hits);
             }
         } else {
             let all = opts.range_end == [0];
@@ -569,7 +622,7 @@ impl Inner {
                 let mut n = 0;
                 let mut last = None;
                 for (k, ki) in index.range::<[u8], _>((lo, upper)) {
-                    take(k, ki, &mut hits);
+                    take(ki, &mut hits);
                     n += 1;
                     if n == INDEX_CHUNK {
                         last = Some(k.clone());
@@ -582,14 +635,7 @@ impl Inner {
                 }
             }
         }
-        let mut kvs = Vec::with_capacity(hits.len());
-        for (key, h) in hits {
-            let mut kv = self.fetch_kv(&ver, h.rev, opts.keys_only)?;
-            debug_assert_eq!(kv.key, key);
-            kv.create_revision = h.create_revision;
-            kv.version = h.version;
-            kvs.push(kv);
-        }
+        let kvs = self.fetch_hits(&ver, &hits, opts.keys_only)?;
         Ok(RangeResult { kvs, count: count as i64, more: count > limit, revision: cur })
     }
 
