@@ -406,3 +406,259 @@ fn same_json_requests_same_answers_as_real_etcd() {
     );
     let _ = http("GET", &format!("{logbook}/metrics"), None);
 }
+
+/// The lease paths, with their /v3/kv/lease/ aliases, agree with etcdctl on
+/// the same member: grants, TTLs, the lease list, keep-alive and revocation.
+#[test]
+fn lease_paths_agree_with_etcdctl() {
+    let c = Cluster::start(1, &[]);
+    let base = c.specs[0].client_url();
+
+    // Grant through the gateway; etcdctl sees the lease and its TTL.
+    let r = gw(&base, "/v3/lease/grant", r#"{"TTL":60}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let granted = r.json();
+    assert_eq!(num(&granted["TTL"]), "60");
+    let id: i64 = num(&granted["ID"]).parse().unwrap();
+    let hex = format!("{id:x}");
+    let ttl = json(&c.ctl_ok(0, &["lease", "timetolive", &hex, "-w", "json"]));
+    assert_eq!(num(&ttl["id"]), id.to_string());
+    assert_eq!(num(&ttl["granted-ttl"]), "60");
+
+    // Grant through etcdctl; both lease lists and both TTL paths see it.
+    let out = c.ctl_ok(0, &["lease", "grant", "90"]);
+    let other_hex = out.split_whitespace().nth(1).expect("lease <id> granted");
+    let other = i64::from_str_radix(other_hex, 16).unwrap();
+    for path in ["/v3/lease/leases", "/v3/kv/lease/leases"] {
+        let r = gw(&base, path, "{}");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let mut ids: Vec<String> =
+            r.json()["leases"].as_array().unwrap().iter().map(|l| num(&l["ID"])).collect();
+        ids.sort();
+        let mut want = vec![id.to_string(), other.to_string()];
+        want.sort();
+        assert_eq!(ids, want, "{path}");
+    }
+    let via_ctl = json(&c.ctl_ok(0, &["lease", "timetolive", other_hex, "-w", "json"]));
+    for path in ["/v3/lease/timetolive", "/v3/kv/lease/timetolive"] {
+        let r = gw(&base, path, &format!(r#"{{"ID":"{other}"}}"#));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let v = r.json();
+        assert_eq!(num(&v["ID"]), other.to_string(), "{path}");
+        assert_eq!(num(&v["grantedTTL"]), "90", "{path}");
+        let left: i64 = num(&v["TTL"]).parse().unwrap();
+        assert!(left > 0 && left <= 90, "{path}: {v}");
+        assert_eq!(num(&v["header"]["revision"]), num(&via_ctl["revision"]), "{path}");
+    }
+
+    // Keep-alive: one `{"result":...}` line per request, then the end, as
+    // etcd's gateway answers; the lease is renewed to its granted TTL.
+    let r = gw(&base, "/v3/lease/keepalive", &format!(r#"{{"ID":"{id}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.body);
+    let line = json(lines[0]);
+    assert_eq!(num(&line["result"]["ID"]), id.to_string(), "{line}");
+    assert_eq!(num(&line["result"]["TTL"]), "60", "{line}");
+    // An unknown lease: TTL 0 (omitted), as etcd answers.
+    let r = gw(&base, "/v3/lease/keepalive", r#"{"ID":"123"}"#);
+    let line = json(r.body.lines().next().unwrap_or(""));
+    assert!(line["result"].get("TTL").is_none(), "{line}");
+
+    // Revoke through the gateway (either path); etcdctl sees it gone.
+    let r = gw(&base, "/v3/lease/revoke", &format!(r#"{{"ID":"{id}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = gw(&base, "/v3/kv/lease/revoke", &format!(r#"{{"ID":"{other}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = c.ctl_ok(0, &["lease", "list"]);
+    assert!(list.contains("found 0 leases"), "{list}");
+    let ttl = json(&c.ctl_ok(0, &["lease", "timetolive", &hex, "-w", "json"]));
+    assert_eq!(num(&ttl["ttl"]), "-1");
+    // Revoking again: etcd's not-found error, 404.
+    let r = gw(&base, "/v3/lease/revoke", &format!(r#"{{"ID":"{id}"}}"#));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"], "etcdserver: requested lease not found");
+    assert_eq!(r.json()["code"], 5);
+    // A body that does not decode: etcd's gateway answers Unknown (2), 500.
+    let r = gw(&base, "/v3/lease/keepalive", r#"{"ID":"x"}"#);
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["code"], 2);
+}
+
+/// Opens `POST url` with `body` and sends each line of the streamed answer
+/// to `lines` as it comes, until the answer ends or `lines` is dropped
+/// (which drops the connection and so ends a watch).
+async fn stream_lines(url: String, body: String, lines: tokio::sync::mpsc::Sender<String>) {
+    use http_body_util::BodyExt as _;
+    let uri: hyper::Uri = url.parse().unwrap();
+    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(uri.path())
+        .header("host", &addr)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut pending = String::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        pending.push_str(&String::from_utf8_lossy(&data));
+        while let Some((line, rest)) = pending.split_once('\n') {
+            if lines.send(line.to_string()).await.is_err() {
+                return;
+            }
+            pending = rest.to_string();
+        }
+    }
+}
+
+/// The next streamed line, failing the test after `limit`.
+async fn next_line(lines: &mut tokio::sync::mpsc::Receiver<String>, limit: Duration) -> Value {
+    let line = tokio::time::timeout(limit, lines.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no streamed line within {limit:?}"))
+        .expect("the stream ended early");
+    json(&line)
+}
+
+/// A watch over the gateway sees the events of puts made through gRPC, one
+/// `{"result":...}` line per response, as etcd's gateway streams them.
+#[test]
+fn gateway_watch_sees_puts_made_through_grpc() {
+    let c = Cluster::start(1, &[]);
+    let base = c.specs[0].client_url();
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (key, end) = (b64("w/"), b64("w0"));
+        let body = format!(r#"{{"create_request":{{"key":"{key}","range_end":"{end}"}}}}"#);
+        let (tx, mut lines) = tokio::sync::mpsc::channel(16);
+        let reader = tokio::spawn(stream_lines(format!("{base}/v3/watch"), body, tx));
+        let limit = Duration::from_secs(20);
+        let created = next_line(&mut lines, limit).await;
+        assert_eq!(created["result"]["created"], true, "{created}");
+
+        // Puts through gRPC after the watch exists: one event batch each.
+        let mut kv = common::connect(&base).await.unwrap();
+        let r1 = common::put(&mut kv, "w/a", "1").await.unwrap();
+        common::put(&mut kv, "elsewhere", "x").await.unwrap();
+        let r2 = common::put(&mut kv, "w/b", "2").await.unwrap();
+        for (key, value, rev) in [("w/a", "1", r1), ("w/b", "2", r2)] {
+            let v = next_line(&mut lines, limit).await;
+            assert_eq!(num(&v["result"]["header"]["revision"]), rev.to_string(), "{v}");
+            let events = v["result"]["events"].as_array().unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(events.len(), 1, "{v}");
+            assert!(events[0].get("type").is_none(), "a PUT is the default type: {v}");
+            let kv = &events[0]["kv"];
+            assert_eq!(kv_text(kv), format!("{} {} c{rev} m{rev} v1", b64(key), b64(value)));
+        }
+        // Dropping the reader closes the connection, which ends the watch.
+        drop(lines);
+        reader.abort();
+    });
+    // The member keeps serving after the watcher went away.
+    assert_eq!(http_get(&format!("{base}/health")).status, 200);
+}
+
+/// etcd 3.5's /health: an active NOSPACE alarm makes a member unhealthy
+/// ("ALARM NOSPACE", 503), and `?exclude=NOSPACE` ignores that alarm.
+#[test]
+fn health_reports_nospace_alarm_unless_excluded() {
+    let c = Cluster::start(1, &["--quota-backend-bytes", "400000"]);
+    let base = c.specs[0].client_url();
+    let value = b64(&"x".repeat(4096));
+    let mut refused = None;
+    for i in 0..2000 {
+        let r = gw(
+            &base,
+            "/v3/kv/put",
+            &format!(r#"{{"key":"{}","value":"{value}"}}"#, b64(&format!("q/{i}"))),
+        );
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the quota was never enforced");
+    assert_eq!(refused.json()["error"], "etcdserver: mvcc: database space exceeded");
+
+    let r = wait_status(&format!("{base}/health"), 503, Duration::from_secs(10));
+    assert_eq!(r.json(), json!({"health": "false", "reason": "ALARM NOSPACE"}));
+    let list = c.ctl_ok(0, &["alarm", "list"]);
+    assert!(list.contains("alarm:NOSPACE"), "{list}");
+    let r = http_get(&format!("{base}/health?exclude=NOSPACE"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"health": "true", "reason": ""}));
+    // Excluding another alarm leaves this one counted.
+    let r = http_get(&format!("{base}/health?exclude=CORRUPT"));
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    // Disarmed, the member is healthy again.
+    c.ctl_ok(0, &["alarm", "disarm"]);
+    let r = wait_status(&format!("{base}/health"), 200, Duration::from_secs(10));
+    assert_eq!(r.json(), json!({"health": "true", "reason": ""}));
+}
+
+/// The lease paths and the two streams answer a real etcd's gateway's JSON
+/// for the same requests: the same fields, the same line framing.
+#[test]
+fn lease_and_stream_answers_match_real_etcd() {
+    let etcd = Etcd::start();
+    let c = Cluster::start(1, &[]);
+    let logbook = c.specs[0].client_url();
+    let both = [etcd.client_url.clone(), logbook.clone()];
+    let answers: Vec<Vec<Value>> = both
+        .iter()
+        .map(|base| {
+            let mut out = Vec::new();
+            let grant = gw(base, "/v3/lease/grant", r#"{"TTL":60}"#);
+            let id = num(&grant.json()["ID"]);
+            out.push(grant.json());
+            let by_id = format!(r#"{{"ID":"{id}"}}"#);
+            let mut ttl = gw(base, "/v3/lease/timetolive", &by_id).json();
+            // The remaining TTL depends on the clock; its presence does not.
+            ttl["TTL"] = json!("*");
+            out.push(ttl);
+            out.push(gw(base, "/v3/kv/lease/leases", "{}").json());
+            let keepalive = gw(base, "/v3/lease/keepalive", &by_id);
+            assert!(keepalive.body.ends_with('\n'), "{base}: {:?}", keepalive.body);
+            out.extend(keepalive.body.lines().map(json));
+            out.push(gw(base, "/v3/lease/revoke", &by_id).json());
+            let again = gw(base, "/v3/kv/lease/revoke", &by_id);
+            out.push(json!({"status": again.status}));
+            out.push(again.json());
+            out.push(gw(base, "/v3/lease/timetolive", &by_id).json());
+
+            // A watch and a progress request in one body; then a put.
+            let rt = common::runtime();
+            rt.block_on(async {
+                let body = format!(
+                    r#"{{"create_request":{{"key":"{}"}}}}{{"progress_request":{{}}}}"#,
+                    b64("k")
+                );
+                let (tx, mut lines) = tokio::sync::mpsc::channel(16);
+                let reader = tokio::spawn(stream_lines(format!("{base}/v3/watch"), body, tx));
+                let limit = Duration::from_secs(20);
+                out.push(next_line(&mut lines, limit).await);
+                out.push(next_line(&mut lines, limit).await);
+                let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("k"), b64("v"));
+                let (b, p) = (base.clone(), put.clone());
+                tokio::task::spawn_blocking(move || gw(&b, "/v3/kv/put", &p)).await.unwrap();
+                out.push(next_line(&mut lines, limit).await);
+                drop(lines);
+                reader.abort();
+            });
+            out.iter_mut().for_each(normalise);
+            out
+        })
+        .collect();
+    assert_eq!(answers[1].len(), answers[0].len());
+    for (got, want) in answers[1].iter().zip(&answers[0]) {
+        assert_eq!(got, want, "logbook vs etcd");
+    }
+}

@@ -8,9 +8,14 @@
 //! as base64, defaults omitted — and a gRPC error becomes etcd's
 //! `{"error","code","message"}` with grpc-gateway's HTTP status for the code.
 //!
-//! A service is wired with one [`unary!`] line per method; a streaming
-//! method (Watch, LeaseKeepAlive) will need one adapter, then a line each.
+//! A service is wired with one [`unary!`] line per method. The two
+//! streaming methods (Watch, LeaseKeepAlive) go through [`streaming`], which
+//! calls the member's own gRPC routes in process, as grpc-gateway dials the
+//! server: the body's JSON requests go up the request stream, and each
+//! response comes back as one `{"result":{...}}` line, an error ending the
+//! stream as `{"error":{...}}`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -20,16 +25,25 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use http_body_util::BodyExt as _;
+use hyper::body::Frame;
 use logbook_api::etcdserverpb::cluster_server::Cluster as _;
 use logbook_api::etcdserverpb::kv_server::Kv as _;
+use logbook_api::etcdserverpb::lease_server::Lease as _;
 use logbook_api::etcdserverpb::maintenance_server::Maintenance as _;
+use logbook_api::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, WatchRequest, WatchResponse,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
 use crate::cluster_service::ClusterService;
 use crate::kv_service::KvService;
+use crate::lease_service::LeaseService;
 use crate::maintenance_service::MaintenanceService;
 use crate::node::Shared;
 
@@ -43,6 +57,10 @@ pub struct Gateway {
     kv: Arc<KvService>,
     cluster: Arc<ClusterService>,
     maintenance: Arc<MaintenanceService>,
+    lease: Arc<LeaseService>,
+    /// The member's gRPC routes, which the streaming paths call in process:
+    /// a watch must share the gRPC Watch service's stream numbering.
+    grpc: tonic::service::Routes,
     /// The largest request message accepted, as the gRPC server's.
     max_message: usize,
 }
@@ -61,12 +79,14 @@ macro_rules! unary {
 }
 
 /// The `/v3/...` routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, grpc: tonic::service::Routes) -> Router {
     let max_message = shared.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let gw = Gateway {
         kv: Arc::new(KvService { shared: shared.clone() }),
         cluster: Arc::new(ClusterService { shared: shared.clone() }),
-        maintenance: Arc::new(MaintenanceService { shared }),
+        maintenance: Arc::new(MaintenanceService { shared: shared.clone() }),
+        lease: Arc::new(LeaseService { shared }),
+        grpc,
         max_message,
     };
     let r = Router::new();
@@ -87,6 +107,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let r = unary!(r, "/v3/maintenance/hash", maintenance.hash);
     let r = unary!(r, "/v3/maintenance/transfer-leadership", maintenance.move_leader);
     let r = unary!(r, "/v3/maintenance/downgrade", maintenance.downgrade);
+    let r = unary!(r, "/v3/lease/grant", lease.lease_grant);
+    // etcd's gateway also serves three Lease paths under /v3/kv/, as etcd 3.3 did.
+    let r = unary!(r, "/v3/lease/revoke", lease.lease_revoke);
+    let r = unary!(r, "/v3/kv/lease/revoke", lease.lease_revoke);
+    let r = unary!(r, "/v3/lease/timetolive", lease.lease_time_to_live);
+    let r = unary!(r, "/v3/kv/lease/timetolive", lease.lease_time_to_live);
+    let r = unary!(r, "/v3/lease/leases", lease.lease_leases);
+    let r = unary!(r, "/v3/kv/lease/leases", lease.lease_leases);
+    let r = r.route("/v3/watch", post(watch));
+    let r = r.route("/v3/lease/keepalive", post(lease_keep_alive));
     r.method_not_allowed_fallback(method_not_allowed).with_state(gw)
 }
 
@@ -120,16 +150,248 @@ where
     }
 }
 
-/// Reads and decodes a request body. An empty body is the empty message,
-/// as grpc-gateway takes it.
-async fn decode<Req>(max_message: usize, body: Body) -> Result<Req, Status>
+/// `/v3/watch`: the body's WatchRequests, then the request stream stays
+/// open while the client reads, as etcd keeps a watch stream whose sender
+/// has closed; the watchers end when the client goes.
+async fn watch(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    streaming::<WatchRequest, WatchResponse>(gw, "/etcdserverpb.Watch/Watch", headers, body, true)
+        .await
+}
+
+/// `/v3/lease/keepalive`: one answer per LeaseKeepAliveRequest in the body;
+/// the response ends with them, as etcd's does.
+async fn lease_keep_alive(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let path = "/etcdserverpb.Lease/LeaseKeepAlive";
+    streaming::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(gw, path, headers, body, false).await
+}
+
+/// A streaming call as grpc-gateway makes it, through the member's own gRPC
+/// routes in process: decodes the body as a sequence of JSON requests,
+/// sends them up the request stream (held open until the HTTP client goes
+/// when `hold_open`), and answers 200 with one line per response. A body
+/// that does not decode is answered as etcd answers it (grpc-gateway hands
+/// the decoder's error back uncoded: Unknown, 500); a call failing before
+/// any response is an ordinary gateway error, and one failing later ends
+/// the stream with an error line.
+///
+/// Unlike grpc-gateway, the whole body is read before the first request is
+/// sent: curl and the gateway's clients send their requests and then read.
+///
+/// (The generated gRPC clients would do the framing, but rustc cannot prove
+/// their futures `Send` over `Routes`: a higher-ranked lifetime error.)
+async fn streaming<Req, Resp>(
+    gw: Gateway,
+    path: &'static str,
+    headers: HeaderMap,
+    body: Body,
+    hold_open: bool,
+) -> Response
 where
-    Req: DeserializeOwned + Default + prost::Message,
+    Req: DeserializeOwned + prost::Message,
+    Resp: prost::Message + Default + Serialize + 'static,
 {
-    // JSON carries bytes as base64 (4 characters per 3 bytes) plus syntax:
-    // read up to twice the message limit, then check the decoded size.
+    let requests: Vec<Req> = match decode_all(gw.max_message, body).await {
+        Ok(r) => r,
+        Err(status) => return error_response(&status),
+    };
+    // gRPC's framing: | compressed: u8 (0) | len: u32 BE | message |.
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = requests
+        .iter()
+        .map(|r| {
+            let mut buf = Vec::with_capacity(5 + r.encoded_len());
+            buf.push(0);
+            buf.extend_from_slice(&(r.encoded_len() as u32).to_be_bytes());
+            r.encode(&mut buf).expect("a Vec grows");
+            Ok(Frame::data(Bytes::from(buf)))
+        })
+        .collect();
+    // The request stream ends when `open` is dropped, which ends the
+    // server's session with it.
+    let (open, closed) = tokio::sync::oneshot::channel::<()>();
+    let up = futures::stream::iter(frames);
+    let up: BoxStream<'static, Result<Frame<Bytes>, Infallible>> = if hold_open {
+        up.chain(futures::stream::once(closed).filter_map(|_| futures::future::ready(None))).boxed()
+    } else {
+        drop(closed);
+        up.boxed()
+    };
+    let mut call = axum::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers");
+    // etcd's gateway hands the Authorization header to the server as the
+    // auth token's metadata.
+    if let Some(token) = headers.get(header::AUTHORIZATION) {
+        call = call.header("authorization", token.clone());
+    }
+    let call = call
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(up)))
+        .expect("a request of valid parts");
+    let mut grpc = gw.grpc.clone();
+    let resp = match tonic::codegen::Service::call(&mut grpc, call).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
+    let (parts, body) = resp.into_parts();
+    // Trailers-only: the call failed before answering anything.
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers)
+        && status.code() != Code::Ok
+    {
+        return error_response(&status);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    tokio::spawn(forward_lines::<Resp>(body, tx, open));
+    let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Decodes the gRPC response `body` and writes each message to `tx` as a
+/// `{"result":...}` line, and an error as grpc-gateway v1's stream error
+/// line, which ends the stream. Returns when the call ends or the client
+/// goes (`tx` closed); dropping `open` then ends the request stream.
+async fn forward_lines<Resp: prost::Message + Default + Serialize>(
+    mut body: tonic::body::Body,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    open: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::select! {
+            () = tx.closed() => break,
+            frame = body.frame() => frame,
+        };
+        let mut lines = Vec::new();
+        let mut last = false;
+        match frame {
+            None => {
+                last = true;
+                if !buf.is_empty() {
+                    lines.push(stream_error_line(&Status::internal("a truncated gRPC message")));
+                }
+            }
+            Some(Err(status)) => {
+                last = true;
+                lines.push(stream_error_line(&status));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    buf.extend_from_slice(&data);
+                    while let Some(message) = next_message(&mut buf) {
+                        let line = message.and_then(|m| {
+                            let resp = Resp::decode(m)
+                                .map_err(|e| Status::internal(format!("decoding: {e}")))?;
+                            serde_json::to_vec(&StreamResult { result: &resp })
+                                .map_err(|e| Status::internal(format!("encoding: {e}")))
+                        });
+                        match line {
+                            Ok(line) => lines.push(line),
+                            Err(status) => {
+                                lines.push(stream_error_line(&status));
+                                last = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(frame) => {
+                    last = true;
+                    let status = frame
+                        .trailers_ref()
+                        .and_then(Status::from_header_map)
+                        .unwrap_or_else(|| Status::internal("a gRPC response without a status"));
+                    if status.code() != Code::Ok {
+                        lines.push(stream_error_line(&status));
+                    }
+                }
+            },
+        }
+        for mut line in lines {
+            line.push(b'\n');
+            if tx.send(line).await.is_err() {
+                last = true;
+                break;
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    drop(open);
+}
+
+/// Takes the next whole gRPC message off `buf`, if there is one. Responses
+/// have no size limit, as the gRPC side sends any size.
+fn next_message(buf: &mut bytes::BytesMut) -> Option<Result<Bytes, Status>> {
+    if buf.len() < 5 {
+        return None;
+    }
+    if buf[0] != 0 {
+        buf.clear();
+        return Some(Err(Status::internal("a compressed gRPC message")));
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return None;
+    }
+    let mut message = buf.split_to(5 + len);
+    let _ = message.split_to(5);
+    Some(Ok(message.freeze()))
+}
+
+#[derive(Serialize)]
+struct StreamResult<'a, T> {
+    result: &'a T,
+}
+
+/// grpc-gateway v1's `StreamError`, the body of an error line.
+#[derive(Serialize)]
+struct StreamError<'a> {
+    grpc_code: i32,
+    http_code: u16,
+    message: &'a str,
+    http_status: &'a str,
+}
+
+fn stream_error_line(status: &Status) -> Vec<u8> {
+    let http = http_status(status.code());
+    let error = StreamError {
+        grpc_code: status.code() as i32,
+        http_code: http.as_u16(),
+        message: status.message(),
+        http_status: http.canonical_reason().unwrap_or(""),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), serde_json::to_value(&error).expect("plain struct serializes"));
+    serde_json::to_vec(&body).expect("a JSON value serializes")
+}
+
+/// Reads a streaming call's body: any number of JSON requests, one after
+/// another (whitespace between them optional, as Go's JSON decoder reads).
+async fn decode_all<Req>(max_message: usize, body: Body) -> Result<Vec<Req>, Status>
+where
+    Req: DeserializeOwned + prost::Message,
+{
+    let bytes = read_body(max_message, body).await?;
+    let mut out = Vec::new();
+    for req in serde_json::Deserializer::from_slice(&bytes).into_iter::<Req>() {
+        let req = req.map_err(|e| Status::unknown(e.to_string()))?;
+        let len = req.encoded_len();
+        if len > max_message {
+            return Err(too_large(len, max_message));
+        }
+        out.push(req);
+    }
+    Ok(out)
+}
+
+/// Reads a request body, up to twice the message limit: JSON carries bytes
+/// as base64 (4 characters per 3 bytes) plus syntax.
+async fn read_body(max_message: usize, body: Body) -> Result<axum::body::Bytes, Status> {
     let limit = 2 * max_message;
-    let bytes = http_body_util::Limited::new(body, limit)
+    Ok(http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
@@ -139,7 +401,16 @@ where
                 Status::invalid_argument(format!("reading the request body: {e}"))
             }
         })?
-        .to_bytes();
+        .to_bytes())
+}
+
+/// Reads and decodes a request body. An empty body is the empty message,
+/// as grpc-gateway takes it.
+async fn decode<Req>(max_message: usize, body: Body) -> Result<Req, Status>
+where
+    Req: DeserializeOwned + Default + prost::Message,
+{
+    let bytes = read_body(max_message, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Req::default());
     }
@@ -261,5 +532,29 @@ mod tests {
         assert_eq!(http_status(Code::OutOfRange), StatusCode::BAD_REQUEST);
         assert_eq!(http_status(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(http_status(Code::ResourceExhausted), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn grpc_frames_split_at_message_boundaries() {
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&[0, 0, 0, 0, 2, b'a', b'b', 0, 0, 0, 0, 3, b'c']);
+        assert_eq!(next_message(&mut buf).unwrap().unwrap(), &b"ab"[..]);
+        assert!(next_message(&mut buf).is_none(), "the second message is incomplete");
+        buf.extend_from_slice(b"de");
+        assert_eq!(next_message(&mut buf).unwrap().unwrap(), &b"cde"[..]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn stream_errors_are_grpc_gateways_shape() {
+        let line = stream_error_line(&Status::not_found("etcdserver: requested lease not found"));
+        let got: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let want = serde_json::json!({"error": {
+            "grpc_code": 5,
+            "http_code": 404,
+            "message": "etcdserver: requested lease not found",
+            "http_status": "Not Found",
+        }});
+        assert_eq!(got, want);
     }
 }

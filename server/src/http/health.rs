@@ -3,10 +3,11 @@
 //! configured for etcd work unchanged.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use logbook_api::etcdserverpb::AlarmType;
 use logbook_api::etcdserverpb::RangeRequest;
 use logbook_api::etcdserverpb::kv_server::Kv;
 use serde::{Deserialize, Serialize};
@@ -49,22 +50,37 @@ struct Health {
     reason: String,
 }
 
-#[derive(Deserialize, Default)]
+/// `/health`'s query: `serializable=true`, and `exclude=NAME` as often as
+/// wanted (so not serde_urlencoded, which takes a key once).
+#[derive(Default)]
 struct HealthQuery {
-    #[serde(default)]
-    serializable: Option<String>,
-    #[serde(default)]
-    exclude: Option<String>,
+    serializable: bool,
+    exclude: Vec<String>,
 }
 
-/// `/health`: unhealthy without a leader (unless `?serializable=true`), with
-/// an alarm raised (unless `?exclude=` names it), or when a read through the
-/// KV service fails. 200 when healthy, 503 otherwise.
-async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
-    let serializable = q.serializable.as_deref() == Some("true");
-    // Logbook raises no alarms yet; `exclude` is accepted for the day it does.
-    let _excluded = q.exclude;
-    let reason = check(&st, serializable).await.err();
+impl HealthQuery {
+    fn parse(query: Option<&str>) -> HealthQuery {
+        let mut q = HealthQuery::default();
+        for pair in query.unwrap_or("").split('&') {
+            match pair.split_once('=') {
+                Some(("serializable", v)) => q.serializable = v == "true",
+                Some(("exclude", v)) => q.exclude.push(v.to_string()),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// `/health`: unhealthy with an alarm raised (unless `?exclude=` names it),
+/// without a leader (unless `?serializable=true`), or when a read through
+/// the KV service fails. 200 when healthy, 503 otherwise.
+async fn health(State(st): State<HttpState>, RawQuery(query): RawQuery) -> Response {
+    let q = HealthQuery::parse(query.as_deref());
+    let reason = match alarm_reason(&st, &q.exclude) {
+        Some(reason) => Some(reason),
+        None => check(&st, q.serializable).await.err(),
+    };
     let status = if reason.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let body = match reason {
         None => Health { health: "true", reason: String::new() },
@@ -74,6 +90,20 @@ async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Re
         }
     };
     json(status, &body)
+}
+
+/// etcd 3.5's alarm check, made before the others: the first raised alarm
+/// not excluded by name, as `ALARM NOSPACE`.
+fn alarm_reason(st: &HttpState, exclude: &[String]) -> Option<String> {
+    st.shared.alarms.list(0, AlarmType::None as i32).into_iter().find_map(|a| {
+        let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        if exclude.iter().any(|e| e == name) {
+            tracing::debug!(alarm = name, "/health excluded alarm");
+            return None;
+        }
+        let name = if matches!(name, "NOSPACE" | "CORRUPT") { name } else { "UNKNOWN" };
+        Some(format!("ALARM {name}"))
+    })
 }
 
 /// etcd's health checks in etcd's order: leader, then a one-key read.

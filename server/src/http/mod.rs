@@ -45,9 +45,10 @@ pub struct HttpState {
 /// The router of a client URL: gRPC services (`grpc`, built by the caller
 /// with its message limits), the HTTP endpoints and the v3 gateway.
 pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
-    grpc.into_axum_router()
+    grpc.clone()
+        .into_axum_router()
         .merge(health::router(state.clone()))
-        .merge(gateway::router(state.shared.clone()))
+        .merge(gateway::router(state.shared.clone(), grpc))
         .fallback(fallback)
 }
 
