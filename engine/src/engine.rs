@@ -515,6 +515,13 @@ impl Inner {
         to_kv(&self.store, rev, &bytes, keys_only)
     }
 
+    fn not_in_tree(&self, ver: &Version, rev: Revision) -> Error {
+        self.store.corrupted(
+            ver.meta.rev_root,
+            format!("revision {rev} is in the index but not in the tree"),
+        )
+    }
+
     /// The key versions of `hits` (from the index, in key order), in the same order.
     /// Records still in the memtable come from there; the rest are looked up in the tree
     /// version `ver` in revision order, in one walk that reads each page once (a range's
@@ -526,6 +533,30 @@ impl Inner {
         hits: &[Hit],
         keys_only: bool,
     ) -> Result<Vec<KeyValue>> {
+        if let [h] = hits {
+            // A point get: no sorting, no bookkeeping vectors.
+            let mut kv = match self.memtable.read().get(&h.rev).cloned() {
+                Some(b) => Some(to_kv(&self.store, h.rev, &b, keys_only)?),
+                None => None,
+            };
+            if kv.is_none() {
+                btree::get_sorted(
+                    &self.store,
+                    ver.meta.rev_root,
+                    &[encode_rev(h.rev)],
+                    &mut |_, b| {
+                        kv = Some(to_kv(&self.store, h.rev, b, keys_only)?);
+                        Ok(())
+                    },
+                )?;
+            }
+            let Some(mut kv) = kv else {
+                return Err(self.not_in_tree(ver, h.rev));
+            };
+            kv.create_revision = h.create_revision;
+            kv.version = h.version;
+            return Ok(vec![kv]);
+        }
         let mut out: Vec<Option<KeyValue>> = Vec::with_capacity(hits.len());
         out.resize_with(hits.len(), || None);
         // (revision, position in `hits`) of the records to read from the tree.
@@ -556,10 +587,7 @@ impl Inner {
         let mut kvs = Vec::with_capacity(hits.len());
         for (kv, h) in out.into_iter().zip(hits) {
             let Some(mut kv) = kv else {
-                return Err(self.store.corrupted(
-                    ver.meta.rev_root,
-                    format!("revision {} is in the index but not in the tree", h.rev),
-                ));
+                return Err(self.not_in_tree(ver, h.rev));
             };
             kv.create_revision = h.create_revision;
             kv.version = h.version;
