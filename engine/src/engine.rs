@@ -557,8 +557,9 @@ impl Inner {
             kv.version = h.version;
             return Ok(vec![kv]);
         }
-        let mut out: Vec<Option<KeyValue>> = Vec::with_capacity(hits.len());
-        out.resize_with(hits.len(), || None);
+        // Filled in place; a slot still at mod revision 0 was not found.
+        let mut kvs: Vec<KeyValue> = Vec::with_capacity(hits.len());
+        kvs.resize_with(hits.len(), KeyValue::default);
         // (revision, position in `hits`) of the records to read from the tree.
         let mut in_tree: Vec<(Revision, usize)> = Vec::with_capacity(hits.len());
         let mut in_memtable: Vec<(usize, Arc<[u8]>)> = Vec::new();
@@ -572,26 +573,26 @@ impl Inner {
             }
         }
         for (i, b) in in_memtable {
-            out[i] = Some(to_kv(&self.store, hits[i].rev, &b, keys_only)?);
+            kvs[i] = to_kv(&self.store, hits[i].rev, &b, keys_only)?;
         }
         if !in_tree.is_empty() {
-            in_tree.sort_unstable();
+            // Revisions are unique: sort by one integer key (a derived tuple order cost more
+            // than the tree walk).
+            in_tree.sort_unstable_by_key(|(r, _)| ((r.main as u128) << 64) | r.sub as u128);
             let keys: Vec<[u8; codec::REV_KEY_LEN]> =
                 in_tree.iter().map(|(r, _)| encode_rev(*r)).collect();
             btree::get_sorted(&self.store, ver.meta.rev_root, &keys, &mut |j, bytes| {
                 let (rev, i) = in_tree[j];
-                out[i] = Some(to_kv(&self.store, rev, bytes, keys_only)?);
+                kvs[i] = to_kv(&self.store, rev, bytes, keys_only)?;
                 Ok(())
             })?;
         }
-        let mut kvs = Vec::with_capacity(hits.len());
-        for (kv, h) in out.into_iter().zip(hits) {
-            let Some(mut kv) = kv else {
+        for (kv, h) in kvs.iter_mut().zip(hits) {
+            if kv.mod_revision == 0 {
                 return Err(self.not_in_tree(ver, h.rev));
-            };
+            }
             kv.create_revision = h.create_revision;
             kv.version = h.version;
-            kvs.push(kv);
         }
         Ok(kvs)
     }
