@@ -8,6 +8,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use logbook_api::etcdserverpb::kv_client::KvClient;
@@ -15,9 +16,23 @@ use logbook_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use logbook_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 use tonic::transport::Channel;
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 for a server this test starts.
+///
+/// Picked below Linux's ephemeral range (32768-60999): a port the kernel
+/// handed out for `bind(0)` and we released can be taken by any outgoing
+/// connection's source port before the server binds it (seen in CI as
+/// "Address already in use"). Ports here are never used as source ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let spread = std::process::id() * 7919;
+    for _ in 0..20_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((spread.wrapping_add(n)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range on 127.0.0.1");
 }
 
 /// One member's fixed identity: name, ports, data dir.
