@@ -10,7 +10,7 @@
 //! theirs; committed entries are applied; new entries and the hard state go to
 //! the WAL in one group commit; messages that must follow persistence go last.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -21,7 +21,7 @@ use logbook_api::logbookpb::{ConfChangeContext, StoredMember};
 use logbook_api::logbookpb::{InternalRequest, RaftApplyState, internal_request};
 use logbook_api::logbookpb::{LeaseQueryRequest, LeaseQueryResponse};
 use logbook_engine::Engine;
-use logbook_wal::{Ticket, Wal};
+use logbook_wal::Wal;
 use parking_lot::Mutex;
 use prost::Message as _;
 use protobuf::Message as _;
@@ -74,10 +74,6 @@ pub enum NodeMsg {
     ProposeConfChange { id: u64, cc: ConfChange },
     /// Hand leadership to this member.
     TransferLeader(u64),
-    /// The WAL made the ready with this number (and all before it) durable.
-    Persisted(u64),
-    /// The WAL failed; the member must stop.
-    PersistFailed(String),
     /// Shut down.
     Stop,
 }
@@ -379,12 +375,6 @@ pub struct RaftLoop {
     last_compaction: u64,
     /// This member was removed from the cluster: stop after this turn.
     removed: bool,
-    /// A WAL failure reported by the waiter thread.
-    fatal: Option<String>,
-    /// Readies whose durability the WAL waiter thread is watching, in order.
-    persisting: Sender<(u64, Option<Ticket>)>,
-    /// Messages that may only be sent once the ready with this number is durable.
-    held_messages: VecDeque<(u64, Vec<Message>)>,
 }
 
 impl RaftLoop {
@@ -398,26 +388,6 @@ impl RaftLoop {
         hub: Arc<WatchHub>,
     ) -> Self {
         let last_compaction = shared.apply_state.lock().index;
-        // The WAL waiter: blocks on each ready's ticket in order and tells the
-        // loop through its inbox, which also wakes it.
-        let (persisting, tickets) = crossbeam::channel::unbounded::<(u64, Option<Ticket>)>();
-        let inbox = shared.inbox.clone();
-        std::thread::Builder::new()
-            .name("wal-waiter".into())
-            .spawn(move || {
-                for (number, ticket) in tickets {
-                    let outcome = ticket.map_or(Ok(()), Ticket::wait);
-                    let msg = match outcome {
-                        Ok(()) => NodeMsg::Persisted(number),
-                        Err(e) => NodeMsg::PersistFailed(e.to_string()),
-                    };
-                    let failed = matches!(msg, NodeMsg::PersistFailed(_));
-                    if inbox.send(msg).is_err() || failed {
-                        return;
-                    }
-                }
-            })
-            .expect("starting the WAL waiter thread");
         RaftLoop {
             node,
             storage,
@@ -429,9 +399,6 @@ impl RaftLoop {
             reads: ReadQueue::default(),
             last_compaction,
             removed: false,
-            fatal: None,
-            persisting,
-            held_messages: VecDeque::new(),
         }
     }
 
@@ -461,10 +428,7 @@ impl RaftLoop {
                 drained += 1;
             }
             if stop {
-                match self.fatal.take() {
-                    Some(e) => break Err(Error::Internal(format!("write-ahead log: {e}"))),
-                    None => break Ok(()),
-                }
+                break Ok(());
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -545,25 +509,9 @@ impl RaftLoop {
                 }
             }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
-            NodeMsg::Persisted(number) => self.on_persisted(number),
-            NodeMsg::PersistFailed(e) => {
-                tracing::error!(error = %e, "the WAL failed; stopping the member");
-                self.fatal = Some(e);
-                return false;
-            }
             NodeMsg::Stop => return false,
         }
         true
-    }
-
-    /// Everything up to ready `number` is durable: tell Raft, and send the
-    /// messages that waited for it.
-    fn on_persisted(&mut self, number: u64) {
-        self.node.on_persist_ready(number);
-        while self.held_messages.front().is_some_and(|(n, _)| *n <= number) {
-            let (_, msgs) = self.held_messages.pop_front().expect("checked above");
-            self.transport.send(msgs);
-        }
     }
 
     fn ask_read_index(&mut self) {
@@ -632,18 +580,14 @@ impl RaftLoop {
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        let has_snapshot = !ready.snapshot().is_empty();
-        if has_snapshot {
+        if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         self.apply_entries(ready.take_committed_entries())?;
 
-        // New entries and the hard state go to the WAL without waiting: the
-        // loop keeps taking acknowledgements and proposals while the fsync
-        // runs, and hears of its completion as `Persisted`.
         let entries = ready.take_entries();
         let hs = ready.hs().cloned();
-        let ticket = self.persist(&entries, hs)?;
+        self.persist(&entries, hs)?;
 
         for rs in ready.take_read_states() {
             let Some(ctx) =
@@ -655,27 +599,20 @@ impl RaftLoop {
                 self.reads.confirmed.push((rs.index, senders));
             }
         }
-        let number = ready.number();
-        let after_persist = ready.take_persisted_messages();
-        if !after_persist.is_empty() {
-            // Votes and append acknowledgements may only leave once durable.
-            self.held_messages.push_back((number, after_persist));
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
         }
-        self.node.advance_append_async(ready);
-        if has_snapshot {
-            // Raft may only count a snapshot as applied once it is durable:
-            // wait here (rare) rather than on the waiter thread.
-            if let Some(t) = ticket {
-                t.wait()?;
-            }
-            self.on_persisted(number);
-        } else {
-            self.persisting
-                .send((number, ticket))
-                .map_err(|_| Error::Internal("the WAL waiter thread is gone".into()))?;
+
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.mem().wl().mut_hard_state().set_commit(commit);
         }
-        self.node.advance_apply();
         self.shared.commit_index.store(self.node.raft.raft_log.committed, Ordering::Release);
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        self.apply_entries(light.take_committed_entries())?;
+        self.node.advance_apply();
 
         let applied = self.shared.applied_index.load(Ordering::Acquire);
         self.reads.release(applied);
@@ -683,11 +620,10 @@ impl RaftLoop {
         Ok(())
     }
 
-    /// Starts making new entries and the hard state durable, in one group
-    /// commit; the returned ticket completes when they are.
-    fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<Option<Ticket>> {
+    /// Makes new entries and the hard state durable, in one group commit.
+    fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<()> {
         if entries.is_empty() && hs.is_none() {
-            return Ok(None);
+            return Ok(());
         }
         let wal_hs = hs.as_ref().map(|h| logbook_wal::HardState {
             term: h.term,
@@ -719,10 +655,11 @@ impl RaftLoop {
             self.storage.append(entries)?;
             ticket
         };
+        ticket.wait()?;
         if let Some(hs) = hs {
             self.storage.set_hard_state(hs);
         }
-        Ok(Some(ticket))
+        Ok(())
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
