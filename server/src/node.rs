@@ -151,9 +151,15 @@ impl Shared {
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
+        self.submit_and_wait(id, NodeMsg::Propose { id, data }).await
+    }
+
+    /// Registers a waiter for request `id`, hands `msg` to the Raft thread
+    /// and waits (bounded) until the request is applied here.
+    async fn submit_and_wait(&self, id: u64, msg: NodeMsg) -> Result<(Applied, i64)> {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().insert(id, tx);
-        if self.inbox.send(NodeMsg::Propose { id, data }).is_err() {
+        if self.inbox.send(msg).is_err() {
             self.waiters.lock().remove(&id);
             return Err(Error::Stopped);
         }
@@ -184,20 +190,7 @@ impl Shared {
         cc.node_id = node_id;
         cc.context =
             ConfChangeContext { request_id: id, member: Some(member) }.encode_to_vec().into();
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().insert(id, tx);
-        if self.inbox.send(NodeMsg::ProposeConfChange { id, cc }).is_err() {
-            self.waiters.lock().remove(&id);
-            return Err(Error::Stopped);
-        }
-        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
-                self.waiters.lock().remove(&id);
-                Err(Error::Timeout)
-            }
-        }
+        self.submit_and_wait(id, NodeMsg::ProposeConfChange { id, cc }).await
     }
 
     /// Waits until a linearizable read may be served on this member.
