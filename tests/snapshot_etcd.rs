@@ -156,6 +156,8 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
     let (compact, last) = workload(&etcd.endpoint, true);
     ctl_ok(&etcd.endpoint, &["user", "add", "root:secret"]);
     ctl_ok(&etcd.endpoint, &["role", "add", "reader"]);
+    ctl_ok(&etcd.endpoint, &["role", "grant-permission", "reader", "read", "/foo", "--prefix"]);
+    ctl_ok(&etcd.endpoint, &["user", "grant-role", "root", "reader"]);
     let snap = dir.path().join("etcd.snapshot");
     save(&etcd.endpoint, &snap);
     let snap_s = snap.to_str().unwrap();
@@ -207,6 +209,34 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
     ctl_ok(&etcd.endpoint, &["put", "after", "1"]);
     ctl_ok(&lb.endpoint, &["put", "after", "1"]);
     assert_eq!(dump(&etcd.endpoint, last + 1), dump(&lb.endpoint, last + 1));
+
+    // Users and roles travel on through Logbook: its snapshot restored into a new etcd
+    // serves them as the original etcd does.
+    let snap2 = dir.path().join("lb.snapshot");
+    save(&lb.endpoint, &snap2);
+    let data2 = dir.path().join("etcd2.data");
+    let peer_port2 = free_port();
+    let peer2 = format!("http://127.0.0.1:{peer_port2}");
+    let out = ctl_local(&[
+        "snapshot",
+        "restore",
+        snap2.to_str().unwrap(),
+        "--data-dir",
+        data2.to_str().unwrap(),
+        "--name",
+        "e2",
+        "--initial-cluster",
+        &format!("e2={peer2}"),
+        "--initial-advertise-peer-urls",
+        &peer2,
+    ]);
+    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
+    let etcd2 = start_etcd(dir.path(), &data2, "e2", peer_port2);
+    for args in [&["user", "get", "root"][..], &["role", "get", "reader"], &["user", "list"]] {
+        let want = ctl_ok(&etcd.endpoint, args);
+        assert!(want.contains("root") || want.contains("/foo"), "{args:?}: {want}");
+        assert_eq!(ctl_ok(&etcd2.endpoint, args), want, "{args:?}");
+    }
 }
 
 #[test]
@@ -369,4 +399,177 @@ fn corrupted_and_truncated_snapshots_are_refused() {
     ]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}
+
+/// Every event a watch of the whole keyspace from `from` (with previous values) sees up to
+/// revision `last`, one line each; or the compaction revision it was cancelled with.
+fn watch_history(url: &str, from: i64, last: i64) -> Result<Vec<String>, i64> {
+    use logbook_api::etcdserverpb::watch_client::WatchClient;
+    use logbook_api::etcdserverpb::{WatchCreateRequest, WatchRequest, watch_request};
+    common::runtime().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(url.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let create = WatchCreateRequest {
+            key: vec![0].into(),
+            range_end: vec![0].into(),
+            start_revision: from,
+            prev_kv: true,
+            ..Default::default()
+        };
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .unwrap();
+        let mut stream = WatchClient::new(channel)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut events = Vec::new();
+        let mut seen = from - 1;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen < last {
+            let resp = tokio::time::timeout_at(deadline, stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("{url}: watch from {from} stopped at {seen} of {last}"))
+                .unwrap_or_else(|e| panic!("{url}: watch failed: {e}"))
+                .unwrap_or_else(|| panic!("{url}: watch stream ended"));
+            if resp.canceled {
+                return Err(resp.compact_revision);
+            }
+            for ev in resp.events {
+                let kv = ev.kv.unwrap_or_default();
+                let prev = ev
+                    .prev_kv
+                    .map(|p| format!("{:?}={:?}@{}/{}", p.key, p.value, p.mod_revision, p.version));
+                events.push(format!(
+                    "{} {:?}={:?} create {} mod {} version {} lease {} prev {prev:?}",
+                    ev.r#type,
+                    kv.key,
+                    kv.value,
+                    kv.create_revision,
+                    kv.mod_revision,
+                    kv.version,
+                    kv.lease
+                ));
+                seen = seen.max(kv.mod_revision);
+            }
+        }
+        drop(tx);
+        Ok(events)
+    })
+}
+
+/// One etcd snapshot restored into three data dirs with etcdctl's restore flags: the three
+/// members form one new cluster (a cluster ID of their own, etcd's is not reused) serving
+/// the snapshot's data on every member, take new writes, and a watch from a revision inside
+/// the restored history replays it as the snapshot had it.
+#[test]
+fn etcd_snapshot_restores_into_a_three_member_logbook_with_watchable_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(dir.path(), &dir.path().join("etcd.data"), "e1", free_port());
+    let (compact, last) = workload(&etcd.endpoint, true);
+    let snap = dir.path().join("etcd.snapshot");
+    save(&etcd.endpoint, &snap);
+
+    let mut c = Cluster::create(3, &[]);
+    let initial_cluster = c
+        .specs
+        .iter()
+        .map(|s| format!("{}={}", s.name, s.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for s in &c.specs {
+        let out = logbook(&[
+            "snapshot",
+            "restore",
+            snap.to_str().unwrap(),
+            "--data-dir",
+            s.data_dir.to_str().unwrap(),
+            "--name",
+            &s.name,
+            "--initial-cluster",
+            &initial_cluster,
+            "--initial-cluster-token",
+            &c.token,
+            "--initial-advertise-peer-urls",
+            &s.peer_url(),
+        ]);
+        assert!(
+            out.status.success(),
+            "restore {}: {}",
+            s.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    for i in 0..3 {
+        c.wait_ready(i, Duration::from_secs(30));
+    }
+
+    // One cluster of the three restored members, with an identity of its own.
+    let cluster_id = |ep: &str| {
+        json(&ctl_ok(ep, &["get", "probe", "-w", "json"]))["header"]["cluster_id"].as_u64().unwrap()
+    };
+    let ids: Vec<u64> = c.specs.iter().map(|s| cluster_id(&s.endpoint())).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "cluster IDs {ids:x?}");
+    assert_ne!(ids[0], cluster_id(&etcd.endpoint), "the restored cluster reuses etcd's ID");
+    let members = json(&c.ctl_ok(0, &["member", "list", "-w", "json"]));
+    let mut names: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["m1", "m2", "m3"]);
+
+    // Every member serves the snapshot's history, from its own copy.
+    for s in &c.specs {
+        assert_same_history(&etcd.endpoint, &s.endpoint(), compact, last);
+        let local = |ep: &str| {
+            let v = json(&ctl_ok(ep, &["get", "--prefix", "", "-w", "json", "--consistency=s"]));
+            format!("{} {}", v["kvs"], v["count"])
+        };
+        assert_eq!(local(&s.endpoint()), local(&etcd.endpoint), "member {}", s.name);
+    }
+
+    // A watch from inside the restored history sees it as etcd does, on every member; one
+    // from below the compaction is cancelled with the compaction revision, as etcd does.
+    let want = watch_history(&etcd_url(&etcd), compact + 1, last).unwrap();
+    assert!(want.len() >= 10, "{want:?}");
+    for s in &c.specs {
+        assert_eq!(watch_history(&s.client_url(), compact + 1, last).unwrap(), want, "{}", s.name);
+    }
+    assert_eq!(watch_history(&etcd_url(&etcd), compact - 1, last), Err(compact));
+    assert_eq!(watch_history(&c.specs[1].client_url(), compact - 1, last), Err(compact));
+
+    // The new cluster takes writes on from the snapshot's revision, on every member.
+    let put = json(&c.ctl_ok(2, &["put", "after-restore", "1", "-w", "json"]));
+    assert_eq!(put["header"]["revision"].as_i64(), Some(last + 1));
+    for s in &c.specs {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = json(&ctl_ok(
+                &s.endpoint(),
+                &["get", "after-restore", "-w", "json", "--consistency=s"],
+            ));
+            if v["kvs"][0]["mod_revision"].as_i64() == Some(last + 1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never applied the write: {v}", s.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn etcd_url(m: &Member) -> String {
+    format!("http://{}", m.endpoint)
 }

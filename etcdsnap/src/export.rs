@@ -19,14 +19,16 @@ use crate::layout::{self, BUCKETS};
 /// etcd buckets kept byte for byte in an engine side bucket: (etcd bucket, engine bucket).
 /// Leases go to the lessor's `lease` bucket: its key is etcd's (the ID, i64 big-endian) and
 /// its `StoredLease` is wire-compatible with etcd's `leasepb.Lease` (ID = 1, TTL = 2; etcd's
-/// RemainingTTL = 3 is ignored by Logbook and kept). Auth and alarms, which Logbook does not
-/// serve yet, survive a trip through Logbook in `etcd.*` buckets; when Logbook serves them
-/// their entry moves into the server's [`SideBuckets`], converting to its own records.
+/// RemainingTTL = 3 is ignored by Logbook and kept). Auth lives in the server's buckets named
+/// and laid out exactly as etcd's (`auth`: `authEnabled` -> [0|1], `authRevision` -> u64 BE;
+/// `authUsers`/`authRoles`: name -> `authpb.User`/`authpb.Role`), so it moves both ways
+/// unchanged. Alarms, whose server records are keyed differently, survive a trip through
+/// Logbook in `etcd.alarm`.
 pub const PASS_THROUGH: [(&str, &str); 5] = [
     (layout::ALARM, "etcd.alarm"),
-    (layout::AUTH, "etcd.auth"),
-    (layout::AUTH_ROLES, "etcd.authRoles"),
-    (layout::AUTH_USERS, "etcd.authUsers"),
+    (layout::AUTH, "auth"),
+    (layout::AUTH_ROLES, "authRoles"),
+    (layout::AUTH_USERS, "authUsers"),
     (layout::LEASE, "lease"),
 ];
 

@@ -57,7 +57,10 @@ fn imports_a_snapshot_etcd_wrote() {
     assert_eq!(engine.range(&at4).unwrap().kvs.len(), 2, "a and b at 4 (b was deleted at 5)");
     // Leases and auth kept verbatim.
     assert_eq!(engine.meta_scan("lease").len(), 1);
-    assert_eq!(engine.meta_scan("etcd.authUsers")[0].0, b"root");
+    assert_eq!(engine.meta_scan("authUsers")[0].0, b"root");
+    assert_eq!(engine.meta_scan("authRoles")[0].0, b"r1");
+    let auth: Vec<Vec<u8>> = engine.meta_scan("auth").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(auth, [&b"authRevision"[..]], "etcd 3.4 writes authEnabled only when enabled");
 
     // And back out: the same key history and side buckets, which etcdctl's status
     // reads like the original (members and cluster aside).

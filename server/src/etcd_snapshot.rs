@@ -9,7 +9,7 @@
 //! | `members` | the `members` bucket (`StoredMember`) as etcd's JSON; a restore writes the new members instead |
 //! | `members_removed` | empty (Logbook has no member removal yet) |
 //! | `cluster` | `clusterVersion` |
-//! | `lease`, `auth`, `authUsers`, `authRoles`, `alarm` | as `logbook_etcdsnap::export::PASS_THROUGH` maps them: leases into the lessor's `lease` bucket, auth and alarms verbatim into `etcd.*` buckets until Logbook serves them |
+//! | `lease`, `auth`, `authUsers`, `authRoles`, `alarm` | as `logbook_etcdsnap::export::PASS_THROUGH` maps them, verbatim: leases into the lessor's `lease` bucket, auth into the auth store's buckets of the same names (etcd's layout), alarms into `etcd.alarm` |
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
