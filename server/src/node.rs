@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::membership::{MEMBERS_BUCKET, member_key};
 use crate::raft_storage::{ApplyState, RaftStorage};
+use crate::server::{CLUSTER_BUCKET, MEMBER_ID_KEY};
 use crate::transport::Transport;
 use crate::txn::Revisions;
 use crate::watch_hub::WatchHub;
@@ -821,6 +822,17 @@ impl RaftLoop {
         let staging = db.with_extension("incoming");
         let mut data: &[u8] = snap.data.as_ref();
         Engine::restore(&staging, &mut data)?;
+        // The snapshot is the leader's engine, its own member ID included: put ours back
+        // before the file takes the place of the engine, or the next start would take
+        // the leader's identity (and the cluster would have two members with one ID
+        // and none with ours: this member could never rejoin).
+        {
+            let incoming = Engine::open(&staging, self.shared.engine_options.clone())?;
+            let mut txn = incoming.write(meta.index);
+            txn.meta_put(CLUSTER_BUCKET, MEMBER_ID_KEY, &self.shared.cfg.member_id.to_be_bytes());
+            txn.commit();
+            incoming.commit()?;
+        }
         std::fs::rename(&staging, db)
             .map_err(|e| Error::io(format!("renaming {}", staging.display()), e))?;
         if let Some(dir) = db.parent() {

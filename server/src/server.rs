@@ -49,8 +49,10 @@ const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// The engine bucket holding cluster-wide facts fixed at bootstrap.
 pub const CLUSTER_BUCKET: &str = "cluster";
 pub const CLUSTER_ID_KEY: &[u8] = b"id";
-/// This member's own ID (derived from flags, or assigned by MemberAdd).
-const MEMBER_ID_KEY: &[u8] = b"member_id";
+/// This member's own ID (derived from flags, or assigned by MemberAdd). The one
+/// member-local fact in the engine: a snapshot from the leader carries the leader's,
+/// which the installer replaces (see `RaftLoop::install_snapshot`).
+pub const MEMBER_ID_KEY: &[u8] = b"member_id";
 
 /// Parses the flags, sets up logging and runs the member until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
