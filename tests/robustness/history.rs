@@ -32,8 +32,10 @@ pub enum Outcome {
     Put {
         rev: i64,
     },
+    /// `removed`: the value the delete removed (asked with `prev_kv`), None if the key
+    /// was absent.
     Delete {
-        deleted: bool,
+        removed: Option<u64>,
         rev: i64,
     },
     /// `got`/`got_mod_rev`: what the else branch read.
@@ -81,7 +83,7 @@ impl Record {
     pub fn write_rev(&self) -> Option<i64> {
         match self.outcome {
             Outcome::Put { rev }
-            | Outcome::Delete { deleted: true, rev }
+            | Outcome::Delete { removed: Some(_), rev }
             | Outcome::Cas { succeeded: true, rev, .. } => Some(rev),
             _ => None,
         }

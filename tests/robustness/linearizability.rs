@@ -28,8 +28,9 @@ pub enum Input {
 pub enum Output {
     Get(Option<u64>),
     Put,
+    /// `removed`: the value the delete removed, None if the key was absent.
     Delete {
-        deleted: bool,
+        removed: Option<u64>,
     },
     /// `got`: the value the else branch read (only when not succeeded).
     Cas {
@@ -58,9 +59,7 @@ fn step(state: State, input: &Input, output: &Output) -> Option<State> {
         (Input::Get, Output::Get(v)) => (*v == state).then_some(state),
         (Input::Get, Output::Unknown) => Some(state),
         (Input::Put(v), Output::Put | Output::Unknown) => Some(Some(*v)),
-        (Input::Delete, Output::Delete { deleted }) => {
-            (*deleted == state.is_some()).then_some(None)
-        }
+        (Input::Delete, Output::Delete { removed }) => (*removed == state).then_some(None),
         (Input::Delete, Output::Unknown) => Some(None),
         (Input::Cas { expect, new }, Output::Cas { succeeded, got }) => {
             if state == *expect {
@@ -256,8 +255,8 @@ mod tests {
                 8,
                 9,
             ),
-            op(Input::Delete, Output::Delete { deleted: true }, 10, 11),
-            op(Input::Delete, Output::Delete { deleted: false }, 12, 13),
+            op(Input::Delete, Output::Delete { removed: Some(2) }, 10, 11),
+            op(Input::Delete, Output::Delete { removed: None }, 12, 13),
             op(
                 Input::Cas { expect: None, new: 4 },
                 Output::Cas { succeeded: true, got: None },

@@ -93,14 +93,26 @@ pub async fn run_op(
                 .await
                 .map(|r| Outcome::Put { rev: r.into_inner().header.map_or(0, |h| h.revision) }),
             Kind::Delete => kv
-                .delete_range(DeleteRangeRequest { key: name.clone().into(), ..Default::default() })
+                .delete_range(DeleteRangeRequest {
+                    key: name.clone().into(),
+                    // The removed value makes the delete an observation: without it an
+                    // unknown put that only a delete saw could not be told apart from one
+                    // that never took effect.
+                    prev_kv: true,
+                    ..Default::default()
+                })
                 .await
                 .map(|r| {
                     let r = r.into_inner();
-                    Outcome::Delete {
-                        deleted: r.deleted > 0,
-                        rev: r.header.map_or(0, |h| h.revision),
-                    }
+                    let removed = r.prev_kvs.first().map(|kv| parse_value(&kv.value));
+                    assert_eq!(
+                        removed.is_some(),
+                        r.deleted > 0,
+                        "delete of one key: deleted {} but prev_kvs {:?}",
+                        r.deleted,
+                        r.prev_kvs
+                    );
+                    Outcome::Delete { removed, rev: r.header.map_or(0, |h| h.revision) }
                 }),
             Kind::Cas { expect, new } => {
                 let compare = match expect {
