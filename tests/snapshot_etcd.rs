@@ -573,3 +573,53 @@ fn etcd_snapshot_restores_into_a_three_member_logbook_with_watchable_history() {
 fn etcd_url(m: &Member) -> String {
     format!("http://{}", m.endpoint)
 }
+
+/// A member removed while it was down comes back to a cluster that refuses it, in etcd's
+/// words, and stops; the cluster records its ID in etcd's `members_removed` bucket, which
+/// the cluster's snapshots carry (key: the ID in hex, value `removed`, as etcd keeps them).
+#[test]
+fn a_removed_member_is_refused_and_its_id_travels_in_snapshots() {
+    let mut c = Cluster::start(3, &[]);
+    let members = json(&c.ctl_ok(0, &["member", "list", "-w", "json"]));
+    let id = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "m3")
+        .and_then(|m| m["ID"].as_u64())
+        .unwrap_or_else(|| panic!("no m3 in {members}"));
+    assert!(c.stop(2), "m3 did not stop cleanly");
+    c.ctl_ok(0, &["member", "remove", &format!("{id:x}")]);
+    c.ctl_ok(0, &["put", "after-removal", "1"]);
+
+    // m3 returns with its old data: the others refuse it and it stops by itself.
+    c.spawn(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = c.procs[2].as_mut().unwrap().try_wait() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the removed member kept running:\n{}", c.log(2));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.procs[2] = None;
+    let log = c.log(2);
+    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
+    assert!(
+        c.log(0).contains("refused peer traffic from a removed member")
+            || c.log(1).contains("refused peer traffic from a removed member")
+    );
+
+    // The two left serve on, and their snapshot says who was removed.
+    c.ctl_ok(1, &["put", "after-return", "2"]);
+    let listed = json(&c.ctl_ok(1, &["member", "list", "-w", "json"]));
+    assert_eq!(listed["members"].as_array().unwrap().len(), 2, "{listed}");
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("lb.snapshot");
+    save(&c.specs[0].endpoint(), &snap);
+    let bytes = std::fs::read(&snap).unwrap();
+    let record = format!("{id:x}removed").into_bytes();
+    assert!(bytes.windows(record.len()).any(|w| w == record), "no members_removed record");
+    let st = ctl_local(&["snapshot", "status", snap.to_str().unwrap(), "-w", "json"]);
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+}

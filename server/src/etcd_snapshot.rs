@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `key`, `meta` | the engine's revisions, compaction and applied index |
 //! | `members` | the `members` bucket (`StoredMember`) as etcd's JSON; a restore writes the new members instead |
-//! | `members_removed` | empty (Logbook has no member removal yet) |
+//! | `members_removed` | the `members_removed` bucket (ID -> `removed`), keyed by the ID in hex as etcd keys it; a restore drops it (a new cluster, as etcdctl's restore does) |
 //! | `cluster` | `clusterVersion` |
 //! | `lease`, `auth`, `authUsers`, `authRoles`, `alarm` | as `logbook_etcdsnap::export::PASS_THROUGH` maps them, verbatim: leases into the lessor's `lease` bucket, auth into the auth store's buckets of the same names (etcd's layout), alarms into `etcd.alarm` |
 
@@ -30,7 +30,7 @@ use tonic::Status;
 
 use crate::config::ServeArgs;
 use crate::maintenance_service::SERVED_VERSION;
-use crate::membership::{MEMBERS_BUCKET, member_key};
+use crate::membership::{MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
 use crate::node::{APPLY_STATE_KEY, RAFT_BUCKET};
 use crate::server::{CLUSTER_BUCKET, CLUSTER_ID_KEY};
 
@@ -254,6 +254,16 @@ impl SideBuckets for ServerBuckets {
                     (e.key(), e.to_json())
                 })
                 .collect(),
+            layout::MEMBERS_REMOVED => h
+                .meta_scan(REMOVED_BUCKET)
+                .into_iter()
+                .map(|(k, v)| {
+                    let id = u64::from_be_bytes(k.as_slice().try_into().unwrap_or_else(|_| {
+                        panic!("members_removed record with a {}-byte key", k.len())
+                    }));
+                    (format!("{id:x}").into_bytes(), v)
+                })
+                .collect(),
             layout::CLUSTER => {
                 vec![(layout::CLUSTER_VERSION.to_vec(), SERVED_VERSION.as_bytes().to_vec())]
             }
@@ -331,5 +341,30 @@ impl std::io::Write for ChunkWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::REMOVED_VALUE;
+
+    #[test]
+    fn removed_members_export_as_etcd_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine =
+            Engine::open(dir.path().join("db"), logbook_engine::Options::default()).unwrap();
+        let mut t = engine.write(1);
+        t.meta_put(REMOVED_BUCKET, &member_key(0x8e9e05c52164694d), REMOVED_VALUE);
+        t.meta_put(REMOVED_BUCKET, &member_key(0x2a), REMOVED_VALUE);
+        t.commit();
+        let h = engine.history().unwrap();
+        assert_eq!(
+            ServerBuckets.etcd_bucket(&h, layout::MEMBERS_REMOVED),
+            vec![
+                (b"2a".to_vec(), b"removed".to_vec()),
+                (b"8e9e05c52164694d".to_vec(), b"removed".to_vec())
+            ]
+        );
     }
 }

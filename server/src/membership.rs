@@ -1,7 +1,8 @@
 //! The cluster's members as stored in the engine's `members` bucket: written
 //! at bootstrap from `--initial-cluster`, updated through Raft (a member
 //! publishing its name and client URLs, membership changes), read by
-//! MemberList and the peer transport.
+//! MemberList and the peer transport. Removed members stay recorded in
+//! `members_removed`, as etcd keeps them, so their peer traffic is refused.
 
 use logbook_api::etcdserverpb::Member;
 use logbook_api::logbookpb::StoredMember;
@@ -14,6 +15,23 @@ pub const MEMBERS_BUCKET: &str = "members";
 /// The key of a member in [`MEMBERS_BUCKET`]: its ID, big-endian.
 pub fn member_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
+}
+
+/// The engine bucket recording every member removed from the cluster (etcd's
+/// `members_removed`): key as in [`MEMBERS_BUCKET`], value [`REMOVED_VALUE`].
+/// A removed member's ID never comes back, so its peer traffic is refused.
+pub const REMOVED_BUCKET: &str = "members_removed";
+
+/// The value of a [`REMOVED_BUCKET`] record (etcd's).
+pub const REMOVED_VALUE: &[u8] = b"removed";
+
+/// What a removed member is told when it talks to the cluster, in etcd's words;
+/// a member told this stops.
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+/// Whether member `id` was removed from the cluster.
+pub fn is_removed(engine: &Engine, id: u64) -> bool {
+    engine.meta_get(REMOVED_BUCKET, &member_key(id)).is_some()
 }
 
 /// Every member the engine knows, in ID order.

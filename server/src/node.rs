@@ -39,7 +39,7 @@ use crate::config::Config;
 use crate::engine_cell::EngineCell;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
-use crate::membership::{MEMBERS_BUCKET, member_key};
+use crate::membership::{MEMBERS_BUCKET, REMOVED_BUCKET, REMOVED_VALUE, member_key};
 use crate::raft_storage::{ApplyState, RaftStorage};
 use crate::server::{CLUSTER_BUCKET, MEMBER_ID_KEY};
 use crate::transport::Transport;
@@ -745,7 +745,10 @@ impl RaftLoop {
         let member = ctx.member.clone().unwrap_or_default();
         let change = cc.get_change_type();
         self.apply_conf_state(engine, entry, cs, |txn| match change {
-            ConfChangeType::RemoveNode => txn.meta_delete(MEMBERS_BUCKET, &member_key(cc.node_id)),
+            ConfChangeType::RemoveNode => {
+                txn.meta_delete(MEMBERS_BUCKET, &member_key(cc.node_id));
+                txn.meta_put(REMOVED_BUCKET, &member_key(cc.node_id), REMOVED_VALUE);
+            }
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                 // Keep what the member published about itself (a promotion).
                 let mut m = engine

@@ -1,6 +1,7 @@
 //! The peer side of the transport: the `Peer` gRPC service every member
 //! serves on its peer URLs. Incoming Raft messages go straight to the Raft
-//! thread's inbox.
+//! thread's inbox. A member removed from the cluster is refused (etcd answers
+//! it 410 Gone): it hears [`REMOVED_MESSAGE`] and stops.
 
 use bytes::BytesMut;
 use crossbeam::channel::Sender;
@@ -16,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::membership::{REMOVED_MESSAGE, is_removed};
 use crate::node::{NodeMsg, Shared};
 
 /// Serves peers.
@@ -26,6 +28,12 @@ pub struct PeerService {
     pub client_urls: Vec<String>,
     pub inbox: Sender<NodeMsg>,
     pub shared: Arc<Shared>,
+}
+
+/// The refusal a removed member gets.
+fn removed(member: u64) -> Status {
+    tracing::warn!(member = format!("{member:x}"), "refused peer traffic from a removed member");
+    Status::failed_precondition(REMOVED_MESSAGE)
 }
 
 fn decode(bytes: &[u8]) -> Result<Message, Status> {
@@ -41,6 +49,9 @@ impl Peer for PeerService {
     ) -> Result<Response<RaftStreamEnd>, Status> {
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
+            if is_removed(&self.shared.engine.get(), batch.from) {
+                return Err(removed(batch.from));
+            }
             for m in &batch.messages {
                 let msg = decode(m)?;
                 if self.inbox.send(NodeMsg::Step(msg)).is_err() {
@@ -91,6 +102,12 @@ impl Peer for PeerService {
                 from = format!("{:x}", req.member_id),
                 "a member of another cluster knocked"
             );
+        }
+        // A member of this cluster (one joining sends no cluster ID yet: a member added
+        // again with the peer URLs of a removed one starts from the removed one's ID).
+        if req.cluster_id == self.cluster_id && is_removed(&self.shared.engine.get(), req.member_id)
+        {
+            return Err(removed(req.member_id));
         }
         Ok(Response::new(HelloResponse {
             cluster_id: self.cluster_id,

@@ -20,6 +20,7 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::membership::REMOVED_MESSAGE;
 use crate::node::NodeMsg;
 
 /// Messages waiting for one peer beyond this are dropped.
@@ -103,7 +104,14 @@ impl Transport {
     }
 }
 
-async fn connect(me: &LocalIdentity, peer: u64, urls: &[String]) -> Option<PeerClient<Channel>> {
+/// Connects to `peer` and checks it is who we expect. When the peer says this member was
+/// removed from the cluster, tells the Raft loop to stop (etcd stops on 410 Gone).
+async fn connect(
+    me: &LocalIdentity,
+    peer: u64,
+    urls: &[String],
+    inbox: &Sender<NodeMsg>,
+) -> Option<PeerClient<Channel>> {
     #[cfg(feature = "failpoints")]
     let routed = failpoint_routes(urls);
     #[cfg(feature = "failpoints")]
@@ -145,6 +153,14 @@ async fn connect(me: &LocalIdentity, peer: u64, urls: &[String]) -> Option<PeerC
                 }
                 return Some(client);
             }
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && status.message() == REMOVED_MESSAGE =>
+            {
+                tracing::error!(peer = format!("{peer:x}"), "{REMOVED_MESSAGE}; stopping");
+                let _ = inbox.send(NodeMsg::Stop);
+                return None;
+            }
             Err(status) => {
                 tracing::debug!(peer = format!("{peer:x}"), %status, "peer hello failed");
             }
@@ -163,7 +179,7 @@ async fn stream_task(
     let mut backoff = Duration::from_millis(50);
     let mut was_up = false;
     loop {
-        let Some(mut client) = connect(&me, peer, &urls).await else {
+        let Some(mut client) = connect(&me, peer, &urls, &inbox).await else {
             if was_up {
                 tracing::warn!(peer = format!("{peer:x}"), "lost connection to peer");
                 was_up = false;
@@ -245,7 +261,7 @@ async fn snapshot_task(
 ) {
     while let Some(mut msg) = queue.recv().await {
         let data: Bytes = std::mem::take(&mut msg.mut_snapshot().data);
-        let ok = match connect(&me, peer, &urls).await {
+        let ok = match connect(&me, peer, &urls, &inbox).await {
             Some(mut client) => {
                 let total = data.len() as u64;
                 let head =
