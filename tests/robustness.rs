@@ -85,6 +85,47 @@ mod regressions {
         c.wait_ready(follower, Duration::from_secs(30));
         assert_eq!(own_id(&c, follower), id, "the follower restarted as another member");
     }
+
+    /// A member stopped between installing a snapshot (its engine file replaced, far past
+    /// the log) and recording the jump in its WAL restarts with a WAL that ends before its
+    /// engine's applied index. Here the WAL is simply emptied: the member must move the
+    /// log's start past the engine and rejoin (it used to stop on "raft handed the WAL a
+    /// gap" at the leader's first append).
+    #[test]
+    fn member_whose_wal_ends_before_its_engine_rejoins() {
+        let mut c = Cluster::start(3, &[]);
+        let leader = c.wait_leader(Duration::from_secs(10));
+        let follower = (leader + 1) % 3;
+        let rt = runtime();
+        let url = c.specs[leader].client_url();
+        rt.block_on(async {
+            let mut kv = connect(&url).await.unwrap();
+            for i in 0..50 {
+                put(&mut kv, &format!("gap/{i:02}"), "v").await.unwrap();
+            }
+        });
+        // A clean stop commits the engine, so its applied index is well past 1.
+        assert!(c.stop(follower), "follower did not stop cleanly");
+        let wal = c.specs[follower].data_dir.join("member").join("wal");
+        std::fs::remove_dir_all(&wal).unwrap();
+        std::fs::create_dir_all(&wal).unwrap();
+        c.spawn(follower);
+        c.wait_ready(follower, Duration::from_secs(30));
+        rt.block_on(async {
+            let mut kv = connect(&url).await.unwrap();
+            put(&mut kv, "gap/after", "v").await.unwrap();
+        });
+        let furl = c.specs[follower].client_url();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rt.block_on(local_get(&furl, "gap/after")).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "follower never applied a new write:\n{}",
+                c.log(follower)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[cfg(feature = "failpoints")]

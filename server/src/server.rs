@@ -247,6 +247,18 @@ async fn serve(mut cfg: Config) -> Result<()> {
             applied + 1
         )));
     }
+    if wal.last_index() < applied {
+        // The engine is ahead of the log: a snapshot from the leader was installed (the
+        // engine file replaced) and the member stopped before the WAL recorded the jump.
+        // Raft's log continues after the engine's index, so the WAL must too, or the next
+        // append would leave a gap.
+        tracing::info!(
+            wal_last = wal.last_index(),
+            applied,
+            "the WAL ends before the engine's applied index; moving its start past it"
+        );
+        wal.compact_prefix(applied + 1)?;
+    }
     let apply_state = Arc::new(Mutex::new(apply_state));
     let engine = Arc::new(EngineCell::new(engine));
     let storage = RaftStorage::new(engine.clone(), apply_state.clone());
