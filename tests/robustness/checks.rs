@@ -264,8 +264,12 @@ pub async fn hash_kv_equal(urls: &[String], rev: i64) -> Vec<String> {
                     .map(|r| r.into_inner().header.map_or(0, |h| h.revision))
                     .unwrap_or(0);
                 if applied >= rev {
-                    let ch = Channel::from_shared(url.clone()).unwrap().connect().await;
-                    if let Ok(ch) = ch
+                    let endpoint = Channel::from_shared(url.clone())
+                        .unwrap()
+                        .connect_timeout(Duration::from_secs(1))
+                        .timeout(Duration::from_secs(5));
+                    if let Ok(Ok(ch)) =
+                        tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await
                         && let Ok(h) = MaintenanceClient::new(ch)
                             .hash_kv(HashKvRequest { revision: rev })
                             .await
@@ -307,10 +311,10 @@ pub enum WatchReport {
 type Ev = (i64, Vec<u8>, Option<Vec<u8>>);
 
 async fn watch_all(url: &str, final_rev: i64) -> Result<Vec<Ev>, tonic::Status> {
-    let ch = Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect()
+    let ch = Channel::from_shared(url.to_string()).unwrap().connect_timeout(Duration::from_secs(1));
+    let ch = tokio::time::timeout(Duration::from_secs(2), ch.connect())
         .await
+        .map_err(|_| tonic::Status::unavailable("connect timed out"))?
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut client = WatchClient::new(ch);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -324,8 +328,13 @@ async fn watch_all(url: &str, final_rev: i64) -> Result<Vec<Ev>, tonic::Status> 
     })
     .await
     .unwrap();
-    let mut stream =
-        client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| tonic::Status::deadline_exceeded("watch did not start"))??
+    .into_inner();
     let mut events = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while events.last().is_none_or(|e: &Ev| e.0 < final_rev) && Instant::now() < deadline {

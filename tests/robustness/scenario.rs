@@ -107,6 +107,8 @@ struct Harness {
     env: Vec<Vec<(String, String)>>,
     paused: Vec<bool>,
     rt: tokio::runtime::Runtime,
+    /// Members that exited without being killed (a crash is an anomaly in itself).
+    died: Vec<String>,
 }
 
 impl Harness {
@@ -152,7 +154,26 @@ impl Harness {
         for i in 0..N {
             cluster.wait_ready(i, Duration::from_secs(60));
         }
-        Harness { cluster, links, env, paused: vec![false; N], rt }
+        Harness { cluster, links, env, paused: vec![false; N], rt, died: Vec::new() }
+    }
+
+    /// Notes (and reaps) every member that exited on its own since the last look, so a
+    /// crash is reported instead of showing up later as a member that is never ready.
+    fn reap_exited(&mut self, clock: Clock) {
+        for i in 0..N {
+            let Some(child) = self.cluster.procs[i].as_mut() else { continue };
+            if let Ok(Some(status)) = child.try_wait() {
+                self.cluster.procs[i] = None;
+                let log = self.cluster.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                self.died.push(format!(
+                    "m{} exited on its own ({status}) by {:.1}s; its log ends:\n{}",
+                    i + 1,
+                    clock.now() as f64 / 1e9,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+        }
     }
 
     fn link(&self, a: usize, b: usize) -> &Link {
@@ -270,8 +291,9 @@ impl Harness {
     }
 
     /// Undoes everything: links, pauses, dead members; waits until all serve.
-    fn heal_all(&mut self) {
+    fn heal_all(&mut self, clock: Clock) {
         self.heal_network();
+        self.reap_exited(clock);
         for i in 0..N {
             if self.paused[i] {
                 self.cluster.signal(i, libc::SIGCONT);
@@ -321,13 +343,14 @@ pub fn run(spec: &Spec) -> Report {
             break;
         }
         let fault = spec.faults[rng.random_range(0..spec.faults.len())];
+        h.reap_exited(clock);
         let what = h.inject(fault, &mut rng);
         eprintln!("robustness: [{:.1}s] {what}", clock.now() as f64 / 1e9);
         faults.push(what);
         std::thread::sleep(Duration::from_millis(rng.random_range(500..1500)));
     }
     eprintln!("robustness: [{:.1}s] healing", clock.now() as f64 / 1e9);
-    h.heal_all();
+    h.heal_all(clock);
     eprintln!("robustness: [{:.1}s] healed; collecting client histories", clock.now() as f64 / 1e9);
     let mut records: Vec<Record> = Vec::new();
     for c in clients {
@@ -374,6 +397,7 @@ pub fn run(spec: &Spec) -> Report {
         records.iter().filter(|r| matches!(r.outcome, super::history::Outcome::Unknown(_))).count();
     report.ops_failed = report.ops - report.ops_ok - report.ops_unknown;
     report.faults = faults;
+    report.anomalies.append(&mut h.died);
 
     eprintln!(
         "robustness: [{:.1}s] checking {} operations",
