@@ -13,6 +13,7 @@ use logbook_engine::{Engine, WriteTxn};
 use prost::Message;
 
 use crate::alarms::{ALARM_BUCKET, Alarms, alarm_key};
+use crate::auth::{AuthChange, AuthStore, Requester};
 use crate::error::{Error, Result};
 use crate::kv_view::Leased;
 use crate::lessor::{LEASE_BUCKET, Lessor, lease_key};
@@ -39,17 +40,30 @@ pub enum Applied {
     Members(StoredMember),
     /// A member's peer URLs changed.
     MemberUpdated(StoredMember),
+    /// An auth store change; the token of an Authenticate.
+    Auth(Option<String>),
+}
+
+/// What, besides the engine, applying a request reads and updates: the
+/// member's leases, alarms and auth store, who proposed the request and the
+/// entry's index.
+pub struct ApplyContext<'a> {
+    pub lessor: &'a Lessor,
+    pub alarms: &'a Alarms,
+    pub auth: &'a AuthStore,
+    pub who: Requester<'a>,
+    pub index: u64,
 }
 
 /// Applies `request` inside `txn`. On error nothing has been written.
 pub fn apply_request(
     engine: &Engine,
     txn: &mut WriteTxn<'_>,
-    lessor: &Lessor,
-    alarms: &Alarms,
+    ctx: &ApplyContext<'_>,
     request: &Request,
     revs: Revisions,
 ) -> Result<Applied> {
+    let ApplyContext { lessor, alarms, auth, who, .. } = *ctx;
     // Out of space, nothing that grows the store is applied (on every
     // member alike, since the alarm itself came through Raft).
     if alarms.no_space() && grows_store(request) {
@@ -59,11 +73,16 @@ pub fn apply_request(
     let mut kv = Leased { txn, lessor };
     match request {
         Request::Put(p) => {
+            auth.check_put(who, lessor, &p.key, p.lease, p.prev_kv)?;
             check_put_applies(&kv, p, &lease_exists)?;
             Ok(Applied::Put(execute_put(&mut kv, p)?))
         }
-        Request::DeleteRange(d) => Ok(Applied::DeleteRange(execute_delete(&mut kv, d)?)),
+        Request::DeleteRange(d) => {
+            auth.check_delete(who, &d.key, &d.range_end, d.prev_kv)?;
+            Ok(Applied::DeleteRange(execute_delete(&mut kv, d)?))
+        }
         Request::Txn(t) => {
+            auth.check_txn(who, lessor, t)?;
             let path = compare_to_path(&kv, t)?;
             check_path(&kv, t, &path, revs, &lease_exists)?;
             Ok(Applied::Txn(execute_txn(&mut kv, t, &path)?))
@@ -131,6 +150,7 @@ pub fn apply_request(
             if !lessor.exists(r.id) {
                 return Err(Error::LeaseNotFound);
             }
+            auth.check_revoke(who, lessor, r.id)?;
             // Every key of the lease goes in this one revision.
             for key in lessor.keys(r.id) {
                 kv.txn.delete_range(&key, &[])?;
@@ -139,7 +159,33 @@ pub fn apply_request(
             lessor.revoke(r.id);
             Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
         }
+        Request::AuthEnable(_) => auth_change(kv.txn, ctx, AuthChange::Enable),
+        Request::AuthDisable(_) => auth_change(kv.txn, ctx, AuthChange::Disable),
+        Request::Authenticate(a) => auth_change(kv.txn, ctx, AuthChange::Authenticate(a)),
+        Request::AuthUserAdd(r) => auth_change(kv.txn, ctx, AuthChange::UserAdd(r)),
+        Request::AuthUserDelete(r) => auth_change(kv.txn, ctx, AuthChange::UserDelete(&r.name)),
+        Request::AuthUserChangePassword(r) => {
+            auth_change(kv.txn, ctx, AuthChange::UserChangePassword(r))
+        }
+        Request::AuthUserGrantRole(r) => auth_change(kv.txn, ctx, AuthChange::UserGrantRole(r)),
+        Request::AuthUserRevokeRole(r) => auth_change(kv.txn, ctx, AuthChange::UserRevokeRole(r)),
+        Request::AuthRoleAdd(r) => auth_change(kv.txn, ctx, AuthChange::RoleAdd(&r.name)),
+        Request::AuthRoleDelete(r) => auth_change(kv.txn, ctx, AuthChange::RoleDelete(&r.role)),
+        Request::AuthRoleGrantPermission(r) => {
+            auth_change(kv.txn, ctx, AuthChange::RoleGrantPermission(r))
+        }
+        Request::AuthRoleRevokePermission(r) => {
+            auth_change(kv.txn, ctx, AuthChange::RoleRevokePermission(r))
+        }
     }
+}
+
+fn auth_change(
+    txn: &mut WriteTxn<'_>,
+    ctx: &ApplyContext<'_>,
+    change: AuthChange<'_>,
+) -> Result<Applied> {
+    ctx.auth.apply(txn, ctx.who, ctx.index, change).map(Applied::Auth)
 }
 
 /// Whether a request can make the store bigger: a put, a transaction that

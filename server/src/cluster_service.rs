@@ -28,6 +28,14 @@ pub struct ClusterService {
     pub shared: Arc<Shared>,
 }
 
+impl ClusterService {
+    /// With auth on, only root may change membership.
+    async fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let who = self.shared.auth_info(request).await?;
+        Ok(self.shared.auth.check_admin(who.as_ref())?)
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_list(
@@ -49,6 +57,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.admin(&request).await?;
         let r = request.into_inner();
         let s = &self.shared;
         let urls =
@@ -84,6 +93,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.admin(&request).await?;
         let id = request.into_inner().id;
         let s = &self.shared;
         let member = load_members(&s.engine.get())
@@ -101,6 +111,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.admin(&request).await?;
         let mut r = request.into_inner();
         let s = &self.shared;
         r.peer_ur_ls =
@@ -126,6 +137,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.admin(&request).await?;
         let id = request.into_inner().id;
         let s = &self.shared;
         let member = load_members(&s.engine.get())

@@ -73,6 +73,15 @@ pub struct ServeArgs {
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Specify auth token type; Logbook serves 'simple' tokens.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// The lifetime in seconds of an unused auth token.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
 }
 
 /// One member of the initial cluster.
@@ -108,6 +117,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub log_level: String,
+    /// How long an unused simple token stays valid.
+    pub auth_token_ttl: Duration,
+    /// bcrypt cost of new password hashes.
+    pub bcrypt_cost: u32,
 }
 
 impl Config {
@@ -214,6 +227,19 @@ impl ServeArgs {
             q => q,
         };
 
+        let auth_kind = self.auth_token.split(',').next().unwrap_or_default();
+        if auth_kind != "simple" {
+            return Err(bad(format!(
+                "--auth-token {auth_kind}: Logbook serves simple tokens only (--auth-token simple); JWT tokens are not implemented"
+            )));
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(bad(format!("--bcrypt-cost {} is out of range [4, 31]", self.bcrypt_cost)));
+        }
+        if self.auth_token_ttl == 0 {
+            return Err(bad("--auth-token-ttl must be > 0".into()));
+        }
+
         Ok(Config {
             name: self.name,
             data_dir,
@@ -236,6 +262,8 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
             log_level: self.log_level,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
+            bcrypt_cost: self.bcrypt_cost,
         })
     }
 }

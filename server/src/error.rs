@@ -54,6 +54,40 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("etcdserver: not leader")]
     NotLeader,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     #[error("etcdserver: {0} is not supported by Logbook yet")]
     Unsupported(&'static str),
     #[error("write-ahead log: {0}")]
@@ -102,6 +136,13 @@ impl Error {
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
             Unsupported(_) => Code::Unimplemented,
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+            | AuthNotEnabled => Code::FailedPrecondition,
+            UserEmpty | RoleEmpty | AuthFailed | PermissionNotGiven | InvalidAuthMgmt
+            | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             Config(_) => Code::InvalidArgument,
             Wal(_) | Engine(_) | Raft(_) | Io { .. } | Internal(_) => Code::Internal,
         }
@@ -133,6 +174,21 @@ mod tests {
         );
         let s = Status::from(Error::NoLeader);
         assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        let s = Status::from(Error::PermissionDenied);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::PermissionDenied, "etcdserver: permission denied")
+        );
+        let s = Status::from(Error::RootRoleNotExist);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::FailedPrecondition, "etcdserver: root user does not have root role")
+        );
+        let s = Status::from(Error::InvalidAuthToken);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unauthenticated, "etcdserver: invalid auth token")
+        );
         let s = Status::from(Error::TooManyOps);
         assert_eq!(s.message(), "etcdserver: too many operations in txn request");
     }

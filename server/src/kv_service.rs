@@ -16,6 +16,7 @@ use logbook_api::logbookpb::internal_request::Request as Internal;
 use tonic::{Request, Response, Status};
 
 use crate::apply::Applied;
+use crate::auth::{Access, AuthInfo};
 use crate::error::Result;
 use crate::kv_view::PinnedView;
 use crate::node::Shared;
@@ -41,16 +42,18 @@ impl KvService {
         }
     }
 
-    async fn range_inner(&self, r: RangeRequest) -> Result<RangeResponse> {
+    async fn range_inner(&self, r: RangeRequest, who: Option<AuthInfo>) -> Result<RangeResponse> {
         check_range(&r)?;
         if !r.serializable {
             self.shared.read_index().await?;
         }
+        self.shared.auth.check(who.as_ref(), &r.key, &r.range_end, Access::Read)?;
         let engine = self.shared.engine.get();
         let revs =
             Revisions { current: engine.current_revision(), compacted: engine.compact_revision() };
         crate::txn::check_range_revision(r.revision, revs)?;
         let mut resp = execute_range(engine.as_ref(), &r)?;
+        self.shared.auth.check_still_current(who.as_ref())?;
         resp.header = Some(Self::header(
             &self.shared,
             revs.current.max(resp.header.map_or(0, |h| h.revision)),
@@ -58,11 +61,12 @@ impl KvService {
         Ok(resp)
     }
 
-    async fn txn_inner(&self, r: TxnRequest) -> Result<TxnResponse> {
+    async fn txn_inner(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
         check_txn(&r, self.shared.cfg.max_txn_ops)?;
         if is_read_only(&r) {
             // Served without Raft, like a range: every op reads one revision.
             self.shared.read_index().await?;
+            self.shared.auth.check_txn_for(who.as_ref(), &self.shared.lessor, &r)?;
             let engine = self.shared.engine.get();
             let current = engine.current_revision();
             let revs = Revisions { current, compacted: engine.compact_revision() };
@@ -70,13 +74,14 @@ impl KvService {
             let path = compare_to_path(&view, &r)?;
             check_path(&view, &r, &path, revs, &|_| false)?;
             let mut resp = execute_txn(&mut view, &r, &path)?;
+            self.shared.auth.check_still_current(who.as_ref())?;
             resp.header = Some(Self::header(&self.shared, current));
             return Ok(resp);
         }
         if crate::apply::grows_store(&Internal::Txn(r.clone())) {
             self.shared.check_quota()?;
         }
-        match self.shared.propose(Internal::Txn(r)).await? {
+        match self.shared.propose_as(Internal::Txn(r), who.as_ref()).await? {
             (Applied::Txn(mut resp), revision) => {
                 fill_nested_headers(&mut resp, revision);
                 resp.header = Some(Self::header(&self.shared, revision));
@@ -116,14 +121,16 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(self.range_inner(request.into_inner()).await?))
+        let who = self.shared.auth_info(&request).await?;
+        Ok(Response::new(self.range_inner(request.into_inner(), who).await?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
         check_put(&r)?;
         self.shared.check_quota()?;
-        match self.shared.propose(Internal::Put(r)).await? {
+        match self.shared.propose_as(Internal::Put(r), who.as_ref()).await? {
             (Applied::Put(mut resp), revision) => {
                 resp.header = Some(Self::header(&self.shared, revision));
                 Ok(Response::new(resp))
@@ -136,9 +143,10 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
         check_delete(&r)?;
-        match self.shared.propose(Internal::DeleteRange(r)).await? {
+        match self.shared.propose_as(Internal::DeleteRange(r), who.as_ref()).await? {
             (Applied::DeleteRange(mut resp), revision) => {
                 resp.header = Some(Self::header(&self.shared, revision));
                 Ok(Response::new(resp))
@@ -148,16 +156,18 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Ok(Response::new(self.txn_inner(request.into_inner()).await?))
+        let who = self.shared.auth_info(&request).await?;
+        Ok(Response::new(self.txn_inner(request.into_inner(), who).await?))
     }
 
     async fn compact(
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
         let physical = r.physical;
-        match self.shared.propose(Internal::Compaction(r)).await? {
+        match self.shared.propose_as(Internal::Compaction(r), who.as_ref()).await? {
             (Applied::Compaction(mut resp, rev), revision) => {
                 if physical {
                     let engine = self.shared.engine.get();

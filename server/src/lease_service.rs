@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::apply::Applied;
+use crate::auth::{Access, Credentials};
 use crate::error::{Error, Result};
 use crate::kv_service::KvService;
 use crate::node::Shared;
@@ -86,11 +87,13 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
         let ttl = self.shared.lessor.effective_ttl(r.ttl)?;
         self.shared.check_quota()?;
         let id = if r.id == 0 { self.shared.new_lease_id() } else { r.id };
-        match self.shared.propose(Internal::LeaseGrant(LeaseGrantRequest { ttl, id })).await? {
+        let grant = Internal::LeaseGrant(LeaseGrantRequest { ttl, id });
+        match self.shared.propose_as(grant, who.as_ref()).await? {
             (Applied::LeaseGrant(mut resp), revision) => {
                 resp.header = Some(KvService::header(&self.shared, revision));
                 Ok(Response::new(resp))
@@ -103,8 +106,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
-        match self.shared.propose(Internal::LeaseRevoke(r)).await? {
+        match self.shared.propose_as(Internal::LeaseRevoke(r), who.as_ref()).await? {
             (Applied::LeaseRevoke(mut resp), revision) => {
                 resp.header = Some(KvService::header(&self.shared, revision));
                 Ok(Response::new(resp))
@@ -120,12 +124,22 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let creds = Credentials::of(&request);
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let shared = self.shared.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = requests.message().await {
-                let reply = match renew(&shared, req.id).await {
+                // A renewal needs write access to every key of the lease.
+                let allowed = async {
+                    let who = shared.auth_info_from(&creds).await?;
+                    shared.auth.check_lease(who.as_ref(), &shared.lessor, req.id, Access::Write)
+                };
+                let renewed = match allowed.await {
+                    Ok(()) => renew(&shared, req.id).await,
+                    Err(e) => Err(e),
+                };
+                let reply = match renewed {
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {
                         header: Some(KvService::header(
                             &shared,
@@ -151,14 +165,23 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
+        let id = request.get_ref().id;
+        self.shared.auth.check_lease(who.as_ref(), &self.shared.lessor, id, Access::Read)?;
         Ok(Response::new(self.time_to_live(request.into_inner()).await?))
     }
 
     async fn lease_leases(
         &self,
-        _: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.shared.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        let who = self.shared.auth_info(&request).await?;
+        let ids = self.shared.lessor.ids();
+        // With auth on, the caller must be allowed to read every leased key.
+        for id in &ids {
+            self.shared.auth.check_lease(who.as_ref(), &self.shared.lessor, *id, Access::Read)?;
+        }
+        let leases = ids.into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(KvService::header(&self.shared, self.current_revision())),
             leases,

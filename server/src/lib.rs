@@ -21,6 +21,8 @@
 //!   metrics, the v3 JSON gateway) and the listener both protocols share.
 //! - [`metrics`]: Prometheus metrics under etcd's names.
 //! - [`lessor`] and [`lease_service`]: leases and the Lease gRPC service.
+//! - [`auth`] and [`auth_service`]: users, roles, tokens and permission
+//!   checks, and the Auth gRPC service.
 //! - [`alarms`]: NOSPACE/CORRUPT alarms and the backend quota.
 //! - [`membership`]: the members stored in the engine.
 //! - [`engine_cell`]: the replaceable engine handle.
@@ -45,6 +47,8 @@
 
 pub mod alarms;
 pub mod apply;
+pub mod auth;
+pub mod auth_service;
 pub mod cluster_service;
 pub mod config;
 pub mod engine_cell;

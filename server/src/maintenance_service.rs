@@ -31,22 +31,33 @@ pub struct MaintenanceService {
     pub shared: Arc<Shared>,
 }
 
+impl MaintenanceService {
+    /// With auth on, only root may call this.
+    async fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let who = self.shared.auth_info(request).await?;
+        Ok(self.shared.auth.check_admin(who.as_ref())?)
+    }
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
         let r = request.into_inner();
         let s = &self.shared;
         if r.action == AlarmAction::Get as i32 {
+            s.auth.require_user(who.as_ref())?;
             let engine = s.engine.get();
             return Ok(Response::new(AlarmResponse {
                 header: Some(KvService::header(s, engine.current_revision())),
                 alarms: s.alarms.list(r.member_id, r.alarm),
             }));
         }
-        match s.propose(Internal::Alarm(r)).await? {
+        s.auth.check_admin(who.as_ref())?;
+        match s.propose_as(Internal::Alarm(r), who.as_ref()).await? {
             (Applied::Alarm(mut resp), revision) => {
                 resp.header = Some(KvService::header(s, revision));
                 Ok(Response::new(resp))
@@ -55,7 +66,12 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let who = self.shared.auth_info(&request).await?;
+        self.shared.auth.require_user(who.as_ref())?;
         let s = &self.shared;
         let engine = s.engine.get();
         Ok(Response::new(StatusResponse {
@@ -74,8 +90,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.admin(&request).await?;
         let engine = self.shared.engine.get();
         let rev = engine.current_revision();
         tokio::task::spawn_blocking(move || engine.defragment())
@@ -85,7 +102,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: Some(KvService::header(&self.shared, rev)) }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.admin(&request).await?;
         let engine = self.shared.engine.get();
         let rev = engine.current_revision();
         let (hash, _) = engine.hash_kv(0).map_err(Error::from)?;
@@ -96,6 +114,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.admin(&request).await?;
         let r = request.into_inner();
         let engine = self.shared.engine.get();
         let rev = engine.current_revision();
@@ -113,8 +132,9 @@ impl Maintenance for MaintenanceService {
     /// save` works and `etcdctl snapshot restore` gives a real etcd the same data.
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.admin(&request).await?;
         let stream = crate::etcd_snapshot::snapshot_stream(self.shared.engine.get()).await?;
         Ok(Response::new(stream))
     }
@@ -123,6 +143,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.admin(&request).await?;
         let target = request.into_inner().target_id;
         let s = &self.shared;
         if s.leader() != Some(s.cfg.member_id) {
@@ -147,8 +168,9 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        self.admin(&request).await?;
         Err(Error::Unsupported("Downgrade").into())
     }
 }

@@ -34,7 +34,8 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 use crate::alarms::Alarms;
-use crate::apply::{Applied, apply_request};
+use crate::apply::{Applied, ApplyContext, apply_request};
+use crate::auth::{AuthInfo, AuthStore, Requester};
 use crate::config::Config;
 use crate::engine_cell::EngineCell;
 use crate::error::{Error, Result};
@@ -100,6 +101,8 @@ pub struct Shared {
     pub lessor: Lessor,
     /// Raised alarms (NOSPACE, CORRUPT).
     pub alarms: Alarms,
+    /// Users, roles and tokens.
+    pub auth: AuthStore,
     /// A connection to the leader's peer port, for questions only the
     /// leader can answer (lease keep-alives and TTLs).
     leader_client: tokio::sync::Mutex<Option<(u64, PeerClient<Channel>)>>,
@@ -122,6 +125,7 @@ impl Shared {
         let seed = ((cfg.member_id & 0xffff) << 48) | ((millis & 0xff_ffff_ffff) << 8);
         let applied = apply_state.lock().index;
         let lessor = Lessor::new(Lessor::min_ttl_for(cfg.election_timeout()));
+        let cfg_auth = (cfg.auth_token_ttl, cfg.bcrypt_cost);
         Shared {
             cfg,
             engine,
@@ -137,6 +141,7 @@ impl Shared {
             apply_state,
             lessor,
             alarms: Alarms::default(),
+            auth: AuthStore::new(cfg_auth.0, cfg_auth.1),
             leader_client: tokio::sync::Mutex::new(None),
         }
     }
@@ -144,11 +149,50 @@ impl Shared {
     /// Proposes `request` through Raft and waits until it is applied here.
     /// Returns what applying it produced and the store's revision after it.
     pub async fn propose(&self, request: internal_request::Request) -> Result<(Applied, i64)> {
+        self.propose_as(request, None).await
+    }
+
+    /// [`Shared::propose`] on behalf of a client: the entry records who
+    /// asked, for the permission checks every member makes as it applies.
+    pub async fn propose_as(
+        &self,
+        request: internal_request::Request,
+        who: Option<&AuthInfo>,
+    ) -> Result<(Applied, i64)> {
+        let (username, auth_revision) =
+            who.map_or((String::new(), 0), |w| (w.user.clone(), w.revision));
+        self.propose_entry(InternalRequest {
+            id: 0,
+            request: Some(request),
+            username,
+            auth_revision,
+            system: false,
+        })
+        .await
+    }
+
+    /// [`Shared::propose`] of the member's own housekeeping (lease expiry):
+    /// exempt from permission checks.
+    pub async fn propose_system(
+        &self,
+        request: internal_request::Request,
+    ) -> Result<(Applied, i64)> {
+        self.propose_entry(InternalRequest {
+            id: 0,
+            request: Some(request),
+            system: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn propose_entry(&self, mut entry: InternalRequest) -> Result<(Applied, i64)> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(Error::Stopped);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        entry.id = id;
+        let data = entry.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
@@ -699,9 +743,23 @@ impl RaftLoop {
         };
         let mut state = self.shared.apply_state.lock();
         let mut txn = engine.write(entry.index);
-        let result = request.as_ref().and_then(|r| r.request.as_ref()).map(|r| {
-            apply_request(engine, &mut txn, &self.shared.lessor, &self.shared.alarms, r, revs)
-        });
+        let result = request.as_ref().and_then(|r| r.request.as_ref().map(|req| (r, req))).map(
+            |(r, req)| {
+                let who = if r.system {
+                    Requester::System
+                } else {
+                    Requester::Client { user: &r.username, revision: r.auth_revision }
+                };
+                let ctx = ApplyContext {
+                    lessor: &self.shared.lessor,
+                    alarms: &self.shared.alarms,
+                    auth: &self.shared.auth,
+                    who,
+                    index: entry.index,
+                };
+                apply_request(engine, &mut txn, &ctx, req, revs)
+            },
+        );
         if state.term != entry.term {
             state.term = entry.term;
             let record = RaftApplyState {
@@ -851,6 +909,7 @@ impl RaftLoop {
         }
         self.shared.lessor.rebuild(&engine)?;
         self.shared.alarms.rebuild(&engine);
+        self.shared.auth.rebuild(&engine)?;
         self.shared.engine.replace(engine);
         self.wal.compact_prefix(meta.index + 1)?;
         {

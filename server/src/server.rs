@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use logbook_api::etcdserverpb::auth_server::AuthServer;
 use logbook_api::etcdserverpb::cluster_server::ClusterServer;
 use logbook_api::etcdserverpb::kv_server::KvServer;
 use logbook_api::etcdserverpb::lease_server::LeaseServer;
@@ -23,6 +24,7 @@ use raft::RawNode;
 use raft::prelude::{ConfState, Entry, HardState};
 use tokio::sync::watch;
 
+use crate::auth_service::AuthService;
 use crate::cluster_service::ClusterService;
 use crate::config::{Config, ServeArgs};
 use crate::engine_cell::EngineCell;
@@ -305,6 +307,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         Arc::new(Shared::new(cfg.clone(), engine, engine_options, inbox_tx.clone(), apply_state));
     shared.lessor.rebuild(&shared.engine.get())?;
     shared.alarms.rebuild(&shared.engine.get());
+    shared.auth.rebuild(&shared.engine.get())?;
     let http_state = crate::http::HttpState { shared: shared.clone(), wal: Some(wal.clone()) };
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
@@ -354,7 +357,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(
-                WatchServer::new(WatchService::new(hub.clone()))
+                WatchServer::new(WatchService::new(hub.clone(), shared.clone()))
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(usize::MAX),
             )
@@ -364,6 +367,10 @@ async fn serve(mut cfg: Config) -> Result<()> {
             )
             .add_service(
                 ClusterServer::new(ClusterService { shared: shared.clone() })
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                AuthServer::new(AuthService { shared: shared.clone() })
                     .max_decoding_message_size(max_message),
             )
             .add_service(
@@ -481,7 +488,7 @@ async fn expire_leases(shared: Arc<Shared>) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 let req = logbook_api::etcdserverpb::LeaseRevokeRequest { id };
-                match shared.propose(Internal::LeaseRevoke(req)).await {
+                match shared.propose_system(Internal::LeaseRevoke(req)).await {
                     Ok(_) => tracing::debug!(lease = format!("{id:x}"), "expired lease revoked"),
                     Err(Error::LeaseNotFound) => {}
                     Err(e) => {

@@ -8,6 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::auth::{Access, Credentials};
+use crate::error::Error;
+use crate::node::Shared;
 use futures::Stream;
 use logbook_api::etcdserverpb::watch_create_request::FilterType;
 use logbook_api::etcdserverpb::watch_server::Watch;
@@ -26,12 +29,14 @@ const INVALID_WATCH_ID: i64 = -1;
 /// Serves Watch.
 pub struct WatchService {
     pub hub: Arc<WatchHub>,
+    /// The member, for permission checks of new watchers.
+    shared: Arc<Shared>,
     next_stream: AtomicU64,
 }
 
 impl WatchService {
-    pub fn new(hub: Arc<WatchHub>) -> Self {
-        WatchService { hub, next_stream: AtomicU64::new(1) }
+    pub fn new(hub: Arc<WatchHub>, shared: Arc<Shared>) -> Self {
+        WatchService { hub, shared, next_stream: AtomicU64::new(1) }
     }
 }
 
@@ -45,13 +50,22 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let creds = Credentials::of(&request);
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_QUEUE);
         let hub = self.hub.clone();
+        let shared = self.shared.clone();
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let mut session =
-                Session { hub, stream: stream_id, tx, watchers: HashMap::new(), next_id: 0 };
+            let mut session = Session {
+                hub,
+                shared,
+                creds,
+                stream: stream_id,
+                tx,
+                watchers: HashMap::new(),
+                next_id: 0,
+            };
             while let Ok(Some(req)) = requests.message().await {
                 if !session.handle(req).await {
                     break;
@@ -67,6 +81,9 @@ impl Watch for WatchService {
 /// One client stream's watchers.
 struct Session {
     hub: Arc<WatchHub>,
+    shared: Arc<Shared>,
+    /// What the client presented when it opened the stream.
+    creds: Credentials,
     stream: u64,
     tx: mpsc::Sender<WatchResponse>,
     watchers: HashMap<i64, Arc<Watcher>>,
@@ -74,6 +91,15 @@ struct Session {
 }
 
 impl Session {
+    /// With auth on, a watcher needs read access to its whole range.
+    async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), Error> {
+        if !self.shared.auth.enabled() {
+            return Ok(());
+        }
+        let who = self.shared.auth_info_from(&self.creds).await?;
+        self.shared.auth.check(who.as_ref(), &c.key, &c.range_end, Access::Read)
+    }
+
     /// Handles one request; false when the client has gone.
     async fn handle(&mut self, req: WatchRequest) -> bool {
         match req.request_union {
@@ -116,6 +142,22 @@ impl Session {
 
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
         let current = self.hub.current_revision();
+        if let Err(e) = self.permitted(&c).await {
+            // As etcd: the watch is refused in a created-and-cancelled answer.
+            let reason = match e {
+                Error::InvalidAuthToken | Error::AuthOldRevision | Error::UserEmpty => e,
+                _ => Error::PermissionDenied,
+            };
+            let resp = WatchResponse {
+                header: Some(self.hub.header(current)),
+                watch_id: INVALID_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: reason.to_string(),
+                ..Default::default()
+            };
+            return self.tx.send(resp).await.is_ok();
+        }
         if c.start_revision < 0 {
             let resp = WatchResponse {
                 header: Some(self.hub.header(current)),

@@ -190,9 +190,15 @@ impl Cluster {
         loop {
             let ok = rt.block_on(async {
                 let Ok(mut kv) = connect(&url).await else { return false };
-                kv.range(RangeRequest { key: "ready-probe".into(), ..Default::default() })
+                match kv
+                    .range(RangeRequest { key: "ready-probe".into(), ..Default::default() })
                     .await
-                    .is_ok()
+                {
+                    Ok(_) => true,
+                    // With auth on, a linearizable read that got as far as
+                    // the permission check means the member serves.
+                    Err(e) => e.message() == "etcdserver: user name is empty",
+                }
             });
             if ok {
                 return;
@@ -386,6 +392,16 @@ impl HttpResponse {
 /// Sends one HTTP/1.1 request (hyper's client, a fresh connection) to
 /// `url` (`http://host:port/path?query`), with a bounded wait.
 pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> HttpResponse {
+    http_with_headers(method, url, body, &[])
+}
+
+/// [`http`] with extra request headers (e.g. the gateway's `Authorization`).
+pub fn http_with_headers(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     use http_body_util::BodyExt as _;
     let uri: hyper::Uri = url.parse().unwrap();
     let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
@@ -396,14 +412,17 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>) -> HttpResponse {
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
-            let req = hyper::Request::builder()
+            let mut req = hyper::Request::builder()
                 .method(method)
                 .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
                 .header("host", &addr)
-                .header("content-type", "application/json")
-                .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
-                    body.unwrap_or_default(),
-                )))?;
+                .header("content-type", "application/json");
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            let req = req.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                body.unwrap_or_default(),
+            )))?;
             let resp = sender.send_request(req).await?;
             let status = resp.status().as_u16();
             let content_type = resp

@@ -30,6 +30,7 @@ use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use http_body_util::BodyExt as _;
 use hyper::body::Frame;
+use logbook_api::etcdserverpb::auth_server::Auth as _;
 use logbook_api::etcdserverpb::cluster_server::Cluster as _;
 use logbook_api::etcdserverpb::kv_server::Kv as _;
 use logbook_api::etcdserverpb::lease_server::Lease as _;
@@ -41,6 +42,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
+use crate::auth_service::AuthService;
 use crate::cluster_service::ClusterService;
 use crate::kv_service::KvService;
 use crate::lease_service::LeaseService;
@@ -58,6 +60,7 @@ pub struct Gateway {
     cluster: Arc<ClusterService>,
     maintenance: Arc<MaintenanceService>,
     lease: Arc<LeaseService>,
+    auth: Arc<AuthService>,
     /// The member's gRPC routes, which the streaming paths call in process:
     /// a watch must share the gRPC Watch service's stream numbering.
     grpc: tonic::service::Routes,
@@ -85,7 +88,8 @@ pub fn router(shared: Arc<Shared>, grpc: tonic::service::Routes) -> Router {
         kv: Arc::new(KvService { shared: shared.clone() }),
         cluster: Arc::new(ClusterService { shared: shared.clone() }),
         maintenance: Arc::new(MaintenanceService { shared: shared.clone() }),
-        lease: Arc::new(LeaseService { shared }),
+        lease: Arc::new(LeaseService { shared: shared.clone() }),
+        auth: Arc::new(AuthService { shared }),
         grpc,
         max_message,
     };
@@ -115,6 +119,23 @@ pub fn router(shared: Arc<Shared>, grpc: tonic::service::Routes) -> Router {
     let r = unary!(r, "/v3/kv/lease/timetolive", lease.lease_time_to_live);
     let r = unary!(r, "/v3/lease/leases", lease.lease_leases);
     let r = unary!(r, "/v3/kv/lease/leases", lease.lease_leases);
+    let r = unary!(r, "/v3/auth/enable", auth.auth_enable);
+    let r = unary!(r, "/v3/auth/disable", auth.auth_disable);
+    let r = unary!(r, "/v3/auth/status", auth.auth_status);
+    let r = unary!(r, "/v3/auth/authenticate", auth.authenticate);
+    let r = unary!(r, "/v3/auth/user/add", auth.user_add);
+    let r = unary!(r, "/v3/auth/user/get", auth.user_get);
+    let r = unary!(r, "/v3/auth/user/list", auth.user_list);
+    let r = unary!(r, "/v3/auth/user/delete", auth.user_delete);
+    let r = unary!(r, "/v3/auth/user/changepw", auth.user_change_password);
+    let r = unary!(r, "/v3/auth/user/grant", auth.user_grant_role);
+    let r = unary!(r, "/v3/auth/user/revoke", auth.user_revoke_role);
+    let r = unary!(r, "/v3/auth/role/add", auth.role_add);
+    let r = unary!(r, "/v3/auth/role/get", auth.role_get);
+    let r = unary!(r, "/v3/auth/role/list", auth.role_list);
+    let r = unary!(r, "/v3/auth/role/delete", auth.role_delete);
+    let r = unary!(r, "/v3/auth/role/grant", auth.role_grant_permission);
+    let r = unary!(r, "/v3/auth/role/revoke", auth.role_revoke_permission);
     let r = r.route("/v3/watch", post(watch));
     let r = r.route("/v3/lease/keepalive", post(lease_keep_alive));
     r.method_not_allowed_fallback(method_not_allowed).with_state(gw)
