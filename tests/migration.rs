@@ -263,6 +263,18 @@ fn mirror_while_writing(src_url: &str, mirror_src: &str, dst_url: &str, dst_ep: 
     let seed: u64 =
         std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("SEED={seed}");
+    // More keys than make-mirror copies per range request (1000), so its base copy pages.
+    runtime().block_on(async {
+        let mut kv = connect(src_url).await.unwrap();
+        for batch in 0..11 {
+            let ops = (0..100)
+                .map(|i| {
+                    put_op(format!("/registry/secrets/bulk/s{batch:02}-{i:03}"), vec![b'x'; i])
+                })
+                .collect();
+            kv.txn(TxnRequest { success: ops, ..Default::default() }).await.unwrap();
+        }
+    });
     let writer = Writer::start(src_url.to_string(), seed);
     writer.wait_for(300); // history before the mirror starts: its base copy
     let mut mirror = Mirror::start(mirror_src, dst_ep, &dir.join("mirror.log"));
@@ -275,7 +287,7 @@ fn mirror_while_writing(src_url: &str, mirror_src: &str, dst_url: &str, dst_ep: 
 
     // Writes stopped: the destination catches up to exactly the source.
     let want = all_kvs(src_url);
-    assert!(want.len() > 50, "the workload left {} keys", want.len());
+    assert!(want.len() > 1100, "the workload left {} keys", want.len());
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         mirror.assert_running();
