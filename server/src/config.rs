@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// Specify bcrypt algorithm cost factor for auth password hashing.
     #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+    /// Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all).
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
 }
 
 /// One member of the initial cluster.
@@ -121,6 +127,10 @@ pub struct Config {
     pub auth_token_ttl: Duration,
     /// bcrypt cost of new password hashes.
     pub bcrypt_cost: u32,
+    /// `--cors`: origins answered with CORS headers ("*": any).
+    pub cors: Vec<String>,
+    /// `--host-whitelist`: Host headers accepted over plain HTTP ("*": any).
+    pub host_whitelist: Vec<String>,
 }
 
 impl Config {
@@ -264,8 +274,17 @@ impl ServeArgs {
             log_level: self.log_level,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             bcrypt_cost: self.bcrypt_cost,
+            cors: comma_list(&self.cors),
+            host_whitelist: comma_list(&self.host_whitelist),
         })
     }
+}
+
+/// A comma-separated flag's entries; empty means "*", as etcd reads it.
+fn comma_list(text: &str) -> Vec<String> {
+    let items: Vec<String> =
+        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if items.is_empty() { vec!["*".to_string()] } else { items }
 }
 
 /// Parses a comma-separated URL list, normalised the way etcd prints URLs.

@@ -378,6 +378,15 @@ pub struct HttpResponse {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    /// Every response header, names lower-case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 impl HttpResponse {
@@ -415,8 +424,10 @@ pub fn http_with_headers(
             let mut req = hyper::Request::builder()
                 .method(method)
                 .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-                .header("host", &addr)
                 .header("content-type", "application/json");
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+                req = req.header("host", &addr);
+            }
             for (name, value) in headers {
                 req = req.header(*name, *value);
             }
@@ -430,9 +441,15 @@ pub fn http_with_headers(
                 .get("content-type")
                 .map(|v| v.to_str().unwrap_or_default().to_string())
                 .unwrap_or_default();
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect();
             let bytes = resp.into_body().collect().await?.to_bytes();
             anyhow::Ok(HttpResponse {
                 status,
+                headers,
                 content_type,
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             })

@@ -36,7 +36,8 @@ use logbook_api::etcdserverpb::kv_server::Kv as _;
 use logbook_api::etcdserverpb::lease_server::Lease as _;
 use logbook_api::etcdserverpb::maintenance_server::Maintenance as _;
 use logbook_api::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, WatchRequest, WatchResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, SnapshotRequest, SnapshotResponse, WatchRequest,
+    WatchResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -138,6 +139,7 @@ pub fn router(shared: Arc<Shared>, grpc: tonic::service::Routes) -> Router {
     let r = unary!(r, "/v3/auth/role/revoke", auth.role_revoke_permission);
     let r = r.route("/v3/watch", post(watch));
     let r = r.route("/v3/lease/keepalive", post(lease_keep_alive));
+    let r = r.route("/v3/maintenance/snapshot", post(snapshot));
     r.method_not_allowed_fallback(method_not_allowed).with_state(gw)
 }
 
@@ -184,6 +186,13 @@ async fn watch(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Res
 async fn lease_keep_alive(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let path = "/etcdserverpb.Lease/LeaseKeepAlive";
     streaming::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(gw, path, headers, body, false).await
+}
+
+/// `/v3/maintenance/snapshot`: the snapshot (etcd's format) as a stream of
+/// `{"result":{"remaining_bytes":..,"blob":..}}` lines.
+async fn snapshot(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let path = "/etcdserverpb.Maintenance/Snapshot";
+    streaming::<SnapshotRequest, SnapshotResponse>(gw, path, headers, body, false).await
 }
 
 /// A streaming call as grpc-gateway makes it, through the member's own gRPC

@@ -8,6 +8,7 @@
 //! what it cost under tonic's own server: one route lookup, no extra layer.
 //!
 //! # Layout
+//! - [`access`]: etcd's host whitelist, CORS and OPTIONS handling.
 //! - [`health`]: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! - [`gateway`]: `/v3/...`, each path a call of the gRPC service's own
 //!   method with the request and response in etcd's JSON mapping.
@@ -15,6 +16,7 @@
 //!   each accepted stream in [`serve`] before hyper sees it; nothing else
 //!   changes.
 
+pub mod access;
 pub mod gateway;
 pub mod health;
 
@@ -45,16 +47,20 @@ pub struct HttpState {
 /// The router of a client URL: gRPC services (`grpc`, built by the caller
 /// with its message limits), the HTTP endpoints and the v3 gateway.
 pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
-    grpc.clone()
-        .into_axum_router()
-        .merge(health::router(state.clone()))
-        .merge(gateway::router(state.shared.clone(), grpc))
-        .fallback(fallback)
+    // etcd's access rules wrap the HTTP routes only: gRPC calls skip them.
+    let rules = access::AccessRules::new(state.shared.clone());
+    let http = health::router(state.clone())
+        .merge(gateway::router(state.shared.clone(), grpc.clone()))
+        .layer(axum::middleware::from_fn_with_state(rules, access::check));
+    grpc.into_axum_router().merge(http).fallback(fallback)
 }
 
 /// The router of a `--listen-metrics-urls` URL: the endpoints only.
 pub fn metrics_router(state: HttpState) -> Router {
-    health::router(state).fallback(fallback)
+    let rules = access::AccessRules::new(state.shared.clone());
+    health::router(state)
+        .layer(axum::middleware::from_fn_with_state(rules, access::check))
+        .fallback(fallback)
 }
 
 /// Unknown paths: gRPC clients get `Unimplemented`, gateway clients a JSON
