@@ -47,7 +47,11 @@ fn logbook(args: &[&str]) -> Output {
 fn wait_serving(endpoint: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if etcdctl(endpoint, &["get", "--", "probe"], None).status.success() {
+        let out = etcdctl(endpoint, &["get", "--", "probe"], None);
+        // With auth enabled an anonymous read is refused: the server answers, so it serves.
+        if out.status.success()
+            || String::from_utf8_lossy(&out.stderr).contains("user name is empty")
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -210,8 +214,8 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
     ctl_ok(&lb.endpoint, &["put", "after", "1"]);
     assert_eq!(dump(&etcd.endpoint, last + 1), dump(&lb.endpoint, last + 1));
 
-    // Users and roles travel on through Logbook: its snapshot restored into a new etcd
-    // serves them as the original etcd does.
+    // Logbook serves etcd's users and roles, and they travel on through it: its snapshot
+    // restored into a new etcd serves them as the original etcd does.
     let snap2 = dir.path().join("lb.snapshot");
     save(&lb.endpoint, &snap2);
     let data2 = dir.path().join("etcd2.data");
@@ -235,7 +239,8 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
     for args in [&["user", "get", "root"][..], &["role", "get", "reader"], &["user", "list"]] {
         let want = ctl_ok(&etcd.endpoint, args);
         assert!(want.contains("root") || want.contains("/foo"), "{args:?}: {want}");
-        assert_eq!(ctl_ok(&etcd2.endpoint, args), want, "{args:?}");
+        assert_eq!(ctl_ok(&lb.endpoint, args), want, "Logbook: {args:?}");
+        assert_eq!(ctl_ok(&etcd2.endpoint, args), want, "etcd: {args:?}");
     }
 }
 
@@ -622,4 +627,67 @@ fn a_removed_member_is_refused_and_its_id_travels_in_snapshots() {
     assert!(bytes.windows(record.len()).any(|w| w == record), "no members_removed record");
     let st = ctl_local(&["snapshot", "status", snap.to_str().unwrap(), "-w", "json"]);
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+}
+
+/// An etcd with auth enabled restores into a Logbook that enforces it as etcd did: the same
+/// users, passwords, roles and permissions, and the same answers to the same requests.
+#[test]
+fn etcd_auth_enabled_restores_into_logbook_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(dir.path(), &dir.path().join("etcd.data"), "e1", free_port());
+    let ep = etcd.endpoint.clone();
+    ctl_ok(&ep, &["put", "/a/x", "1"]);
+    ctl_ok(&ep, &["put", "/b/y", "2"]);
+    ctl_ok(&ep, &["user", "add", "root:rootpw"]);
+    ctl_ok(&ep, &["user", "add", "alice:alicepw"]);
+    ctl_ok(&ep, &["role", "add", "a-reader"]);
+    ctl_ok(&ep, &["role", "grant-permission", "a-reader", "read", "/a/", "--prefix"]);
+    ctl_ok(&ep, &["user", "grant-role", "alice", "a-reader"]);
+    ctl_ok(&ep, &["auth", "enable"]);
+    let snap = dir.path().join("etcd.snapshot");
+    ctl_ok(&ep, &["--user=root:rootpw", "snapshot", "save", snap.to_str().unwrap()]);
+
+    let data = dir.path().join("lb.data");
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let out = logbook(&[
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "n1",
+        "--initial-cluster",
+        &format!("n1={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ]);
+    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    let lb = start_logbook(dir.path(), &data, "n1", peer_port);
+
+    let answer = |ep: &str, args: &[&str]| {
+        let out = etcdctl(ep, args, None);
+        if out.status.success() {
+            (true, String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            // The error etcdctl reports (its retry warnings before it differ in time and IDs).
+            let err = String::from_utf8_lossy(&out.stderr);
+            (false, err.lines().last().unwrap_or_default().to_string())
+        }
+    };
+    let cases: [&[&str]; 7] = [
+        &["get", "/a/x", "--print-value-only"],
+        &["--user=alice:alicepw", "get", "/a/x", "--print-value-only"],
+        &["--user=alice:alicepw", "get", "/b/y", "--print-value-only"],
+        &["--user=alice:alicepw", "put", "/a/x", "3"],
+        &["--user=alice:wrong", "get", "/a/x"],
+        &["--user=root:rootpw", "get", "/b/y", "--print-value-only"],
+        &["--user=root:rootpw", "auth", "status"],
+    ];
+    for args in cases {
+        let want = answer(&etcd.endpoint, args);
+        assert_eq!(answer(&lb.endpoint, args), want, "{args:?}");
+    }
+    assert_eq!(answer(&lb.endpoint, cases[1]), (true, "1".to_string()));
 }
