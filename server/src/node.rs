@@ -50,6 +50,28 @@ use crate::watch_hub::WatchHub;
 /// The engine bucket and key holding the Raft position of the engine's data.
 pub const RAFT_BUCKET: &str = "raft";
 pub const APPLY_STATE_KEY: &[u8] = b"apply_state";
+/// The last compaction revision applied, in [`RAFT_BUCKET`] (etcd keeps the
+/// same fact as `scheduledCompactRev`).
+pub const SCHEDULED_COMPACTION_KEY: &[u8] = b"scheduledCompactRev";
+
+/// Schedules again a compaction whose entry was applied but which the
+/// engine had not yet recorded when the member stopped: the entry will not
+/// be applied again, so without this the member would keep history its
+/// peers dropped (and their HashKV would differ).
+pub fn resume_compaction(engine: &Engine) -> Result<()> {
+    let Some(bytes) = engine.meta_get(RAFT_BUCKET, SCHEDULED_COMPACTION_KEY) else {
+        return Ok(());
+    };
+    let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice()) else {
+        return Err(Error::Internal("stored scheduled compaction is not 8 bytes".into()));
+    };
+    let rev = i64::from_be_bytes(raw);
+    if rev > engine.compact_revision() && rev <= engine.current_revision() {
+        tracing::info!(revision = rev, "resuming a compaction applied before the last stop");
+        engine.compact(rev)?;
+    }
+    Ok(())
+}
 
 /// How many entries to keep behind the engine's durable index when the log
 /// is compacted, so a briefly slow follower catches up from the log rather
@@ -768,6 +790,11 @@ impl RaftLoop {
             };
             txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &record.encode_to_vec());
         }
+        if let Some(Ok(Applied::Compaction(_, rev))) = &result {
+            // Recorded with the entry's applied index, so a crash before the
+            // engine has scheduled it cannot lose it (see `resume_compaction`).
+            txn.meta_put(RAFT_BUCKET, SCHEDULED_COMPACTION_KEY, &rev.to_be_bytes());
+        }
         let revision = txn.commit();
         state.index = entry.index;
         drop(state);
@@ -910,6 +937,7 @@ impl RaftLoop {
         self.shared.lessor.rebuild(&engine)?;
         self.shared.alarms.rebuild(&engine);
         self.shared.auth.rebuild(&engine)?;
+        resume_compaction(&engine)?;
         self.shared.engine.replace(engine);
         self.wal.compact_prefix(meta.index + 1)?;
         {
@@ -964,4 +992,37 @@ fn sync_dir(dir: &std::path::Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_applied_compaction_the_engine_missed_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let engine = Engine::open(&path, logbook_engine::Options::default()).unwrap();
+        for i in 0..5u64 {
+            let mut txn = engine.write(i + 1);
+            txn.put(b"k", format!("v{i}").as_bytes(), 0).unwrap();
+            if i == 4 {
+                // The compaction entry's effect on the apply state, as
+                // apply_normal records it, without the engine scheduling it
+                // (the member stopped in between).
+                txn.meta_put(RAFT_BUCKET, SCHEDULED_COMPACTION_KEY, &4i64.to_be_bytes());
+            }
+            txn.commit();
+        }
+        engine.commit().unwrap();
+        drop(engine);
+
+        let engine = Engine::open(&path, logbook_engine::Options::default()).unwrap();
+        assert_eq!(engine.compact_revision(), 0);
+        resume_compaction(&engine).unwrap();
+        assert_eq!(engine.compact_revision(), 4);
+        // Nothing more to do the second time.
+        resume_compaction(&engine).unwrap();
+        assert_eq!(engine.compact_revision(), 4);
+    }
 }

@@ -308,6 +308,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     shared.lessor.rebuild(&shared.engine.get())?;
     shared.alarms.rebuild(&shared.engine.get());
     shared.auth.rebuild(&shared.engine.get())?;
+    crate::node::resume_compaction(&shared.engine.get())?;
     let http_state = crate::http::HttpState { shared: shared.clone(), wal: Some(wal.clone()) };
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
