@@ -3,11 +3,15 @@
 //! of them. The link makes the kernel start the fdatasync only after the writes completed.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
 use crate::backend::{CommitIo, SyncIo};
 use crate::io::{SegmentFile, write_all_at};
+
+/// How long in-flight requests may take to complete after a failed enter.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Most buffers one batch is written from (segment preamble + records).
 const MAX_BUFS: usize = 4;
@@ -32,6 +36,28 @@ impl UringIo {
                     _ => return Err(e),
                 },
             }
+        }
+    }
+
+    /// Reaps `left` outstanding completions by polling the completion queue
+    /// (after `io_uring_enter` itself failed). If the kernel has not posted
+    /// them within a minute it still owns the caller's buffers, and returning
+    /// would let it write into freed memory: the process aborts instead.
+    fn drain(&mut self, mut left: usize) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while left > 0 {
+            left -= self.ring.completion().count().min(left);
+            if left == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                tracing::error!(
+                    outstanding = left,
+                    "wal: io_uring requests never completed after a failed io_uring_enter; aborting"
+                );
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -104,8 +130,12 @@ impl CommitIo for UringIo {
                     self.ring = IoUring::new(8)?;
                     return Err(e);
                 }
-                // Requests are in flight on buffers we must keep alive: we cannot return.
-                panic!("io_uring_enter failed with requests in flight: {e}");
+                // Requests are in flight on the caller's buffers: the kernel posts their
+                // completions to the ring without another enter, so wait for them, then
+                // report the error (the group committer poisons the log on it).
+                self.drain(total - got);
+                self.ring = IoUring::new(8)?;
+                return Err(e);
             }
             for cqe in self.ring.completion() {
                 let i = cqe.user_data() as usize;
