@@ -10,7 +10,7 @@ use logbook_api::etcdserverpb::watch_request::RequestUnion;
 use logbook_api::etcdserverpb::{HashKvRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 use tonic::transport::Channel;
 
-use super::history::{Kind, Outcome, Record};
+use super::history::{Ev, Kind, LiveWatch, Outcome, Record};
 use super::linearizability::{self, Input, NEVER, Operation, Output, Verdict};
 use super::workload::{KEYS, connect, key_name, parse_value};
 
@@ -51,19 +51,24 @@ pub fn linearizability(records: &[Record]) -> LinReport {
                 Kind::Get { serializable: true } => continue,
                 Kind::Get { serializable: false } => Input::Get,
                 Kind::Put { value } => Input::Put(value),
+                Kind::PutLease { value, lease } => Input::PutLease { value, lease },
+                Kind::Revoke { lease } => Input::Revoke(lease),
                 Kind::Delete => Input::Delete,
                 Kind::Cas { expect, new } => Input::Cas { expect, new },
             };
             let output = match &r.outcome {
                 Outcome::Get { value, .. } => Output::Get(*value),
                 Outcome::Put { .. } => Output::Put,
+                Outcome::Revoke { .. } => Output::Revoke,
                 Outcome::Delete { removed, .. } => Output::Delete { removed: *removed },
                 Outcome::Cas { succeeded, got, .. } => {
                     Output::Cas { succeeded: *succeeded, got: *got }
                 }
                 Outcome::Failed(_) => continue,
                 Outcome::Unknown(_) => {
-                    if let Input::Put(v) | Input::Cas { new: v, .. } = input
+                    if let Input::Put(v)
+                    | Input::PutLease { value: v, .. }
+                    | Input::Cas { new: v, .. } = input
                         && !observed.contains(&v)
                     {
                         continue;
@@ -208,7 +213,9 @@ pub async fn state_at_revisions(records: &[Record], url: &str, final_rev: i64) -
             (_, Outcome::Cas { succeeded: false, got, got_mod_rev, .. }) => {
                 Some(got.map(|v| (v, *got_mod_rev)))
             }
-            (Kind::Put { value }, Outcome::Put { .. }) => Some(Some((*value, rev))),
+            (Kind::Put { value } | Kind::PutLease { value, .. }, Outcome::Put { .. }) => {
+                Some(Some((*value, rev)))
+            }
             (Kind::Cas { new, .. }, Outcome::Cas { succeeded: true, .. }) => {
                 Some(Some((*new, rev)))
             }
@@ -303,12 +310,11 @@ pub enum WatchReport {
     Skipped(String),
     Checked {
         events: usize,
+        /// Events the watches kept open through the faults received.
+        live_events: usize,
         anomalies: Vec<String>,
     },
 }
-
-/// One event as the check compares them: (revision, key, Some(value) for a put).
-type Ev = (i64, Vec<u8>, Option<Vec<u8>>);
 
 async fn watch_all(url: &str, final_rev: i64) -> Result<Vec<Ev>, tonic::Status> {
     let ch = Channel::from_shared(url.to_string()).unwrap().connect_timeout(Duration::from_secs(1));
@@ -356,8 +362,15 @@ async fn watch_all(url: &str, final_rev: i64) -> Result<Vec<Ev>, tonic::Status> 
 }
 
 /// Watches from revision 1 on every member: events in revision order, no duplicates,
-/// identical across members, and equal to the acknowledged writes.
-pub async fn watches(urls: &[String], records: &[Record], final_rev: i64) -> WatchReport {
+/// identical across members, and equal to the acknowledged writes. Then the watches kept
+/// open through the faults: each received exactly that history up to its last event, in
+/// order, across its resumptions (no gap, duplicate or stray event).
+pub async fn watches(
+    urls: &[String],
+    records: &[Record],
+    final_rev: i64,
+    live: &[LiveWatch],
+) -> WatchReport {
     let mut per_member = Vec::new();
     for url in urls {
         match watch_all(url, final_rev).await {
@@ -406,7 +419,7 @@ pub async fn watches(urls: &[String], records: &[Record], final_rev: i64) -> Wat
     for r in records {
         let Some(rev) = r.write_rev() else { continue };
         let expected_value = match r.kind {
-            Kind::Put { value } | Kind::Cas { new: value, .. } => {
+            Kind::Put { value } | Kind::PutLease { value, .. } | Kind::Cas { new: value, .. } => {
                 Some(value.to_string().into_bytes())
             }
             _ => None,
@@ -422,7 +435,38 @@ pub async fn watches(urls: &[String], records: &[Record], final_rev: i64) -> Wat
             }
         }
     }
-    WatchReport::Checked { events: per_member[0].len(), anomalies }
+    let mut live_events = 0;
+    for w in live {
+        live_events += w.events.len();
+        anomalies.extend(w.errors.iter().cloned());
+        anomalies.extend(live_watch(w, &per_member[0]));
+    }
+    WatchReport::Checked { events: per_member[0].len(), live_events, anomalies }
+}
+
+/// A watch kept open through the faults against the healed cluster's history `all`.
+fn live_watch(w: &LiveWatch, all: &[Ev]) -> Option<String> {
+    // Nothing received: nothing to compare.
+    let last = w.events.last()?;
+    let expected: Vec<&Ev> = all.iter().take_while(|e| e.0 <= last.0).collect();
+    let got: Vec<&Ev> = w.events.iter().collect();
+    if got == expected {
+        return None;
+    }
+    let at = got
+        .iter()
+        .zip(&expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(expected.len()));
+    Some(format!(
+        "m{}: the watch kept open through the faults ({} events, resumed {} times) differs \
+         from the cluster's history at event {at}: received {:?}, history has {:?}",
+        w.member + 1,
+        got.len(),
+        w.resumed,
+        got.get(at),
+        expected.get(at)
+    ))
 }
 
 #[cfg(test)]
@@ -451,6 +495,25 @@ mod tests {
         let report = linearizability(&h);
         assert!(report.anomalies.is_empty(), "{:?}", report.anomalies);
         assert_eq!(report.checked_ops, 3);
+    }
+
+    #[test]
+    fn live_watch_must_be_the_history_up_to_its_last_event() {
+        let ev =
+            |rev: i64, v: Option<&str>| (rev, b"rb/0".to_vec(), v.map(|v| v.as_bytes().to_vec()));
+        let all = vec![ev(2, Some("1")), ev(3, Some("2")), ev(4, None), ev(5, Some("3"))];
+        let w = |events: Vec<Ev>| LiveWatch { member: 0, events, resumed: 1, errors: Vec::new() };
+        assert_eq!(live_watch(&w(vec![]), &all), None);
+        assert_eq!(live_watch(&w(all[..3].to_vec()), &all), None);
+        assert_eq!(live_watch(&w(all.clone()), &all), None);
+        // A gap (as a resumption at the wrong revision would leave).
+        assert!(live_watch(&w(vec![all[0].clone(), all[2].clone()]), &all).is_some());
+        // A duplicate (a resumption at the last revision instead of the next).
+        assert!(
+            live_watch(&w(vec![all[0].clone(), all[1].clone(), all[1].clone()]), &all).is_some()
+        );
+        // A value the history does not hold at that revision.
+        assert!(live_watch(&w(vec![all[0].clone(), ev(3, Some("9"))]), &all).is_some());
     }
 
     #[test]

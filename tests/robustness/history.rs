@@ -13,6 +13,17 @@ pub enum Kind {
     Put {
         value: u64,
     },
+    /// A put attached to `lease`, a lease granted for this put alone (so revoking it
+    /// touches this key only and the per-key check still holds).
+    PutLease {
+        value: u64,
+        lease: i64,
+    },
+    /// LeaseRevoke of a lease this client attached to the key: deletes the key if the
+    /// lease is still attached to it.
+    Revoke {
+        lease: i64,
+    },
     Delete,
     /// Txn: if value(key) == expect (None: `create_revision == 0`, the key is absent) then
     /// put `new` else get the key.
@@ -32,6 +43,9 @@ pub enum Outcome {
     Put {
         rev: i64,
     },
+    Revoke {
+        rev: i64,
+    },
     /// `removed`: the value the delete removed (asked with `prev_kv`), None if the key
     /// was absent.
     Delete {
@@ -45,10 +59,25 @@ pub enum Outcome {
         got_mod_rev: i64,
         rev: i64,
     },
-    /// Certainly had no effect (a read that failed).
+    /// Certainly had no effect (a read that failed, a revoke of a lease already gone).
     Failed(String),
     /// May or may not have taken effect (a write whose answer never came).
     Unknown(String),
+}
+
+/// One watch event as the checks compare them: (revision, key, Some(value) for a put).
+pub type Ev = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// What a watch kept open on one member through the faults received.
+#[derive(Debug, Default)]
+pub struct LiveWatch {
+    pub member: usize,
+    /// Every event in the order it arrived, across resumptions.
+    pub events: Vec<Ev>,
+    /// Times the stream broke and was resumed at the revision after the last event.
+    pub resumed: usize,
+    /// What the stream itself reported going wrong (a cancellation).
+    pub errors: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +103,7 @@ impl Record {
             Outcome::Get { rev, .. }
             | Outcome::Put { rev }
             | Outcome::Delete { rev, .. }
+            | Outcome::Revoke { rev }
             | Outcome::Cas { rev, .. } => Some(rev),
             _ => None,
         }

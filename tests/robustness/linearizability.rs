@@ -17,6 +17,10 @@ pub enum Input {
     Get,
     /// A put of a value no other operation writes.
     Put(u64),
+    /// The same, attached to a lease no other put uses.
+    PutLease { value: u64, lease: i64 },
+    /// Revoking a lease: deletes the key if its value is attached to that lease.
+    Revoke(i64),
     /// A delete of the key.
     Delete,
     /// A txn: if the key holds `expect` (None: the key is absent) then put `new`, else get.
@@ -28,6 +32,7 @@ pub enum Input {
 pub enum Output {
     Get(Option<u64>),
     Put,
+    Revoke,
     /// `removed`: the value the delete removed, None if the key was absent.
     Delete {
         removed: Option<u64>,
@@ -50,26 +55,33 @@ pub struct Operation {
     pub ret: u64,
 }
 
-/// The register: the key's value, or absent.
-type State = Option<u64>;
+/// The register: the key's value and the lease it is attached to (0: none), or absent.
+pub type State = Option<(u64, i64)>;
 
 /// Applies `op` to `state` if the output is possible there; returns the next state.
 fn step(state: State, input: &Input, output: &Output) -> Option<State> {
+    let value = state.map(|(v, _)| v);
     match (input, output) {
-        (Input::Get, Output::Get(v)) => (*v == state).then_some(state),
+        (Input::Get, Output::Get(v)) => (*v == value).then_some(state),
         (Input::Get, Output::Unknown) => Some(state),
-        (Input::Put(v), Output::Put | Output::Unknown) => Some(Some(*v)),
-        (Input::Delete, Output::Delete { removed }) => (*removed == state).then_some(None),
+        (Input::Put(v), Output::Put | Output::Unknown) => Some(Some((*v, 0))),
+        (Input::PutLease { value, lease }, Output::Put | Output::Unknown) => {
+            Some(Some((*value, *lease)))
+        }
+        (Input::Revoke(lease), Output::Revoke | Output::Unknown) => {
+            Some(state.filter(|&(_, l)| l != *lease))
+        }
+        (Input::Delete, Output::Delete { removed }) => (*removed == value).then_some(None),
         (Input::Delete, Output::Unknown) => Some(None),
         (Input::Cas { expect, new }, Output::Cas { succeeded, got }) => {
-            if state == *expect {
-                succeeded.then_some(Some(*new))
+            if value == *expect {
+                succeeded.then_some(Some((*new, 0)))
             } else {
-                (!succeeded && *got == state).then_some(state)
+                (!succeeded && *got == value).then_some(state)
             }
         }
         (Input::Cas { expect, new }, Output::Unknown) => {
-            Some(if state == *expect { Some(*new) } else { state })
+            Some(if value == *expect { Some((*new, 0)) } else { state })
         }
         _ => None,
     }
@@ -365,6 +377,42 @@ mod tests {
                 3,
                 6,
             ),
+        ];
+        assert_eq!(check(&h, None, STEPS), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn revoke_deletes_only_the_value_attached_to_its_lease() {
+        let put_lease = |v, l, i, r| op(Input::PutLease { value: v, lease: l }, Output::Put, i, r);
+        // Revoking the lease of the current value deletes it.
+        let h = vec![
+            put_lease(1, 10, 0, 1),
+            op(Input::Revoke(10), Output::Revoke, 2, 3),
+            op(Input::Get, Output::Get(None), 4, 5),
+        ];
+        assert_eq!(check(&h, None, STEPS), Verdict::Linearizable);
+        // A value written after the lease's put is not attached to it: a revoke that
+        // deleted it is a bug.
+        let h = vec![
+            put_lease(1, 10, 0, 1),
+            op(Input::Put(2), Output::Put, 2, 3),
+            op(Input::Revoke(10), Output::Revoke, 4, 5),
+            op(Input::Get, Output::Get(None), 6, 7),
+        ];
+        assert!(matches!(check(&h, None, STEPS), Verdict::NotLinearizable { .. }));
+        // A revoked lease's value surviving the revoke is a bug too.
+        let h = vec![
+            put_lease(1, 10, 0, 1),
+            op(Input::Revoke(10), Output::Revoke, 2, 3),
+            op(Input::Get, Output::Get(Some(1)), 4, 5),
+        ];
+        assert!(matches!(check(&h, None, STEPS), Verdict::NotLinearizable { .. }));
+        // An unknown revoke may land after a later read.
+        let h = vec![
+            put_lease(1, 10, 0, 1),
+            op(Input::Revoke(10), Output::Unknown, 2, NEVER),
+            op(Input::Get, Output::Get(Some(1)), 4, 5),
+            op(Input::Get, Output::Get(None), 6, 7),
         ];
         assert_eq!(check(&h, None, STEPS), Verdict::Linearizable);
     }

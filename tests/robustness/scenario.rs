@@ -70,6 +70,8 @@ pub struct Report {
     pub ops_ok: usize,
     pub ops_unknown: usize,
     pub ops_failed: usize,
+    /// Lease puts and revokes that were answered.
+    pub lease_ops_ok: usize,
     pub lin_checked: usize,
     pub state_checked: usize,
     pub faults: Vec<String>,
@@ -82,7 +84,7 @@ impl Report {
     pub fn summary(&self) -> String {
         format!(
             "scenario {}: seed {} | operations {} (ok {}, unknown {}, failed {}) | \
-             linearizability-checked {} | state-checked {} | faults injected {} | {} | \
+             lease ops ok {} | linearizability-checked {} | state-checked {} | faults injected {} | {} | \
              inconclusive keys {:?} | anomalies {}",
             self.name,
             self.seed,
@@ -90,6 +92,7 @@ impl Report {
             self.ops_ok,
             self.ops_unknown,
             self.ops_failed,
+            self.lease_ops_ok,
             self.lin_checked,
             self.state_checked,
             self.faults.len(),
@@ -333,6 +336,10 @@ pub fn run(spec: &Spec) -> Report {
         }
     }
 
+    let watchers: Vec<_> = (0..N)
+        .map(|m| h.rt.spawn(workload::watcher(m, h.cluster.specs[m].client_url(), deadline)))
+        .collect();
+
     // The nemesis: a quiet start, then faults until shortly before the deadline.
     let mut faults = Vec::new();
     std::thread::sleep(Duration::from_millis(1000));
@@ -356,6 +363,8 @@ pub fn run(spec: &Spec) -> Report {
     for c in clients {
         records.extend(h.rt.block_on(c).expect("client task panicked"));
     }
+    let live: Vec<_> =
+        watchers.into_iter().map(|w| h.rt.block_on(w).expect("watcher panicked")).collect();
 
     // Final reads: every key from every member, linearizably, after healing.
     let final_client = 10_000;
@@ -365,12 +374,12 @@ pub fn run(spec: &Spec) -> Report {
             let mut out = Vec::new();
             for key in 0..KEYS {
                 for _attempt in 0..20 {
-                    let Some(mut kv) = workload::connect(&url).await else {
+                    let Some(mut conn) = workload::connect_conn(&url).await else {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
                     let r = workload::run_op(
-                        &mut kv,
+                        &mut conn,
                         clock,
                         final_client + m,
                         m,
@@ -396,6 +405,10 @@ pub fn run(spec: &Spec) -> Report {
     report.ops_unknown =
         records.iter().filter(|r| matches!(r.outcome, super::history::Outcome::Unknown(_))).count();
     report.ops_failed = report.ops - report.ops_ok - report.ops_unknown;
+    report.lease_ops_ok = records
+        .iter()
+        .filter(|r| r.is_ok() && matches!(r.kind, Kind::PutLease { .. } | Kind::Revoke { .. }))
+        .count();
     report.faults = faults;
     report.anomalies.append(&mut h.died);
 
@@ -431,10 +444,14 @@ pub fn run(spec: &Spec) -> Report {
     report.state_checked = state.reads_checked + state.serializable_checked + state.writes_checked;
     report.anomalies.extend(state.anomalies);
     report.anomalies.extend(h.rt.block_on(checks::hash_kv_equal(&urls, final_rev)));
-    match h.rt.block_on(checks::watches(&urls, &records, final_rev)) {
+    match h.rt.block_on(checks::watches(&urls, &records, final_rev, &live)) {
         WatchReport::Skipped(why) => report.watch = why,
-        WatchReport::Checked { events, anomalies } => {
-            report.watch = format!("watch checked ({events} events)");
+        WatchReport::Checked { events, live_events, anomalies } => {
+            let resumed: usize = live.iter().map(|w| w.resumed).sum();
+            report.watch = format!(
+                "watch checked ({events} events; watches under faults received {live_events}, \
+                 resumed {resumed} times)"
+            );
             report.anomalies.extend(anomalies);
         }
     }

@@ -1,6 +1,7 @@
-//! Concurrent clients against every member: puts of unique values, linearizable and
-//! serializable gets, deletes and compare-and-set txns on a few keys, every operation
-//! recorded in a [`Record`].
+//! Concurrent clients against every member: puts of unique values (some attached to a
+//! lease of their own), linearizable and serializable gets, deletes, compare-and-set txns
+//! and revokes of those leases on a few keys, every operation recorded in a [`Record`];
+//! and on every member a watch kept open through the faults, resumed after each break.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,16 +9,20 @@ use std::time::{Duration, Instant};
 
 use logbook_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use logbook_api::etcdserverpb::kv_client::KvClient;
+use logbook_api::etcdserverpb::lease_client::LeaseClient;
 use logbook_api::etcdserverpb::request_op::Request as ReqOp;
 use logbook_api::etcdserverpb::response_op::Response as RespOp;
+use logbook_api::etcdserverpb::watch_client::WatchClient;
+use logbook_api::etcdserverpb::watch_request::RequestUnion;
 use logbook_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
-use super::history::{Kind, Outcome, Record};
+use super::history::{Kind, LiveWatch, Outcome, Record};
 use super::linearizability::NEVER;
 
 /// Keys the workload touches (few, so operations contend).
@@ -45,19 +50,49 @@ impl Clock {
     }
 }
 
-pub async fn connect(url: &str) -> Option<KvClient<Channel>> {
+/// A channel to `url`, or None if it cannot be had within about two seconds.
+pub async fn channel(url: &str) -> Option<Channel> {
     let endpoint = Channel::from_shared(url.to_string())
         .ok()?
         .connect_timeout(Duration::from_secs(1))
         .timeout(OP_TIMEOUT);
-    let channel =
-        tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await.ok()?.ok()?;
-    Some(KvClient::new(channel))
+    tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await.ok()?.ok()
+}
+
+pub async fn connect(url: &str) -> Option<KvClient<Channel>> {
+    channel(url).await.map(KvClient::new)
+}
+
+/// One client's connection: KV and Lease on one channel.
+pub struct Conn {
+    pub kv: KvClient<Channel>,
+    pub lease: LeaseClient<Channel>,
+}
+
+pub async fn connect_conn(url: &str) -> Option<Conn> {
+    let ch = channel(url).await?;
+    Some(Conn { kv: KvClient::new(ch.clone()), lease: LeaseClient::new(ch) })
+}
+
+/// Leases the workload grants outlive any run, so none expires under the checker.
+pub const LEASE_TTL: i64 = 3600;
+
+/// Grants a lease for one put; None if the grant failed (nothing to record: a lease no
+/// put uses changes no key).
+pub async fn grant(conn: &mut Conn) -> Option<i64> {
+    let r = tokio::time::timeout(
+        OP_TIMEOUT + Duration::from_millis(500),
+        conn.lease.lease_grant(LeaseGrantRequest { ttl: LEASE_TTL, id: 0 }),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some(r.into_inner().id)
 }
 
 /// Runs one operation and records it.
 pub async fn run_op(
-    kv: &mut KvClient<Channel>,
+    conn: &mut Conn,
     clock: Clock,
     client: usize,
     member: usize,
@@ -66,6 +101,7 @@ pub async fn run_op(
 ) -> Record {
     let invoke = clock.now();
     let name = key_name(key);
+    let kv = &mut conn.kv;
     let answer = tokio::time::timeout(OP_TIMEOUT + Duration::from_millis(500), async {
         match &kind {
             Kind::Get { serializable } => kv
@@ -92,6 +128,20 @@ pub async fn run_op(
                 })
                 .await
                 .map(|r| Outcome::Put { rev: r.into_inner().header.map_or(0, |h| h.revision) }),
+            Kind::PutLease { value, lease } => kv
+                .put(PutRequest {
+                    key: name.clone().into(),
+                    value: value.to_string().into(),
+                    lease: *lease,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| Outcome::Put { rev: r.into_inner().header.map_or(0, |h| h.revision) }),
+            Kind::Revoke { lease } => {
+                conn.lease.lease_revoke(LeaseRevokeRequest { id: *lease }).await.map(|r| {
+                    Outcome::Revoke { rev: r.into_inner().header.map_or(0, |h| h.revision) }
+                })
+            }
             Kind::Delete => kv
                 .delete_range(DeleteRangeRequest {
                     key: name.clone().into(),
@@ -174,6 +224,15 @@ pub async fn run_op(
     let now = clock.now();
     let (ret, outcome) = match answer {
         Ok(Ok(outcome)) => (now, outcome),
+        // The lease is gone (an earlier revoke whose answer was lost took effect): this
+        // revoke certainly changed nothing.
+        Ok(Err(status))
+            if matches!(kind, Kind::Revoke { .. })
+                && status.code() == tonic::Code::NotFound
+                && status.message().contains("requested lease not found") =>
+        {
+            (NEVER, Outcome::Failed(status.message().to_string()))
+        }
         Ok(Err(status)) => failure(&kind, format!("{:?}: {}", status.code(), status.message())),
         Err(_) => failure(&kind, "client timeout".to_string()),
     };
@@ -200,28 +259,44 @@ pub async fn client(
 ) -> Vec<Record> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut records = Vec::new();
-    let mut kv: Option<KvClient<Channel>> = None;
+    let mut conn: Option<Conn> = None;
     // The last value this client saw per key, for its compare-and-set guesses.
     let mut seen: Vec<Option<u64>> = vec![None; KEYS];
+    // (key, lease) of this client's lease puts not yet revoked.
+    let mut leased: Vec<(usize, i64)> = Vec::new();
     // Bounded: the deadline, and at most this many operations.
     for _ in 0..200_000 {
         if Instant::now() >= deadline {
             break;
         }
-        let Some(client) = kv.as_mut() else {
-            kv = connect(&url).await;
-            if kv.is_none() {
+        let Some(client) = conn.as_mut() else {
+            conn = connect_conn(&url).await;
+            if conn.is_none() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             continue;
         };
-        let key = rng.random_range(0..KEYS);
+        let mut key = rng.random_range(0..KEYS);
         let roll = rng.random_range(0..100);
         let kind = match roll {
-            0..30 => Kind::Put { value: next_value.fetch_add(1, Ordering::SeqCst) },
-            30..55 => Kind::Get { serializable: false },
-            55..70 => Kind::Get { serializable: true },
-            70..78 => Kind::Delete,
+            0..24 => Kind::Put { value: next_value.fetch_add(1, Ordering::SeqCst) },
+            24..30 => {
+                let Some(lease) = grant(client).await else {
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(20..100))).await;
+                    continue;
+                };
+                Kind::PutLease { value: next_value.fetch_add(1, Ordering::SeqCst), lease }
+            }
+            30..54 => Kind::Get { serializable: false },
+            54..68 => Kind::Get { serializable: true },
+            68..75 => Kind::Delete,
+            75..81 if !leased.is_empty() => {
+                let (k, lease) = leased.swap_remove(rng.random_range(0..leased.len()));
+                key = k;
+                Kind::Revoke { lease }
+            }
+            75..81 => Kind::Get { serializable: false },
             _ => Kind::Cas { expect: seen[key], new: next_value.fetch_add(1, Ordering::SeqCst) },
         };
         let r = run_op(client, clock, id, member, key, kind).await;
@@ -229,14 +304,26 @@ pub async fn client(
             Outcome::Get { value, .. } => seen[key] = *value,
             Outcome::Cas { succeeded: false, got, .. } => seen[key] = *got,
             Outcome::Cas { succeeded: true, .. } | Outcome::Put { .. } => {
-                if let Kind::Put { value } | Kind::Cas { new: value, .. } = r.kind {
+                if let Kind::Put { value }
+                | Kind::PutLease { value, .. }
+                | Kind::Cas { new: value, .. } = r.kind
+                {
                     seen[key] = Some(value);
+                }
+                if let Kind::PutLease { lease, .. } = r.kind {
+                    leased.push((key, lease));
                 }
             }
             Outcome::Delete { .. } => seen[key] = None,
+            // Whether it removed the key depends on what is attached now.
+            Outcome::Revoke { .. } => seen[key] = None,
             Outcome::Failed(_) | Outcome::Unknown(_) => {
+                // A lease put that may have landed: its lease is still worth revoking.
+                if let (Kind::PutLease { lease, .. }, Outcome::Unknown(_)) = (&r.kind, &r.outcome) {
+                    leased.push((key, *lease));
+                }
                 // Start over on a fresh connection after any error.
-                kv = None;
+                conn = None;
                 tokio::time::sleep(Duration::from_millis(rng.random_range(20..100))).await;
             }
         }
@@ -244,4 +331,81 @@ pub async fn client(
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..4))).await;
     }
     records
+}
+
+/// Watches every workload key on one member from revision 1 until `deadline`, through
+/// whatever the faults do to the member: when the stream breaks it is opened again at the
+/// revision after the last event received (as etcd clients resume).
+pub async fn watcher(member: usize, url: String, deadline: Instant) -> LiveWatch {
+    let mut live = LiveWatch { member, ..Default::default() };
+    let mut next = 1i64;
+    let mut started = false;
+    // Bounded: the deadline, and at most this many (re)connections.
+    for _ in 0..10_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        // No per-request timeout on this channel: a watch stream lives for the whole run.
+        let endpoint = match Channel::from_shared(url.clone()) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(1)),
+            Err(e) => panic!("bad client URL {url}: {e}"),
+        };
+        let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: "rb/".into(),
+                range_end: "rb0".into(),
+                start_revision: next,
+                ..Default::default()
+            })),
+        };
+        if tx.send(create).await.is_err() {
+            continue;
+        }
+        let mut client = WatchClient::new(ch);
+        let opened = tokio::time::timeout(
+            OP_TIMEOUT,
+            client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await;
+        let Ok(Ok(stream)) = opened else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if started {
+            live.resumed += 1;
+        }
+        started = true;
+        let mut stream = stream.into_inner();
+        while Instant::now() < deadline {
+            let msg = match tokio::time::timeout(Duration::from_millis(500), stream.message()).await
+            {
+                Err(_) => continue, // quiet; look at the deadline again
+                Ok(Ok(Some(msg))) => msg,
+                Ok(_) => break, // the member went away: resume
+            };
+            if msg.canceled {
+                live.errors.push(format!(
+                    "m{}: watch from revision {next} canceled: {} (compact revision {})",
+                    member + 1,
+                    msg.cancel_reason,
+                    msg.compact_revision
+                ));
+                break;
+            }
+            for e in msg.events {
+                let kv = e.kv.unwrap_or_default();
+                let value = (e.r#type == 0).then_some(kv.value.to_vec());
+                next = next.max(kv.mod_revision + 1);
+                live.events.push((kv.mod_revision, kv.key.to_vec(), value));
+            }
+        }
+        drop(tx);
+    }
+    live
 }
