@@ -535,6 +535,22 @@ fn etcd_snapshot_restores_into_a_three_member_logbook_with_watchable_history() {
         .collect();
     names.sort();
     assert_eq!(names, ["m1", "m2", "m3"]);
+    // Each member is the one its flags name, also after a restart.
+    let own_id = |ep: &str| {
+        json(&ctl_ok(ep, &["get", "probe", "-w", "json"]))["header"]["member_id"].as_u64().unwrap()
+    };
+    let listed_id = |name: &str| {
+        members["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["ID"]
+            .as_u64()
+            .unwrap()
+    };
+    for s in &c.specs {
+        assert_eq!(own_id(&s.endpoint()), listed_id(&s.name), "{}", s.name);
+    }
+    assert!(c.stop(1), "m2 did not stop cleanly");
+    c.spawn(1);
+    c.wait_ready(1, Duration::from_secs(30));
+    assert_eq!(own_id(&c.specs[1].endpoint()), listed_id("m2"), "m2 after a restart");
 
     // Every member serves the snapshot's history, from its own copy.
     for s in &c.specs {

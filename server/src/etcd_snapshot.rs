@@ -32,7 +32,7 @@ use crate::config::ServeArgs;
 use crate::maintenance_service::SERVED_VERSION;
 use crate::membership::{MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
 use crate::node::{APPLY_STATE_KEY, RAFT_BUCKET};
-use crate::server::{CLUSTER_BUCKET, CLUSTER_ID_KEY};
+use crate::server::{CLUSTER_BUCKET, CLUSTER_ID_KEY, MEMBER_ID_KEY};
 
 /// Bytes per `SnapshotResponse` (etcd's snapshotSendBufferSize).
 const CHUNK: usize = 32 * 1024;
@@ -207,6 +207,7 @@ impl RestoreBuckets<'_> {
         };
         load.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &state.encode_to_vec())?;
         load.meta_put(CLUSTER_BUCKET, CLUSTER_ID_KEY, &cfg.cluster_id.to_be_bytes())?;
+        load.meta_put(CLUSTER_BUCKET, MEMBER_ID_KEY, &cfg.member_id.to_be_bytes())?;
         Ok(())
     }
 }
