@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,6 +11,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::ids::{cluster_id, member_id};
+use crate::tls::{Alpn, PeerDialer, ServerTls, TlsFiles};
 
 /// etcd's default request size limit, 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1536 * 1024;
@@ -88,6 +90,40 @@ pub struct ServeArgs {
     /// Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all).
     #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
     pub host_whitelist: String,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE", default_value = "")]
+    pub cert_file: String,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE", default_value = "")]
+    pub key_file: String,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", default_value = "")]
+    pub trusted_ca_file: String,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+    /// Client TLS using generated certificates (not supported by Logbook).
+    #[arg(long, env = "ETCD_AUTO_TLS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", default_value = "")]
+    pub peer_cert_file: String,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", default_value = "")]
+    pub peer_key_file: String,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
+    pub peer_trusted_ca_file: String,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+    /// Peer TLS using generated certificates (not supported by Logbook).
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
 }
 
 /// One member of the initial cluster.
@@ -131,6 +167,19 @@ pub struct Config {
     pub cors: Vec<String>,
     /// `--host-whitelist`: Host headers accepted over plain HTTP ("*": any).
     pub host_whitelist: Vec<String>,
+    /// The client side's TLS (`--cert-file ...`), loaded when a client or
+    /// metrics URL is https.
+    pub client_tls: Option<Arc<ServerTls>>,
+    /// The peer listener's TLS (`--peer-cert-file ...`), loaded when a peer
+    /// URL is https.
+    pub peer_tls: Option<Arc<ServerTls>>,
+    /// Listen addresses whose URL is https (client, metrics and peer).
+    pub https_listen: Vec<SocketAddr>,
+    /// Dials other members' peer URLs, with the peer TLS files for https.
+    pub peer_dialer: Arc<PeerDialer>,
+    /// Flag combinations etcd accepts with a warning, logged at start-up
+    /// (the flags are read before logging is set up).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -143,6 +192,18 @@ impl Config {
     /// The election timeout as a duration.
     pub fn election_timeout(&self) -> Duration {
         self.heartbeat * self.election_ticks as u32
+    }
+
+    /// The TLS a listener on `addr` serves: `None` for an http URL.
+    pub fn tls_for(&self, addr: &SocketAddr) -> Option<Arc<ServerTls>> {
+        if !self.https_listen.contains(addr) {
+            return None;
+        }
+        if self.listen_peer.contains(addr) {
+            self.peer_tls.clone()
+        } else {
+            self.client_tls.clone()
+        }
     }
 }
 
@@ -157,13 +218,16 @@ impl ServeArgs {
         let wal_dir = self.wal_dir.clone().unwrap_or_else(|| data_dir.join("member").join("wal"));
         let db_path = data_dir.join("member").join("snap").join("db");
 
-        let listen_client = parse_listen_urls("--listen-client-urls", &self.listen_client_urls)?;
-        let listen_peer = parse_listen_urls("--listen-peer-urls", &self.listen_peer_urls)?;
-        let listen_metrics = if self.listen_metrics_urls.trim().is_empty() {
+        let client_urls = parse_listen_urls("--listen-client-urls", &self.listen_client_urls)?;
+        let peer_urls = parse_listen_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        let metrics_urls = if self.listen_metrics_urls.trim().is_empty() {
             Vec::new()
         } else {
             parse_listen_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
         };
+        let listen_client = client_urls.iter().map(|u| u.addr).collect();
+        let listen_peer = peer_urls.iter().map(|u| u.addr).collect();
+        let listen_metrics = metrics_urls.iter().map(|u| u.addr).collect();
         let advertise_client_urls =
             parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
         let advertise_peer_urls =
@@ -208,6 +272,93 @@ impl ServeArgs {
         }
         let member_id = me.id;
         let cluster_id = cluster_id(initial_cluster.iter().map(|m| m.id));
+
+        // TLS, as etcd's embed config checks it.
+        let mut warnings = Vec::new();
+        if self.auto_tls || self.peer_auto_tls {
+            let flag = if self.auto_tls { "--auto-tls" } else { "--peer-auto-tls" };
+            return Err(bad(format!(
+                "{flag} is not supported by Logbook: generate certificates and pass them with --cert-file/--key-file (--peer-cert-file/--peer-key-file)"
+            )));
+        }
+        let client_files = tls_files(
+            "",
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )?;
+        let peer_files = tls_files(
+            "peer-",
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )?;
+        let mut https_listen = Vec::new();
+        let client_side = client_urls.iter().chain(&metrics_urls);
+        for u in client_side.clone() {
+            if u.https {
+                if client_files.is_none() {
+                    return Err(bad(format!(
+                        "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                        u.url
+                    )));
+                }
+                https_listen.push(u.addr);
+            } else if client_files.is_some() {
+                warnings.push(format!(
+                    "scheme is HTTP while key and cert files are present; ignoring key and cert files (client url {})",
+                    u.url
+                ));
+            }
+        }
+        for u in &peer_urls {
+            if u.https {
+                if peer_files.is_none() {
+                    return Err(bad(format!(
+                        "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {} with HTTPS scheme",
+                        u.url
+                    )));
+                }
+                https_listen.push(u.addr);
+            } else if peer_files.is_some() {
+                warnings.push(format!(
+                    "scheme is HTTP while peer key and cert files are present; ignoring key and cert files (peer url {})",
+                    u.url
+                ));
+            }
+        }
+        let client_tls = match &client_files {
+            Some(files) if client_side.clone().any(|u| u.https) => {
+                Some(Arc::new(ServerTls::load("client", files.clone(), Alpn::H2AndHttp1)?))
+            }
+            _ => None,
+        };
+        let peer_tls = match &peer_files {
+            Some(files) if peer_urls.iter().any(|u| u.https) => {
+                Some(Arc::new(ServerTls::load("peer", files.clone(), Alpn::H2)?))
+            }
+            _ => None,
+        };
+        // Other members are dialled at their https peer URLs with the peer
+        // CA as the only trust root.
+        let dials_https = initial_cluster
+            .iter()
+            .filter(|m| m.name != self.name)
+            .flat_map(|m| &m.peer_urls)
+            .any(|u| u.starts_with("https://"));
+        let peer_dialer = match &peer_files {
+            Some(files) if files.trusted_ca_file.is_some() => {
+                Arc::new(PeerDialer::load(files.clone())?)
+            }
+            _ if dials_https => {
+                return Err(bad(
+                    "--initial-cluster has https peer URLs: --peer-cert-file, --peer-key-file and --peer-trusted-ca-file must be provided to reach them".into(),
+                ));
+            }
+            _ => Arc::new(PeerDialer::plain()),
+        };
 
         if self.heartbeat_interval == 0 {
             return Err(bad("--heartbeat-interval must be > 0 ms".into()));
@@ -276,6 +427,11 @@ impl ServeArgs {
             bcrypt_cost: self.bcrypt_cost,
             cors: comma_list(&self.cors),
             host_whitelist: comma_list(&self.host_whitelist),
+            client_tls,
+            peer_tls,
+            https_listen,
+            peer_dialer,
+            warnings,
         })
     }
 }
@@ -287,6 +443,36 @@ fn comma_list(text: &str) -> Vec<String> {
     if items.is_empty() { vec!["*".to_string()] } else { items }
 }
 
+/// One side's TLS files from its flags (`prefix` is "" or "peer-"): `None`
+/// when no cert and key are given.
+fn tls_files(
+    prefix: &str,
+    cert: &str,
+    key: &str,
+    ca: &str,
+    client_cert_auth: bool,
+) -> Result<Option<TlsFiles>> {
+    if cert.is_empty() && key.is_empty() {
+        return Ok(None);
+    }
+    if cert.is_empty() || key.is_empty() {
+        return Err(Error::Config(format!(
+            "KeyFile and CertFile must both be present[key: {key}, cert: {cert}] (--{prefix}key-file, --{prefix}cert-file)"
+        )));
+    }
+    if client_cert_auth && ca.is_empty() {
+        return Err(Error::Config(format!(
+            "--{prefix}client-cert-auth needs --{prefix}trusted-ca-file: client certificates are verified against it"
+        )));
+    }
+    Ok(Some(TlsFiles {
+        cert_file: PathBuf::from(cert),
+        key_file: PathBuf::from(key),
+        trusted_ca_file: (!ca.is_empty()).then(|| PathBuf::from(ca)),
+        client_cert_auth,
+    }))
+}
+
 /// Parses a comma-separated URL list, normalised the way etcd prints URLs.
 pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -294,10 +480,10 @@ pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
         let url = Url::parse(part)
             .map_err(|e| Error::Config(format!("invalid URL {part:?} in {flag}: {e}")))?;
         match url.scheme() {
-            "http" => {}
-            "https" | "unix" | "unixs" => {
+            "http" | "https" => {}
+            "unix" | "unixs" => {
                 return Err(Error::Config(format!(
-                    "{flag}: scheme {:?} of {part:?} is not supported yet (only http)",
+                    "{flag}: scheme {:?} of {part:?} is not supported (only http and https)",
                     url.scheme()
                 )));
             }
@@ -328,11 +514,18 @@ pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// A listen URL: where to bind, and whether to serve TLS there.
+struct ListenUrl {
+    url: String,
+    addr: SocketAddr,
+    https: bool,
+}
+
 /// Parses listen URLs into socket addresses. `localhost` binds 127.0.0.1.
-fn parse_listen_urls(flag: &str, text: &str) -> Result<Vec<SocketAddr>> {
+fn parse_listen_urls(flag: &str, text: &str) -> Result<Vec<ListenUrl>> {
     let mut addrs = Vec::new();
-    for url in parse_urls(flag, text)? {
-        let url = Url::parse(&url).expect("normalised above");
+    for text in parse_urls(flag, text)? {
+        let url = Url::parse(&text).expect("normalised above");
         let host = match url.host_str() {
             Some("localhost") => "127.0.0.1".to_string(),
             Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
@@ -343,7 +536,8 @@ fn parse_listen_urls(flag: &str, text: &str) -> Result<Vec<SocketAddr>> {
                 "{flag}: listen host {host:?} must be an IP address or localhost"
             ))
         })?;
-        addrs.push(SocketAddr::new(ip, url.port().expect("checked above")));
+        let addr = SocketAddr::new(ip, url.port().expect("checked above"));
+        addrs.push(ListenUrl { https: url.scheme() == "https", url: text, addr });
     }
     Ok(addrs)
 }
@@ -449,5 +643,79 @@ mod tests {
         assert!(err.contains("URL scheme must be"), "{err}");
         let err = config(&["--listen-client-urls", "http://127.0.0.1"]).unwrap_err().to_string();
         assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn tls_flags_follow_etcd() {
+        let err =
+            config(&["--listen-client-urls", "https://127.0.0.1:2379"]).unwrap_err().to_string();
+        assert!(
+            err.contains("TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379"),
+            "{err}"
+        );
+        let err =
+            config(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap_err().to_string();
+        assert!(err.contains("--peer-cert-file, --peer-key-file"), "{err}");
+        let err = config(&["--cert-file", "a.crt"]).unwrap_err().to_string();
+        assert!(err.contains("KeyFile and CertFile must both be present"), "{err}");
+        let err = config(&["--cert-file", "a.crt", "--key-file", "a.key", "--client-cert-auth"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--client-cert-auth needs --trusted-ca-file"), "{err}");
+        let err = config(&["--auto-tls=true"]).unwrap_err().to_string();
+        assert!(err.contains("--auto-tls is not supported"), "{err}");
+        let err = config(&[
+            "--name",
+            "a",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "a=http://127.0.0.1:2380,b=https://127.0.0.1:2381",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("https peer URLs"), "{err}");
+        // Cert files with only http URLs: accepted, not loaded, a warning.
+        let c = config(&[
+            "--cert-file",
+            "missing.crt",
+            "--key-file",
+            "missing.key",
+            "--client-cert-auth=true",
+            "--trusted-ca-file",
+            "ca.crt",
+        ])
+        .unwrap();
+        assert!(c.client_tls.is_none());
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        // With an https URL they are loaded at once: a missing one fails start-up.
+        let err = config(&[
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--cert-file",
+            "missing.crt",
+            "--key-file",
+            "missing.key",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing.crt"), "{err}");
+    }
+
+    #[test]
+    fn bool_tls_flags_take_etcds_forms() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["serve"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv)
+                .map(|c| (c.serve.client_cert_auth, c.serve.peer_client_cert_auth))
+        };
+        assert_eq!(parse(&[]).unwrap(), (false, false));
+        assert_eq!(
+            parse(&["--client-cert-auth", "--peer-client-cert-auth=true"]).unwrap(),
+            (true, true)
+        );
+        assert_eq!(parse(&["--client-cert-auth=false"]).unwrap(), (false, false));
+        assert!(parse(&["--client-cert-auth=maybe"]).is_err());
     }
 }

@@ -27,6 +27,8 @@
 //! - [`membership`]: the members stored in the engine.
 //! - [`engine_cell`]: the replaceable engine handle.
 //! - [`error`]: the server's errors and their gRPC statuses.
+//! - [`tls`]: TLS for the client and peer ports (etcd's cert flags),
+//!   reloaded when the files change.
 //! - [`etcd_snapshot`]: snapshots in etcd's format: the Maintenance.Snapshot
 //!   stream, `logbook snapshot restore|status`.
 //!
@@ -69,6 +71,7 @@ pub mod raft_log;
 pub mod raft_storage;
 pub mod range;
 pub mod server;
+pub mod tls;
 pub mod transport;
 pub mod txn;
 pub mod watch_hub;

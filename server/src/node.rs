@@ -332,10 +332,7 @@ impl Shared {
                 .unwrap_or_default();
             let mut client = None;
             for url in urls {
-                let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
-                if let Ok(ch) =
-                    ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await
-                {
+                if let Ok(ch) = self.cfg.peer_dialer.connect(&url).await {
                     client = Some(PeerClient::new(ch));
                     break;
                 }

@@ -143,10 +143,7 @@ async fn join_existing(cfg: &mut Config) -> Result<Vec<StoredMember>> {
     loop {
         for m in cfg.initial_cluster.iter().filter(|m| m.id != cfg.member_id) {
             for url in &m.peer_urls {
-                let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
-                let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).connect().await else {
-                    continue;
-                };
+                let Ok(ch) = cfg.peer_dialer.connect(url).await else { continue };
                 if let Ok(resp) = PeerClient::new(ch)
                     .hello(HelloRequest { cluster_id: 0, member_id: cfg.member_id })
                     .await
@@ -312,7 +309,11 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let http_state = crate::http::HttpState { shared: shared.clone(), wal: Some(wal.clone()) };
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
-        LocalIdentity { member_id: cfg.member_id, cluster_id: cfg.cluster_id },
+        LocalIdentity {
+            member_id: cfg.member_id,
+            cluster_id: cfg.cluster_id,
+            dialer: cfg.peer_dialer.clone(),
+        },
         members.iter().map(|m| (m.id, m.peer_urls.clone())),
         inbox_tx.clone(),
     );
@@ -333,6 +334,9 @@ async fn serve(mut cfg: Config) -> Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     for addr in &cfg.listen_peer {
         let svc = PeerService {
             member_id: cfg.member_id,
@@ -347,7 +351,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
-        servers.push(spawn_server(*addr, "peer", router, shutdown_rx.clone()).await?);
+        let tls = cfg.tls_for(addr);
+        servers.push(spawn_server(*addr, "peer", router, tls, shutdown_rx.clone()).await?);
     }
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     for addr in &cfg.listen_client {
@@ -380,11 +385,13 @@ async fn serve(mut cfg: Config) -> Result<()> {
                     .max_encoding_message_size(usize::MAX),
             );
         let app = crate::http::client_router(http_state.clone(), router);
-        servers.push(crate::http::serve(*addr, "client", app, shutdown_rx.clone()).await?);
+        let tls = cfg.tls_for(addr);
+        servers.push(crate::http::serve(*addr, "client", app, tls, shutdown_rx.clone()).await?);
     }
     for addr in &cfg.listen_metrics {
         let app = crate::http::metrics_router(http_state.clone());
-        servers.push(crate::http::serve(*addr, "metrics", app, shutdown_rx.clone()).await?);
+        let tls = cfg.tls_for(addr);
+        servers.push(crate::http::serve(*addr, "metrics", app, tls, shutdown_rx.clone()).await?);
     }
 
     let publisher = tokio::spawn(publish(shared.clone()));
@@ -425,23 +432,21 @@ async fn spawn_server(
     addr: SocketAddr,
     what: &'static str,
     router: tonic::transport::server::Router,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
-    tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)");
-    // Raft messages and client answers are small writes: never let Nagle's
-    // algorithm hold one back waiting for an ACK.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            if let Ok(stream) = &conn {
-                let _ = stream.set_nodelay(true);
-            }
-            conn
-        },
-    );
+    match &tls {
+        None => tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)"),
+        Some(t) => tracing::info!(
+            address = %addr,
+            client_cert_auth = t.verifies_clients(),
+            "serving {what} traffic securely (https)"
+        ),
+    }
+    let incoming = crate::tls::incoming(listener, addr, what, tls);
     Ok(tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;

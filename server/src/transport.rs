@@ -9,6 +9,7 @@
 //! up heartbeats.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,10 +19,11 @@ use logbook_api::logbookpb::{HelloRequest, RaftBatch, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::membership::REMOVED_MESSAGE;
 use crate::node::NodeMsg;
+use crate::tls::PeerDialer;
 
 /// Messages waiting for one peer beyond this are dropped.
 const QUEUE_DEPTH: usize = 8192;
@@ -50,6 +52,8 @@ pub struct Transport {
 pub struct LocalIdentity {
     pub member_id: u64,
     pub cluster_id: u64,
+    /// Dials peer URLs: plainly, or with the peer TLS files for https.
+    pub dialer: Arc<PeerDialer>,
 }
 
 impl Transport {
@@ -117,13 +121,13 @@ async fn connect(
     #[cfg(feature = "failpoints")]
     let urls = &routed[..];
     for url in urls {
-        let Ok(endpoint) = Endpoint::from_shared(url.clone()) else { continue };
-        let endpoint = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let Ok(channel) = endpoint.connect().await else { continue };
+        let channel = match me.dialer.connect(url).await {
+            Ok(channel) => channel,
+            Err(e) => {
+                tracing::debug!(peer = format!("{peer:x}"), error = %e, "dialing peer failed");
+                continue;
+            }
+        };
         let mut client = PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -243,7 +247,13 @@ fn failpoint_routes(urls: &[String]) -> Vec<String> {
                 .split(',')
                 .filter_map(|r| r.split_once('='))
                 .find(|(from, _)| from == url)
-                .map_or_else(|| url.clone(), |(_, to)| format!("http://{to}"))
+                .map_or_else(
+                    || url.clone(),
+                    |(_, to)| {
+                        let scheme = if url.starts_with("https://") { "https" } else { "http" };
+                        format!("{scheme}://{to}")
+                    },
+                )
         })
         .collect()
 }

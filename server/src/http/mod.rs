@@ -12,9 +12,11 @@
 //! - [`health`]: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! - [`gateway`]: `/v3/...`, each path a call of the gRPC service's own
 //!   method with the request and response in etcd's JSON mapping.
-//! - this file: the router and the accept loop. TLS (when it lands) wraps
-//!   each accepted stream in [`serve`] before hyper sees it; nothing else
-//!   changes.
+//! - this file: the router and the accept loop. On an https URL each
+//!   accepted stream does its TLS handshake (ALPN h2 and http/1.1) in its
+//!   connection task before hyper sees it, and every request of a client
+//!   that presented a verified certificate carries its subject CN as a
+//!   [`crate::tls::ClientCertCommonName`] extension.
 
 pub mod access;
 pub mod gateway;
@@ -22,6 +24,7 @@ pub mod health;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +38,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::node::Shared;
+use crate::tls::{ClientCertCommonName, ServerTls};
 
 /// What the HTTP handlers read: the member's shared state and, for
 /// `/metrics`, its WAL's counters.
@@ -84,19 +88,27 @@ async fn fallback(req: Request<Body>) -> Response<Body> {
     resp
 }
 
-/// Binds `addr` and serves `app` there (HTTP/1.1 and HTTP/2 on one port)
-/// until `shutdown` turns true; then stops accepting and lets open
-/// connections finish their requests.
+/// Binds `addr` and serves `app` there (HTTP/1.1 and HTTP/2 on one port,
+/// over TLS when `tls` is given) until `shutdown` turns true; then stops
+/// accepting and lets open connections finish their requests.
 pub async fn serve(
     addr: SocketAddr,
     what: &'static str,
     app: Router,
+    tls: Option<Arc<ServerTls>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
-    tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)");
+    match &tls {
+        None => tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)"),
+        Some(t) => tracing::info!(
+            address = %addr,
+            client_cert_auth = t.verifies_clients(),
+            "serving {what} traffic securely (https)"
+        ),
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // As tonic's own server configures hyper: no stream limit, fixed windows,
     // and timers so keep-alive and HTTP/1 header timeouts work.
@@ -110,7 +122,7 @@ pub async fn serve(
         };
         let mut stop = std::pin::pin!(stop);
         loop {
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut stop => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -124,12 +136,34 @@ pub async fn serve(
                 },
             };
             let _ = stream.set_nodelay(true);
-            let io = TokioIo::new(stream);
-            let svc = TowerToHyperService::new(app.clone());
-            let conn = builder.serve_connection(io, svc).into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let app = app.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let result = match tls {
+                    None => {
+                        let svc = TowerToHyperService::new(WithCommonName { inner: app, cn: None });
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Some(tls) => {
+                        let stream = match crate::tls::handshake(&tls, stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                // A client without a certificate the trusted
+                                // CA signed ends here, refused.
+                                tracing::warn!(error = %e, remote = %peer, address = %addr, "{what} TLS handshake failed");
+                                return;
+                            }
+                        };
+                        let cn = crate::tls::peer_common_name(stream.get_ref().1);
+                        let svc = TowerToHyperService::new(WithCommonName { inner: app, cn });
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        watcher.watch(conn).await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "{what} connection ended with an error");
                 }
             });
@@ -139,8 +173,143 @@ pub async fn serve(
     }))
 }
 
+/// The connection's service: the router, with the client certificate's CN
+/// (if any) put into every request's extensions, where tonic's
+/// `Request::extensions()` finds it.
+#[derive(Clone)]
+struct WithCommonName<S> {
+    inner: S,
+    cn: Option<ClientCertCommonName>,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for WithCommonName<S>
+where
+    S: tower_service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        if let Some(cn) = &self.cn {
+            req.extensions_mut().insert(cn.clone());
+        }
+        self.inner.call(req)
+    }
+}
+
 /// An empty set of gRPC routes for the client port's services; without a
 /// fallback of its own, so [`client_router`]'s applies.
 pub fn grpc_routes() -> tonic::service::Routes {
     tonic::service::Routes::from(Router::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::tls::{Alpn, TlsFiles};
+
+    fn leaf(
+        issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+        cn: Option<&str>,
+        dir: &Path,
+        name: &str,
+    ) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        }
+        let cert = params.signed_by(&key, issuer).unwrap();
+        let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.to_str().unwrap().to_string(), k.to_str().unwrap().to_string())
+    }
+
+    /// Two pipelined HTTP/1.1 requests on one TLS connection; the whole
+    /// answer text.
+    async fn two_requests(addr: SocketAddr, ca: &Path, cert: &str, key: &str) -> String {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_file(cert).unwrap()],
+            PrivateKeyDer::from_pem_file(key).unwrap(),
+        )
+        .unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls =
+            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        tls.write_all(
+            b"GET /cn HTTP/1.1\r\nHost: x\r\n\r\nGET /cn HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut out))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_client_certificates_common_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let ca_path = dir.path().join("ca.crt");
+        std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let server = leaf(&issuer, Some("server"), dir.path(), "server");
+        let alice = leaf(&issuer, Some("alice"), dir.path(), "alice");
+        let nameless = leaf(&issuer, None, dir.path(), "nameless");
+        let files = TlsFiles {
+            cert_file: server.0.into(),
+            key_file: server.1.into(),
+            trusted_ca_file: Some(ca_path.clone()),
+            client_cert_auth: true,
+        };
+        let tls = Arc::new(ServerTls::load("client", files, Alpn::H2AndHttp1).unwrap());
+        let app = Router::new().route(
+            "/cn",
+            axum::routing::get(|req: Request<Body>| async move {
+                match req.extensions().get::<ClientCertCommonName>() {
+                    Some(cn) => format!("cn={};", cn.0),
+                    None => "no-cn;".to_string(),
+                }
+            }),
+        );
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = serve(addr, "client", app, Some(tls), stopped).await.unwrap();
+
+        let out = two_requests(addr, &ca_path, &alice.0, &alice.1).await;
+        assert_eq!(out.matches("cn=alice;").count(), 2, "{out}");
+        let out = two_requests(addr, &ca_path, &nameless.0, &nameless.1).await;
+        assert_eq!(out.matches("no-cn;").count(), 2, "{out}");
+
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
 }
