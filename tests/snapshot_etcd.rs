@@ -707,3 +707,80 @@ fn etcd_auth_enabled_restores_into_logbook_enforced() {
     }
     assert_eq!(answer(&lb.endpoint, cases[1]), (true, "1".to_string()));
 }
+
+/// A raised NOSPACE alarm travels with the data, as etcdctl's restore keeps it: Logbook ->
+/// etcd -> Logbook, each listing the same alarm and refusing writes until it is disarmed.
+#[test]
+fn a_raised_alarm_travels_both_ways() {
+    let c = Cluster::start(1, &["--quota-backend-bytes", "400000"]);
+    let ep = c.specs[0].endpoint();
+    let value = "x".repeat(4096);
+    let full = (0..2000).any(|i| !c.ctl(0, &["put", &format!("q/{i}"), &value]).status.success());
+    assert!(full, "the quota was never enforced");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alarms = loop {
+        let list = ctl_ok(&ep, &["alarm", "list"]);
+        if list.contains("alarm:NOSPACE") {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "no NOSPACE alarm listed: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let refusal = |ep: &str| {
+        let out = etcdctl(ep, &["put", "more", "x"], None);
+        assert!(!out.status.success(), "{ep} took a write under NOSPACE");
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string()
+    };
+    let refused = refusal(&ep);
+    assert!(refused.contains("database space exceeded"), "{refused}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("lb.snapshot");
+    save(&ep, &snap);
+    let data = dir.path().join("etcd.data");
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let out = ctl_local(&[
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "e1",
+        "--initial-cluster",
+        &format!("e1={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ]);
+    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
+    let etcd = start_etcd(dir.path(), &data, "e1", peer_port);
+    assert_eq!(ctl_ok(&etcd.endpoint, &["alarm", "list"]), alarms, "etcd");
+    assert_eq!(refusal(&etcd.endpoint), refused, "etcd");
+
+    let snap2 = dir.path().join("etcd.snapshot");
+    save(&etcd.endpoint, &snap2);
+    let data2 = dir.path().join("lb2.data");
+    let peer_port2 = free_port();
+    let peer2 = format!("http://127.0.0.1:{peer_port2}");
+    let out = logbook(&[
+        "snapshot",
+        "restore",
+        snap2.to_str().unwrap(),
+        "--data-dir",
+        data2.to_str().unwrap(),
+        "--name",
+        "n2",
+        "--initial-cluster",
+        &format!("n2={peer2}"),
+        "--initial-advertise-peer-urls",
+        &peer2,
+    ]);
+    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    let lb2 = start_logbook(dir.path(), &data2, "n2", peer_port2);
+    assert_eq!(ctl_ok(&lb2.endpoint, &["alarm", "list"]), alarms, "Logbook after the trip");
+    assert_eq!(refusal(&lb2.endpoint), refused, "Logbook after the trip");
+    ctl_ok(&lb2.endpoint, &["alarm", "disarm"]);
+    assert_eq!(ctl_ok(&lb2.endpoint, &["alarm", "list"]), "");
+    ctl_ok(&lb2.endpoint, &["put", "more", "x"]);
+}

@@ -22,10 +22,9 @@ use crate::layout::{self, BUCKETS};
 /// RemainingTTL = 3 is ignored by Logbook and kept). Auth lives in the server's buckets named
 /// and laid out exactly as etcd's (`auth`: `authEnabled` -> [0|1], `authRevision` -> u64 BE;
 /// `authUsers`/`authRoles`: name -> `authpb.User`/`authpb.Role`), so it moves both ways
-/// unchanged. Alarms, whose server records are keyed differently, survive a trip through
-/// Logbook in `etcd.alarm`.
-pub const PASS_THROUGH: [(&str, &str); 5] = [
-    (layout::ALARM, "etcd.alarm"),
+/// unchanged. Members, removed members, the cluster version and alarms, which the server
+/// keys its own way, are converted by its [`SideBuckets`] (and a restore's import).
+pub const PASS_THROUGH: [(&str, &str); 4] = [
     (layout::AUTH, "auth"),
     (layout::AUTH_ROLES, "authRoles"),
     (layout::AUTH_USERS, "authUsers"),

@@ -9,14 +9,15 @@
 //! | `members` | the `members` bucket (`StoredMember`) as etcd's JSON; a restore writes the new members instead |
 //! | `members_removed` | the `members_removed` bucket (ID -> `removed`), keyed by the ID in hex as etcd keys it; a restore drops it (a new cluster, as etcdctl's restore does) |
 //! | `cluster` | `clusterVersion` |
-//! | `lease`, `auth`, `authUsers`, `authRoles`, `alarm` | as `logbook_etcdsnap::export::PASS_THROUGH` maps them, verbatim: leases into the lessor's `lease` bucket, auth into the auth store's buckets of the same names (etcd's layout), alarms into `etcd.alarm` |
+//! | `alarm` (key: an encoded `AlarmMember`, empty value) | the `alarm` bucket (member ID and alarm type -> `AlarmMember`); a restore keeps raised alarms, as etcdctl's does |
+//! | `lease`, `auth`, `authUsers`, `authRoles` | as `logbook_etcdsnap::export::PASS_THROUGH` maps them, verbatim: leases into the lessor's `lease` bucket, auth into the auth store's buckets of the same names (etcd's layout) |
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use clap::{Args, Parser, Subcommand};
 use futures::Stream;
-use logbook_api::etcdserverpb::SnapshotResponse;
+use logbook_api::etcdserverpb::{AlarmMember, SnapshotResponse};
 use logbook_api::logbookpb::{RaftApplyState, StoredMember};
 use logbook_engine::Engine;
 use logbook_engine::history::{BulkLoad, History};
@@ -28,6 +29,7 @@ use protobuf::Message as _;
 use raft::prelude::ConfState;
 use tonic::Status;
 
+use crate::alarms::{ALARM_BUCKET, alarm_key};
 use crate::config::ServeArgs;
 use crate::maintenance_service::SERVED_VERSION;
 use crate::membership::{MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
@@ -222,6 +224,13 @@ impl SideBucketImport for RestoreBuckets<'_> {
     ) -> logbook_etcdsnap::Result<()> {
         match bucket {
             layout::MEMBERS | layout::MEMBERS_REMOVED | layout::CLUSTER => Ok(()),
+            layout::ALARM => {
+                let a = AlarmMember::decode(key).map_err(|e| {
+                    logbook_etcdsnap::Error::NotEtcd(format!("undecodable alarm {key:02x?}: {e}"))
+                })?;
+                let record = a.encode_to_vec();
+                Ok(load.meta_put(ALARM_BUCKET, &alarm_key(a.member_id, a.alarm), &record)?)
+            }
             other => match pass_through_bucket(other) {
                 Some(b) => Ok(load.meta_put(b, key, value)?),
                 None => Ok(()),
@@ -255,6 +264,10 @@ impl SideBuckets for ServerBuckets {
                     (e.key(), e.to_json())
                 })
                 .collect(),
+            // etcd keys an alarm by the encoded `AlarmMember` and stores nothing.
+            layout::ALARM => {
+                h.meta_scan(ALARM_BUCKET).into_iter().map(|(_, v)| (v, Vec::new())).collect()
+            }
             layout::MEMBERS_REMOVED => h
                 .meta_scan(REMOVED_BUCKET)
                 .into_iter()
