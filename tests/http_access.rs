@@ -99,3 +99,85 @@ fn gateway_snapshot_streams_what_etcdctl_saves() {
     let status = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(status["revision"], 51, "{status}");
 }
+
+/// The gateway's watch takes later requests on the same body: a cancel sent
+/// after the create (and after an event) cancels the watcher.
+#[test]
+fn gateway_watch_takes_a_cancel_sent_later_on_the_same_body() {
+    use http_body_util::BodyExt as _;
+    use std::time::Duration;
+
+    let c = Cluster::start(1, &[]);
+    let addr = c.specs[0].endpoint();
+    let rt = common::runtime();
+    let lines: Vec<serde_json::Value> = rt.block_on(async {
+        let work = async {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let (tx, rx) = tokio::sync::mpsc::channel::<
+                Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+            >(4);
+            let body =
+                http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let req = hyper::Request::builder()
+                .method("POST")
+                .uri("/v3/watch")
+                .header("host", &addr)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap();
+            let send = |text: &str| {
+                let tx = tx.clone();
+                let frame = hyper::body::Frame::data(bytes::Bytes::from(text.to_string()));
+                async move { tx.send(Ok(frame)).await.unwrap() }
+            };
+            send(&format!(r#"{{"create_request":{{"key":"{}"}}}}"#, common::b64("w"))).await;
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let mut body = resp.into_body();
+            let mut seen = Vec::new();
+            let mut pending = String::new();
+            // Reads until a line satisfies `want`, collecting every line.
+            let mut next_line =
+                async |want: &dyn Fn(&serde_json::Value) -> bool,
+                       seen: &mut Vec<serde_json::Value>| {
+                    loop {
+                        while let Some(nl) = pending.find('\n') {
+                            let line: String = pending.drain(..=nl).collect();
+                            if line.trim().is_empty() {
+                                continue;
+                            }
+                            let v = json(line.trim());
+                            let hit = want(&v);
+                            seen.push(v);
+                            if hit {
+                                return;
+                            }
+                        }
+                        let frame = body.frame().await.expect("the stream ended early").unwrap();
+                        if let Ok(data) = frame.into_data() {
+                            pending.push_str(&String::from_utf8_lossy(&data));
+                        }
+                    }
+                };
+            next_line(&|v| v["result"]["created"] == true, &mut seen).await;
+            // An event, through gRPC.
+            let mut kv = common::connect(&c.specs[0].client_url()).await.unwrap();
+            common::put(&mut kv, "w", "1").await.unwrap();
+            next_line(&|v| v["result"]["events"].is_array(), &mut seen).await;
+            // Now the cancel, on the same request body.
+            send(r#"{"cancel_request":{"watch_id":"0"}}"#).await;
+            next_line(&|v| v["result"]["canceled"] == true, &mut seen).await;
+            drop(tx);
+            seen
+        };
+        tokio::time::timeout(Duration::from_secs(30), work).await.expect("watch exchange timed out")
+    });
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let event = &lines[1]["result"]["events"][0];
+    assert_eq!(event["kv"]["key"], common::b64("w"), "{lines:?}");
+}

@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use futures::stream::BoxStream;
 use http_body_util::BodyExt as _;
 use hyper::body::Frame;
 use logbook_api::etcdserverpb::auth_server::Auth as _;
@@ -160,12 +159,13 @@ where
         Err(status) => return error_response(&status),
     };
     let mut request = tonic::Request::new(req);
-    // etcd's gateway hands the Authorization header to the server as the
-    // auth token's metadata.
-    if let Some(token) = headers.get(header::AUTHORIZATION)
-        && let Ok(v) = tonic::metadata::MetadataValue::try_from(token.as_bytes())
-    {
-        request.metadata_mut().insert("authorization", v);
+    for (name, value) in forwarded_metadata(headers) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+        ) {
+            request.metadata_mut().insert(k, v);
+        }
     }
     match call(request).await {
         Ok(resp) => json_response(StatusCode::OK, &resp.into_inner()),
@@ -217,43 +217,50 @@ async fn streaming<Req, Resp>(
     hold_open: bool,
 ) -> Response
 where
-    Req: DeserializeOwned + prost::Message,
+    Req: DeserializeOwned + prost::Message + Send + 'static,
     Resp: prost::Message + Default + Serialize + 'static,
 {
-    let requests: Vec<Req> = match decode_all(gw.max_message, body).await {
+    // The first request is read before the call, so a body that does not
+    // decode is an ordinary error answer; later ones are sent up the stream
+    // as they arrive (a watch's cancel after its create, say).
+    let mut reader = JsonStream::new(body, gw.max_message);
+    let first = match reader.next::<Req>().await {
         Ok(r) => r,
         Err(status) => return error_response(&status),
     };
-    // gRPC's framing: | compressed: u8 (0) | len: u32 BE | message |.
-    let frames: Vec<Result<Frame<Bytes>, Infallible>> = requests
-        .iter()
-        .map(|r| {
-            let mut buf = Vec::with_capacity(5 + r.encoded_len());
-            buf.push(0);
-            buf.extend_from_slice(&(r.encoded_len() as u32).to_be_bytes());
-            r.encode(&mut buf).expect("a Vec grows");
-            Ok(Frame::data(Bytes::from(buf)))
-        })
-        .collect();
     // The request stream ends when `open` is dropped, which ends the
     // server's session with it.
     let (open, closed) = tokio::sync::oneshot::channel::<()>();
-    let up = futures::stream::iter(frames);
-    let up: BoxStream<'static, Result<Frame<Bytes>, Infallible>> = if hold_open {
-        up.chain(futures::stream::once(closed).filter_map(|_| futures::future::ready(None))).boxed()
-    } else {
-        drop(closed);
-        up.boxed()
-    };
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+    tokio::spawn(async move {
+        let mut next = first;
+        while let Some(req) = next {
+            if up_tx.send(Ok(Frame::data(grpc_frame(&req)))).await.is_err() {
+                return;
+            }
+            next = match reader.next::<Req>().await {
+                Ok(r) => r,
+                Err(status) => {
+                    // As grpc-gateway: a later undecodable message ends the
+                    // request stream.
+                    tracing::debug!(error = %status, "gateway: ending a request stream");
+                    None
+                }
+            };
+        }
+        if hold_open {
+            let _ = closed.await;
+        }
+        drop(up_tx);
+    });
+    let up = tokio_stream::wrappers::ReceiverStream::new(up_rx);
     let mut call = axum::http::Request::builder()
         .method("POST")
         .uri(path)
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers");
-    // etcd's gateway hands the Authorization header to the server as the
-    // auth token's metadata.
-    if let Some(token) = headers.get(header::AUTHORIZATION) {
-        call = call.header("authorization", token.clone());
+    for (name, value) in forwarded_metadata(&headers) {
+        call = call.header(name, value);
     }
     let call = call
         .body(tonic::body::Body::new(http_body_util::StreamBody::new(up)))
@@ -398,23 +405,98 @@ fn stream_error_line(status: &Status) -> Vec<u8> {
     serde_json::to_vec(&body).expect("a JSON value serializes")
 }
 
-/// Reads a streaming call's body: any number of JSON requests, one after
-/// another (whitespace between them optional, as Go's JSON decoder reads).
-async fn decode_all<Req>(max_message: usize, body: Body) -> Result<Vec<Req>, Status>
-where
-    Req: DeserializeOwned + prost::Message,
-{
-    let bytes = read_body(max_message, body).await?;
+/// The request headers grpc-gateway hands to the server as gRPC metadata:
+/// `Authorization` (etcd's auth token) and every `Grpc-Metadata-<name>` as
+/// `<name>`.
+fn forwarded_metadata(headers: &HeaderMap) -> Vec<(String, HeaderValue)> {
     let mut out = Vec::new();
-    for req in serde_json::Deserializer::from_slice(&bytes).into_iter::<Req>() {
-        let req = req.map_err(|e| Status::unknown(e.to_string()))?;
-        let len = req.encoded_len();
-        if len > max_message {
-            return Err(too_large(len, max_message));
-        }
-        out.push(req);
+    if let Some(token) = headers.get(header::AUTHORIZATION) {
+        out.push(("authorization".to_string(), token.clone()));
     }
-    Ok(out)
+    for (name, value) in headers {
+        if let Some(rest) = name.as_str().strip_prefix("grpc-metadata-")
+            && !rest.is_empty()
+        {
+            out.push((rest.to_string(), value.clone()));
+        }
+    }
+    out
+}
+
+/// A request body read as a sequence of JSON messages, each decoded as
+/// soon as it is complete.
+struct JsonStream {
+    body: Body,
+    buf: Vec<u8>,
+    done: bool,
+    max_message: usize,
+}
+
+impl JsonStream {
+    fn new(body: Body, max_message: usize) -> JsonStream {
+        JsonStream { body, buf: Vec::new(), done: false, max_message }
+    }
+
+    /// The next message; `None` when the body ended. A message that does
+    /// not decode is grpc-gateway's uncoded error (Unknown).
+    async fn next<Req: DeserializeOwned + prost::Message>(
+        &mut self,
+    ) -> Result<Option<Req>, Status> {
+        loop {
+            match self.buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                None => {
+                    self.buf.clear();
+                    if self.done {
+                        return Ok(None);
+                    }
+                }
+                Some(start) => {
+                    let mut it =
+                        serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<Req>();
+                    match it.next() {
+                        Some(Ok(req)) => {
+                            let used = start + it.byte_offset();
+                            self.buf.drain(..used);
+                            let len = req.encoded_len();
+                            if len > self.max_message {
+                                return Err(too_large(len, self.max_message));
+                            }
+                            return Ok(Some(req));
+                        }
+                        // Incomplete: read more.
+                        Some(Err(e)) if e.is_eof() && !self.done => {}
+                        Some(Err(e)) => return Err(Status::unknown(e.to_string())),
+                        None if self.done => return Ok(None),
+                        None => {}
+                    }
+                }
+            }
+            match self.body.frame().await {
+                None => self.done = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                        let limit = 2 * self.max_message;
+                        if self.buf.len() > limit {
+                            return Err(too_large(limit, self.max_message));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(Status::invalid_argument(format!("reading the request body: {e}")));
+                }
+            }
+        }
+    }
+}
+
+/// One message in gRPC's framing: | compressed: u8 (0) | len: u32 BE | message |.
+fn grpc_frame<M: prost::Message>(m: &M) -> Bytes {
+    let mut buf = Vec::with_capacity(5 + m.encoded_len());
+    buf.push(0);
+    buf.extend_from_slice(&(m.encoded_len() as u32).to_be_bytes());
+    m.encode(&mut buf).expect("a Vec grows");
+    Bytes::from(buf)
 }
 
 /// Reads a request body, up to twice the message limit: JSON carries bytes
