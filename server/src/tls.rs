@@ -61,6 +61,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertCommonName(pub String);
 
+/// Put into the extensions of every HTTP request that arrived over TLS
+/// (with or without a client certificate), for the rules etcd applies to
+/// insecure servers only, such as `--host-whitelist`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsConnection;
+
 /// The files of one side (client or peer), as the flags name them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {

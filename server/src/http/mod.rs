@@ -38,7 +38,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::node::Shared;
-use crate::tls::{ClientCertCommonName, ServerTls};
+use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
 
 /// What the HTTP handlers read: the member's shared state and, for
 /// `/metrics`, its WAL's counters.
@@ -143,7 +143,11 @@ pub async fn serve(
             tokio::spawn(async move {
                 let result = match tls {
                     None => {
-                        let svc = TowerToHyperService::new(WithCommonName { inner: app, cn: None });
+                        let svc = TowerToHyperService::new(WithCommonName {
+                            inner: app,
+                            tls: false,
+                            cn: None,
+                        });
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         watcher.watch(conn).await
                     }
@@ -158,7 +162,8 @@ pub async fn serve(
                             }
                         };
                         let cn = crate::tls::peer_common_name(stream.get_ref().1);
-                        let svc = TowerToHyperService::new(WithCommonName { inner: app, cn });
+                        let svc =
+                            TowerToHyperService::new(WithCommonName { inner: app, tls: true, cn });
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         watcher.watch(conn).await
                     }
@@ -175,10 +180,11 @@ pub async fn serve(
 
 /// The connection's service: the router, with the client certificate's CN
 /// (if any) put into every request's extensions, where tonic's
-/// `Request::extensions()` finds it.
+/// `Request::extensions()` finds it, and [`TlsConnection`] on a TLS one.
 #[derive(Clone)]
 struct WithCommonName<S> {
     inner: S,
+    tls: bool,
     cn: Option<ClientCertCommonName>,
 }
 
@@ -195,6 +201,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
+        if self.tls {
+            req.extensions_mut().insert(TlsConnection);
+        }
         if let Some(cn) = &self.cn {
             req.extensions_mut().insert(cn.clone());
         }
@@ -294,6 +303,7 @@ mod tests {
         let app = Router::new().route(
             "/cn",
             axum::routing::get(|req: Request<Body>| async move {
+                assert!(req.extensions().get::<TlsConnection>().is_some());
                 match req.extensions().get::<ClientCertCommonName>() {
                     Some(cn) => format!("cn={};", cn.0),
                     None => "no-cn;".to_string(),
