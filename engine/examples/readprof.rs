@@ -1,30 +1,72 @@
-//! Times point gets and 1000-key ranges on a freshly loaded store (for profiling).
+//! Point gets and 1000-key ranges on a freshly loaded store, Logbook's engine or redb, for
+//! profiling and for counting instructions where wall time is too noisy:
 //!
-//! Run: `cargo run --release -p logbook-engine --example readprof -- [N]`
+//! ```text
+//! cargo build --release -p logbook-engine --example readprof
+//! valgrind --tool=callgrind --toggle-collect='*reads*' target/release/examples/readprof logbook 20000
+//! ```
+//!
+//! Run: `readprof logbook|redb [N] [gets] [ranges]` (defaults: N from `LOGBOOK_BENCH_KEYS`,
+//! 200 000 gets, 300 ranges); prints the time per get and per range.
 
 #[path = "../benches/common.rs"]
 mod common;
 
+use std::time::Instant;
+
+type GetFn = dyn Fn(&[u8]) -> usize;
+type ScanFn = dyn Fn(&[u8], &[u8]) -> usize;
+
+#[inline(never)]
+fn reads_get(get: &GetFn, n: u64, gets: u64) {
+    for i in 0..gets {
+        assert!(get(&common::key((i * 7919) % n)) > 0);
+    }
+}
+
+#[inline(never)]
+fn reads_range(scan: &ScanFn, sorted: &[[u8; 32]], ranges: usize) {
+    for r in 0..ranges {
+        let s = (r * 104_729) % (sorted.len() - 1000);
+        assert_eq!(scan(&sorted[s], &sorted[s + 1000]), 1000);
+    }
+}
+
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(common::keys);
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "logbook".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(common::keys);
+    let gets: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let ranges: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
     let dir = tempfile::tempdir().unwrap();
-    let e = common::logbook::open(&dir.path().join("db"));
-    common::logbook::load(&e, 0, n, 0, &mut 0);
+    let path = dir.path().join("db");
     let mut sorted: Vec<[u8; 32]> = (0..n).map(common::key).collect();
     sorted.sort_unstable();
-    for pass in 0..3 {
-        let t = std::time::Instant::now();
-        let gets = 200_000u64;
-        for i in 0..gets {
-            assert_eq!(common::logbook::get(&e, &common::key((i * 7919) % n)), 1);
+    let (get, scan): (Box<GetFn>, Box<ScanFn>) = match which.as_str() {
+        "logbook" => {
+            let e = std::sync::Arc::new(common::logbook::open(&path));
+            common::logbook::load(&e, 0, n, 0, &mut 0);
+            let e2 = e.clone();
+            (
+                Box::new(move |k| common::logbook::get(&e, k)),
+                Box::new(move |a, b| common::logbook::scan(&e2, a, b)),
+            )
         }
-        println!("pass {pass}: point get: {:?} each", t.elapsed() / gets as u32);
-    }
-    let t = std::time::Instant::now();
-    let ranges = 300usize;
-    for r in 0..ranges {
-        let s = (r * 104_729) % (n as usize - 1000);
-        assert_eq!(common::logbook::scan(&e, &sorted[s], &sorted[s + 1000]), 1000);
-    }
-    println!("range of 1000: {:?} each", t.elapsed() / ranges as u32);
+        "redb" => {
+            let db = std::sync::Arc::new(common::redb_db::open(&path));
+            common::redb_db::load(&db, 0, n, 0);
+            let db2 = db.clone();
+            (
+                Box::new(move |k| common::redb_db::get(&db, k)),
+                Box::new(move |a, b| common::redb_db::scan(&db2, a, b)),
+            )
+        }
+        other => panic!("unknown engine {other}: logbook or redb"),
+    };
+    let t = Instant::now();
+    reads_get(&*get, n, gets);
+    println!("{which}: point get: {:?} each", t.elapsed() / gets.max(1) as u32);
+    let t = Instant::now();
+    reads_range(&*scan, &sorted, ranges);
+    println!("{which}: range of 1000: {:?} each", t.elapsed() / ranges.max(1) as u32);
 }

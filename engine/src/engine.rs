@@ -28,7 +28,7 @@ use crate::compaction::CompactionJob;
 use crate::error::{Error, Result};
 use crate::freelist::Freelist;
 use crate::io::{FileStorage, Storage};
-use crate::key_index::{Hit, KeyIndex};
+use crate::key_index::{Hit, KeyIndex, LatestCache};
 use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
 use crate::meta::{META_PAGES, Meta};
 use crate::options::Options;
@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub store: PageStore,
     pub writer: Mutex<WriterState>,
     pub index: RwLock<BTreeMap<Vec<u8>, KeyIndex>>,
+    /// The budget of the records cached in `index` (changed under its write lock).
+    pub latest: LatestCache,
     pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
     pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     pub version: RwLock<Arc<Version>>,
@@ -184,7 +186,9 @@ impl Engine {
             metas.insert(k, v);
         }
 
-        // Rebuild the index from the revision tree (this also verifies every page of it).
+        // Rebuild the index from the revision tree (this also verifies every page of it),
+        // caching each key's latest record.
+        let latest = LatestCache::new(options.latest_cache_size, options.latest_cache_max_record);
         let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
         let mut c = Cursor::seek(&store, meta.rev_root, b"")?;
         while let Some((k, v)) = c.next()? {
@@ -194,13 +198,16 @@ impl Engine {
                 store.corrupted(meta.rev_root, format!("malformed record at revision {rev}"))
             })?;
             let put = rec.put.map(|p| (p.create_revision, p.version));
-            match index.get_mut(rec.key) {
-                Some(ki) => ki.restore(rev, put),
-                None => {
-                    let mut ki = KeyIndex::default();
-                    ki.restore(rev, put);
-                    index.insert(rec.key.to_vec(), ki);
-                }
+            let ki = match index.get_mut(rec.key) {
+                Some(ki) => ki,
+                None => index.entry(rec.key.to_vec()).or_default(),
+            };
+            if put.is_none() {
+                latest.clear(ki);
+            }
+            ki.restore(rev, put);
+            if put.is_some() && ki.live().is_some_and(|h| h.rev == rev) {
+                latest.put(ki, rev, &Arc::from(&v[..]));
             }
         }
 
@@ -210,6 +217,7 @@ impl Engine {
             store,
             writer: Mutex::new(WriterState::default()),
             index: RwLock::new(index),
+            latest,
             memtable: RwLock::new(BTreeMap::new()),
             metas: RwLock::new(metas),
             version: RwLock::new(version),
@@ -522,58 +530,32 @@ impl Inner {
         )
     }
 
-    /// The key versions of `hits` (from the index, in key order), in the same order.
+    /// Fills the slots `missing` names (position in `kvs`, index hit) with their key versions.
     /// Records still in the memtable come from there; the rest are looked up in the tree
     /// version `ver` in revision order, in one walk that reads each page once (a range's
     /// revisions are scattered over the tree; a descent per key was most of a range's cost).
     /// `ver` must have been pinned before the hits were looked up in the index.
-    pub(crate) fn fetch_hits(
+    fn fetch_missing(
         &self,
         ver: &Version,
-        hits: &[Hit],
+        kvs: &mut [KeyValue],
+        missing: &[(usize, Hit)],
         keys_only: bool,
-    ) -> Result<Vec<KeyValue>> {
-        if let [h] = hits {
-            // A point get: no sorting, no bookkeeping vectors.
-            let mut kv = match self.memtable.read().get(&h.rev).cloned() {
-                Some(b) => Some(to_kv(&self.store, h.rev, &b, keys_only)?),
-                None => None,
-            };
-            if kv.is_none() {
-                btree::get_sorted(
-                    &self.store,
-                    ver.meta.rev_root,
-                    &[encode_rev(h.rev)],
-                    &mut |_, b| {
-                        kv = Some(to_kv(&self.store, h.rev, b, keys_only)?);
-                        Ok(())
-                    },
-                )?;
-            }
-            let Some(mut kv) = kv else {
-                return Err(self.not_in_tree(ver, h.rev));
-            };
-            kv.create_revision = h.create_revision;
-            kv.version = h.version;
-            return Ok(vec![kv]);
-        }
-        // Filled in place; a slot still at mod revision 0 was not found.
-        let mut kvs: Vec<KeyValue> = Vec::with_capacity(hits.len());
-        kvs.resize_with(hits.len(), KeyValue::default);
-        // (revision, position in `hits`) of the records to read from the tree.
-        let mut in_tree: Vec<(Revision, usize)> = Vec::with_capacity(hits.len());
-        let mut in_memtable: Vec<(usize, Arc<[u8]>)> = Vec::new();
+    ) -> Result<()> {
+        // (revision, position in `kvs`) of the records to read from the tree.
+        let mut in_tree: Vec<(Revision, usize)> = Vec::with_capacity(missing.len());
+        let mut in_memtable: Vec<(usize, Revision, Arc<[u8]>)> = Vec::new();
         {
             let mt = self.memtable.read();
-            for (i, h) in hits.iter().enumerate() {
+            for (i, h) in missing {
                 match mt.get(&h.rev) {
-                    Some(b) => in_memtable.push((i, b.clone())),
-                    None => in_tree.push((h.rev, i)),
+                    Some(b) => in_memtable.push((*i, h.rev, b.clone())),
+                    None => in_tree.push((h.rev, *i)),
                 }
             }
         }
-        for (i, b) in in_memtable {
-            kvs[i] = to_kv(&self.store, hits[i].rev, &b, keys_only)?;
+        for (i, rev, b) in in_memtable {
+            kvs[i] = to_kv(&self.store, rev, &b, keys_only)?;
         }
         if !in_tree.is_empty() {
             // Revisions are unique: sort by one integer key (a derived tuple order cost more
@@ -587,18 +569,22 @@ impl Inner {
                 Ok(())
             })?;
         }
-        for (kv, h) in kvs.iter_mut().zip(hits) {
+        for (i, h) in missing {
+            let kv = &mut kvs[*i];
             if kv.mod_revision == 0 {
                 return Err(self.not_in_tree(ver, h.rev));
             }
             kv.create_revision = h.create_revision;
             kv.version = h.version;
         }
-        Ok(kvs)
+        Ok(())
     }
 
     /// A range read; `cur` is the revision the reader stands at (the current revision, or
     /// a write transaction's own).
+    ///
+    /// Keys whose visible version is their cached latest one are answered while walking the
+    /// index (no page is read); the others are fetched after, in one walk of the tree.
     pub(crate) fn range_at(&self, opts: &RangeOptions, cur: i64) -> Result<RangeResult> {
         let rev = if opts.revision <= 0 { cur } else { opts.revision };
         if rev > cur {
@@ -612,24 +598,40 @@ impl Inner {
                 && (opts.min_create_revision <= 0 || h.create_revision >= opts.min_create_revision)
                 && (opts.max_create_revision <= 0 || h.create_revision <= opts.max_create_revision)
         };
-        let mut hits: Vec<Hit> = Vec::new();
+        let mut kvs: Vec<KeyValue> = Vec::new();
+        // Slots of `kvs` still to fetch (not in the latest cache).
+        let mut missing: Vec<(usize, Hit)> = Vec::new();
         let mut count: usize = 0;
-        let keep_hits = !opts.count_only;
-        let mut take = |ki: &KeyIndex, hits: &mut Vec<Hit>| {
+        let keep = !opts.count_only;
+        let keys_only = opts.keys_only;
+        let store = &self.store;
+        let mut take = |ki: &KeyIndex, kvs: &mut Vec<KeyValue>| -> Result<()> {
             if let Some(h) = ki.get(rev)
                 && want(&h)
             {
-                if keep_hits && count < limit {
-                    hits.push(h);
+                if keep && count < limit {
+                    match ki.cached(h.rev) {
+                        Some(rec) => {
+                            let mut kv = to_kv(store, h.rev, rec, keys_only)?;
+                            kv.create_revision = h.create_revision;
+                            kv.version = h.version;
+                            kvs.push(kv);
+                        }
+                        None => {
+                            missing.push((kvs.len(), h));
+                            kvs.push(KeyValue::default());
+                        }
+                    }
                 }
                 count += 1;
             }
+            Ok(())
         };
         if opts.range_end.is_empty() {
             let index = self.index.read();
             self.check_compacted(rev)?;
             if let Some(ki) = index.get(&opts.key) {
-                take(ki, &mut hits);
+                take(ki, &mut kvs)?;
             }
         } else {
             let all = opts.range_end == [0];
@@ -651,7 +653,7 @@ impl Inner {
                 let mut n = 0;
                 let mut last = None;
                 for (k, ki) in index.range::<[u8], _>((lo, upper)) {
-                    take(ki, &mut hits);
+                    take(ki, &mut kvs)?;
                     n += 1;
                     if n == INDEX_CHUNK {
                         last = Some(k.clone());
@@ -664,7 +666,9 @@ impl Inner {
                 }
             }
         }
-        let kvs = self.fetch_hits(&ver, &hits, opts.keys_only)?;
+        if !missing.is_empty() {
+            self.fetch_missing(&ver, &mut kvs, &missing, keys_only)?;
+        }
         Ok(RangeResult { kvs, count: count as i64, more: count > limit, revision: cur })
     }
 

@@ -277,14 +277,16 @@ impl BulkLoad<'_> {
             )));
         }
         self.advance(rev)?;
+        let rec: std::sync::Arc<[u8]> =
+            codec::encode_put(key, put.create_revision, put.version, put.lease, &put.value).into();
         {
             let mut index = self.inner.index.write();
             let ki = index.entry(key.to_vec()).or_default();
             ki.restore(rev, Some((put.create_revision, put.version)));
+            self.inner.latest.put(ki, rev, &rec);
         }
-        let rec = codec::encode_put(key, put.create_revision, put.version, put.lease, &put.value);
         self.pending += rec.len();
-        self.inner.memtable.write().insert(rev, rec.into());
+        self.inner.memtable.write().insert(rev, rec);
         Ok(())
     }
 
@@ -304,7 +306,9 @@ impl BulkLoad<'_> {
                     String::from_utf8_lossy(key)
                 )));
             }
-            index.get_mut(key).expect("live").restore(rev, None);
+            let ki = index.get_mut(key).expect("live");
+            self.inner.latest.clear(ki);
+            ki.restore(rev, None);
         }
         let rec = codec::encode_tombstone(key);
         self.pending += rec.len();

@@ -15,6 +15,12 @@ pub struct Options {
     pub page_size: usize,
     /// Bytes of pages kept in memory.
     pub cache_size: usize,
+    /// Bytes of latest-version records kept in the key index, so reads at the current
+    /// revision need no page (see `key_index.rs`). Once full, keys written later are read
+    /// from the tree until cached records are released (by overwrites, deletes, compaction).
+    pub latest_cache_size: usize,
+    /// Records larger than this are never put in the latest cache.
+    pub latest_cache_max_record: usize,
     /// Keys compacted per batch (etcd's `--experimental-compaction-batch-limit`, 1000).
     pub compaction_batch_limit: usize,
     /// Pause between compaction batches (etcd's compaction sleep interval, 10 ms).
@@ -28,6 +34,8 @@ impl Default for Options {
             commit_max_writes: 10_000,
             page_size: 4096,
             cache_size: 256 << 20,
+            latest_cache_size: 512 << 20,
+            latest_cache_max_record: 16 << 10,
             compaction_batch_limit: 1000,
             compaction_sleep_interval: Duration::from_millis(10),
         }

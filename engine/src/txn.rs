@@ -8,9 +8,12 @@ use parking_lot::MutexGuard;
 use crate::codec::{self, decode_record};
 use crate::engine::{Inner, WriterState};
 use crate::error::Result;
-use crate::key_index::{Hit, KeyIndex};
+use crate::key_index::Hit;
 use crate::kv::{KeyValue, RangeOptions, RangeResult};
 use crate::revision::Revision;
+
+/// An encoded record (`codec::encode_put` / `encode_tombstone`), shared.
+type Record = Arc<[u8]>;
 
 /// The single write transaction. Holds the writer lock (readers never wait for it). Its
 /// writes are applied to the index and memtable as they are made, invisible to readers
@@ -56,10 +59,16 @@ impl<'a> WriteTxn<'a> {
 
     /// Puts `key = value` with `lease` (0 = none); returns the version it replaced.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
-        let prev = self.put_inner(key, value, lease)?;
+        let ver = self.inner.pin();
+        let prev = self.put_inner(key, value, lease, true)?;
         match prev {
-            Some(h) => {
-                let ver = self.inner.pin();
+            Some((h, Some(rec))) => {
+                let mut kv = crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?;
+                kv.create_revision = h.create_revision;
+                kv.version = h.version;
+                Ok(Some(kv))
+            }
+            Some((h, None)) => {
                 let mut kv = self.inner.fetch_kv(&ver, h.rev, false)?;
                 kv.create_revision = h.create_revision;
                 kv.version = h.version;
@@ -71,31 +80,39 @@ impl<'a> WriteTxn<'a> {
 
     /// Like [`WriteTxn::put`] without fetching the replaced version (cheaper).
     pub fn put_without_prev(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<()> {
-        self.put_inner(key, value, lease).map(|_| ())
+        self.put_inner(key, value, lease, false).map(|_| ())
     }
 
-    fn put_inner(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<Hit>> {
+    /// Applies a put; returns the version it replaced and, if `want_prev` and it was cached,
+    /// that version's record.
+    fn put_inner(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        want_prev: bool,
+    ) -> Result<Option<(Hit, Option<Record>)>> {
         let rev = self.next_rev();
-        let (create, version, prev) = {
+        let (record, prev) = {
             let mut index = self.inner.index.write();
-            match index.get_mut(key) {
-                Some(ki) => ki.put(rev),
-                None => {
-                    let mut ki = KeyIndex::default();
-                    let r = ki.put(rev);
-                    index.insert(key.to_vec(), ki);
-                    r
-                }
-            }
+            let ki = match index.get_mut(key) {
+                Some(ki) => ki,
+                None => index.entry(key.to_vec()).or_default(),
+            };
+            let (create, version, prev) = ki.put(rev);
+            let prev = prev.map(|h| (h, if want_prev { ki.cached(h.rev).cloned() } else { None }));
+            let record: Arc<[u8]> = codec::encode_put(key, create, version, lease, value).into();
+            self.inner.latest.put(ki, rev, &record);
+            (record, prev)
         };
-        let record: Arc<[u8]> = codec::encode_put(key, create, version, lease, value).into();
         self.inner.memtable.write().insert(rev, record);
         Ok(prev)
     }
 
     /// Deletes every live key in etcd's range `[key, range_end)`; returns the deleted versions.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
-        let mut deleted: Vec<(Vec<u8>, Hit, Revision)> = Vec::new();
+        // (key, deleted version, its cached record, tombstone revision)
+        let mut deleted: Vec<(Vec<u8>, Hit, Option<Record>, Revision)> = Vec::new();
         {
             let mut index = self.inner.index.write();
             let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -116,20 +133,26 @@ impl<'a> WriteTxn<'a> {
             for k in keys {
                 let rev = Revision::new(self.rev, self.sub);
                 self.sub += 1;
-                let hit = index.get_mut(&k).and_then(|ki| ki.tombstone(rev)).expect("key was live");
-                deleted.push((k, hit, rev));
+                let ki = index.get_mut(&k).expect("key was live");
+                let hit = ki.tombstone(rev).expect("key was live");
+                let rec = ki.cached(hit.rev).cloned();
+                self.inner.latest.clear(ki);
+                deleted.push((k, hit, rec, rev));
             }
         }
         {
             let mut mt = self.inner.memtable.write();
-            for (k, _, rev) in &deleted {
+            for (k, _, _, rev) in &deleted {
                 mt.insert(*rev, codec::encode_tombstone(k).into());
             }
         }
         let ver = self.inner.pin();
         let mut out = Vec::with_capacity(deleted.len());
-        for (_, h, _) in deleted {
-            let mut kv = self.inner.fetch_kv(&ver, h.rev, false)?;
+        for (_, h, rec, _) in deleted {
+            let mut kv = match rec {
+                Some(rec) => crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?,
+                None => self.inner.fetch_kv(&ver, h.rev, false)?,
+            };
             kv.create_revision = h.create_revision;
             kv.version = h.version;
             out.push(kv);
@@ -218,9 +241,13 @@ impl Drop for WriteTxn<'_> {
         for r in revs {
             if let Some(rec) = mt.remove(&r)
                 && let Some(d) = decode_record(&rec)
-                && index.get_mut(d.key).is_some_and(|ki| ki.rollback(self.rev))
+                && let Some(ki) = index.get_mut(d.key)
             {
-                index.remove(d.key);
+                // The version live again is read from the tree or memtable: uncached.
+                self.inner.latest.clear(ki);
+                if ki.rollback(self.rev) {
+                    index.remove(d.key);
+                }
             }
         }
     }

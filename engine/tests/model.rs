@@ -261,6 +261,9 @@ fn options(rng: &mut StdRng) -> Options {
         commit_max_writes: rng.random_range(1..50),
         page_size: 1024,
         cache_size: 1 << 20,
+        // Nothing, part or all of the latest versions cached: reads take both paths.
+        latest_cache_size: [0, 2_000, 1 << 20][rng.random_range(0..3)],
+        latest_cache_max_record: rng.random_range(16..200),
         compaction_batch_limit: rng.random_range(1..8),
         compaction_sleep_interval: Duration::from_millis(1),
     }
