@@ -8,6 +8,10 @@
 #[path = "common.rs"]
 mod common;
 
+// The allocator the `logbook` binary ships with (both engines run on it).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};

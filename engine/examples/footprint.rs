@@ -7,6 +7,10 @@
 #[path = "../benches/common.rs"]
 mod common;
 
+// The allocator the `logbook` binary ships with.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
@@ -32,12 +36,13 @@ fn main() {
             );
             for round in 1..=10 {
                 common::logbook::load(&e, 0, n, round, &mut idx);
+                println!(
+                    "logbook after overwrite round {round}: {:?}, file {}, rss {}",
+                    t.elapsed(),
+                    mib(size()),
+                    mib(common::rss())
+                );
             }
-            println!(
-                "logbook after 10 overwrite rounds: file {}, rss {}",
-                mib(size()),
-                mib(common::rss())
-            );
             e.compact(e.current_revision()).unwrap();
             e.wait_compacted(e.current_revision());
             e.commit().unwrap();
@@ -61,12 +66,13 @@ fn main() {
             );
             for round in 1..=10 {
                 common::redb_db::load(&db, 0, n, round);
+                println!(
+                    "redb after overwrite round {round}: {:?}, file {}, rss {}",
+                    t.elapsed(),
+                    mib(size()),
+                    mib(common::rss())
+                );
             }
-            println!(
-                "redb after 10 overwrite rounds: file {}, rss {}",
-                mib(size()),
-                mib(common::rss())
-            );
             let _ = db.compact();
             println!("redb after compact(): file {}, rss {}", mib(size()), mib(common::rss()));
         }

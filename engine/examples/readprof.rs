@@ -12,6 +12,10 @@
 #[path = "../benches/common.rs"]
 mod common;
 
+// The allocator the `logbook` binary ships with (both engines run on it).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Instant;
 
 type GetFn = dyn Fn(&[u8]) -> usize;

@@ -13,7 +13,10 @@ pub struct Options {
     pub commit_max_writes: usize,
     /// Page size of a new file (1 KiB to 32 KiB, a power of two); an existing file keeps its own.
     pub page_size: usize,
-    /// Bytes of pages kept in memory.
+    /// Bytes of pages kept in memory. Reads at the current revision are served from the
+    /// latest cache, so pages are read mostly by commits (the right edge of the revision
+    /// tree), compaction and reads of history: 64 MiB holds every inner page of a
+    /// multi-GiB tree.
     pub cache_size: usize,
     /// Bytes of latest-version records kept in the key index, so reads at the current
     /// revision need no page (see `key_index.rs`). Once full, keys written later are read
@@ -33,7 +36,7 @@ impl Default for Options {
             commit_interval: Duration::from_millis(100),
             commit_max_writes: 10_000,
             page_size: 4096,
-            cache_size: 256 << 20,
+            cache_size: 64 << 20,
             latest_cache_size: 512 << 20,
             latest_cache_max_record: 16 << 10,
             compaction_batch_limit: 1000,
