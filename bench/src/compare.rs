@@ -4,7 +4,9 @@
 //! unmeasured warm-up, the same ladder runs against its leader: 1 client
 //! writing sequential keys, then 16, 64, 256 and 1024 clients writing random
 //! keys, 256-byte values, each rung bounded in time and count. The disk's
-//! fdatasync latency is probed first: it is the floor of any durable write.
+//! fdatasync latency and a loopback round trip are probed first: together
+//! they are the floor of any quorum write. Every member's WAL fsync
+//! histogram is scraped from its `/metrics` before and after each rung.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,10 +22,11 @@ use crate::cluster::{Cluster, System};
 use crate::disk_probe::{self, DiskFloor};
 use crate::driver::{ErrorSample, Plan, drive};
 use crate::keys::{KeyGen, Rng, random_value};
+use crate::metrics::{self, WalMetrics};
 use crate::stats::Summary;
 use crate::targets::{self, Machine, Target};
 use crate::workload::put::Put;
-use crate::{report, status};
+use crate::{loopback, report, status};
 
 /// A cluster has this long to elect a leader and serve a read.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +40,10 @@ pub struct Rung {
     pub sequential: bool,
     pub put: Summary,
     pub errors: BTreeMap<String, ErrorSample>,
+    /// The members' WAL histograms over the rung (summed over members),
+    /// when `/metrics` could be scraped.
+    #[serde(default)]
+    pub wal: Option<WalMetrics>,
 }
 
 /// One system's ladder, or why it could not run.
@@ -56,6 +63,9 @@ pub struct Comparison {
     pub params: serde_json::Value,
     pub machine: Machine,
     pub floor: Option<DiskFloor>,
+    /// Loopback TCP round trips (the network part of the floor).
+    #[serde(default)]
+    pub rtt: Option<Summary>,
     pub systems: Vec<SystemResult>,
     pub notes: Vec<String>,
 }
@@ -85,6 +95,19 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         "disk floor: fdatasync p50 {:.3} ms, p99 {:.3} ms",
         floor.fsync.latency_ms.p50, floor.fsync.latency_ms.p99
     );
+    let rtt = match tokio::task::spawn_blocking(|| loopback::probe(PROBE_TIME, 20_000)).await? {
+        Ok(rtt) => {
+            eprintln!(
+                "loopback round trip: p50 {:.3} ms, p99 {:.3} ms",
+                rtt.latency_ms.p50, rtt.latency_ms.p99
+            );
+            Some(rtt)
+        }
+        Err(e) => {
+            notes.push(format!("loopback round trip not measured: {e:#}"));
+            None
+        }
+    };
 
     let mut systems = Vec::new();
     for t in &targets {
@@ -94,7 +117,7 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
             args.systems.members,
             t.binary.display()
         );
-        let r = run_system(t, &data.join(t.system.name()), args).await;
+        let r = run_system(t, &data.join(t.system.name()), args, &mut notes).await;
         systems.push(match r {
             Ok(r) => r,
             Err(e) => {
@@ -113,6 +136,7 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         params: serde_json::to_value(args)?,
         machine: Machine::here(),
         floor: Some(floor),
+        rtt,
         systems,
         notes,
     };
@@ -128,7 +152,12 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
     Ok(out)
 }
 
-async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<SystemResult> {
+async fn run_system(
+    t: &Target,
+    dir: &Path,
+    args: &CompareArgs,
+    notes: &mut Vec<String>,
+) -> Result<SystemResult> {
     let mut cluster =
         Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
@@ -149,6 +178,8 @@ async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<System
     };
     drive(Arc::new(Put::new(pool, keygen(false), value.clone())), &warm).await;
 
+    let members = cluster.endpoints();
+    let mut scrape_failed = false;
     let mut rungs = Vec::new();
     for (i, &clients) in args.rungs.iter().enumerate() {
         let sequential = i == 0 && clients == 1;
@@ -162,8 +193,20 @@ async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<System
             progress: !quiet,
             label: format!("{} {clients}c", t.system),
         };
+        let before = metrics::scrape_members(&members).await;
         let out = drive(Arc::new(Put::new(pool, keygen(sequential), value.clone())), &plan).await;
         cluster.check_alive()?;
+        let after = metrics::scrape_members(&members).await;
+        let wal = match (before, after) {
+            (Ok(b), Ok(a)) => Some(metrics::between(&b, &a)),
+            (Err(e), _) | (_, Err(e)) => {
+                if !scrape_failed {
+                    notes.push(format!("{}: WAL metrics not scraped: {e:#}", t.system));
+                    scrape_failed = true;
+                }
+                None
+            }
+        };
         let put = out.total().clone();
         eprintln!(
             "{:>8} {clients:>5} clients: {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  errors {}",
@@ -173,7 +216,7 @@ async fn run_system(t: &Target, dir: &Path, args: &CompareArgs) -> Result<System
             put.latency_ms.p99,
             out.error_count()
         );
-        rungs.push(Rung { clients, sequential, put, errors: out.errors });
+        rungs.push(Rung { clients, sequential, put, errors: out.errors, wal });
     }
     cluster.stop();
     Ok(SystemResult {

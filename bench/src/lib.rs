@@ -19,6 +19,8 @@
 //! - [`targets`]: which systems run, from which binaries, on which data and report dirs.
 //! - [`status`]: small Maintenance queries.
 //! - [`disk_probe`]: the disk's pwrite+fdatasync latency, the floor of a durable write.
+//! - [`loopback`]: a loopback TCP round trip, the network part of that floor.
+//! - [`metrics`]: the members' WAL fsync histograms, scraped from `/metrics`.
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
@@ -49,6 +51,8 @@ pub mod disk_probe;
 pub mod driver;
 pub mod keys;
 pub mod loadgen;
+pub mod loopback;
+pub mod metrics;
 pub mod output;
 pub mod plot;
 pub mod procstat;

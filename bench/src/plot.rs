@@ -137,6 +137,19 @@ pub fn line_chart(
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow!("{e}"))?;
+    drop(chart);
+    drop(root);
+    check_svg(path)
+}
+
+/// Fails unless `path` holds a well-formed SVG document (an `<svg>` root).
+pub fn check_svg(path: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+    let doc = roxmltree::Document::parse(&text)
+        .map_err(|e| anyhow!("{} is not well-formed XML: {e}", path.display()))?;
+    let root = doc.root_element().tag_name().name();
+    anyhow::ensure!(root == "svg", "{}: root element is <{root}>, not <svg>", path.display());
     Ok(())
 }
 

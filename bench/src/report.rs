@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use crate::capacity::Capacity;
 use crate::cluster::System;
 use crate::compare::Comparison;
+use crate::metrics::{PromHistogram, WalMetrics};
 use crate::plot::{LIGHT, Series, XAxis, line_chart, nines};
 use crate::stats::Summary;
 
@@ -161,6 +162,10 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     );
     out += &comparison_rows(cmp).text();
     let _ = writeln!(out, "{}", floor_line(cmp));
+    let _ = writeln!(out, "{}", rtt_line(cmp));
+    for line in wal_lines(cmp).into_iter().chain(targets(cmp)) {
+        let _ = writeln!(out, "{line}");
+    }
     for s in cmp.systems.iter().filter(|s| s.failure.is_some()) {
         let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
         let _ = writeln!(out, "{}: did not run: {first}", s.system);
@@ -168,7 +173,8 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     out
 }
 
-/// The issue's targets, checked when both systems ran.
+/// The issue's targets: the ratios when both systems ran, and the 1-client
+/// latency against the floor when it was measured.
 fn targets(cmp: &Comparison) -> Vec<String> {
     let mut out = Vec::new();
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
@@ -199,17 +205,251 @@ fn targets(cmp: &Comparison) -> Vec<String> {
             }
         ));
     }
-    if let (Some(l), Some(f)) = (cmp.get(System::Logbook), &cmp.floor)
-        && let Some(r) = l.rungs.iter().find(|r| r.clients == 1)
-    {
-        let x = r.put.latency_ms.p50 / f.fsync.latency_ms.p50.max(1e-9);
-        out.push(format!(
-                "- 1-client put p50 ≤ 2× fdatasync floor + loopback round trip: {} ms = {x:.1}× the floor's p50 ({} ms)",
-                ms(r.put.latency_ms.p50),
-                ms(f.fsync.latency_ms.p50)
-            ));
+    let one = |s: System| {
+        cmp.get(s).and_then(|r| r.rungs.iter().find(|r| r.clients == 1)).map(|r| &r.put.latency_ms)
+    };
+    if let (Some(l), Some(f)) = (one(System::Logbook), &cmp.floor) {
+        let fl = &f.fsync.latency_ms;
+        let rtt = cmp.rtt.as_ref().map(|r| &r.latency_ms);
+        let (rtt50, rtt99) = rtt.map_or((0.0, 0.0), |r| (r.p50, r.p99));
+        let (b50, b99) = (2.0 * fl.p50 + rtt50, 2.0 * fl.p99 + rtt99);
+        let mut line = format!(
+            "- 1-client sequential put ≤ 2× the disk's fdatasync + a loopback round trip: \
+             p50 {} ms against 2 × {} + {} = {} ms — {}; p99 {} ms against 2 × {} + {} = {} ms — {}",
+            ms(l.p50),
+            ms(fl.p50),
+            ms(rtt50),
+            ms(b50),
+            mark(l.p50 <= b50),
+            ms(l.p99),
+            ms(fl.p99),
+            ms(rtt99),
+            ms(b99),
+            mark(l.p99 <= b99),
+        );
+        if rtt.is_none() {
+            line += " (loopback round trip not measured, counted as 0)";
+        }
+        if let Some(e) = one(System::Etcd) {
+            let _ = write!(line, " (etcd: p50 {} ms, p99 {} ms)", ms(e.p50), ms(e.p99));
+        }
+        out.push(line);
     }
     out
+}
+
+fn rtt_line(cmp: &Comparison) -> String {
+    match &cmp.rtt {
+        Some(r) => format!(
+            "loopback round trip (1-byte TCP ping-pong, {} round trips): p50 {} ms, p99 {} ms",
+            r.count,
+            ms(r.latency_ms.p50),
+            ms(r.latency_ms.p99)
+        ),
+        None => "loopback round trip: not measured".to_owned(),
+    }
+}
+
+/// A system's WAL histograms over the whole ladder.
+fn wal_total(s: &crate::compare::SystemResult) -> Option<WalMetrics> {
+    let mut total: Option<WalMetrics> = None;
+    for w in s.rungs.iter().filter_map(|r| r.wal.as_ref()) {
+        match total.as_mut() {
+            Some(t) => t.merge(w),
+            None => total = Some(w.clone()),
+        }
+    }
+    total
+}
+
+/// A bound in seconds as milliseconds.
+fn bound_ms(b: f64) -> String {
+    let v = b * 1e3;
+    if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// `≤ bound` of quantile `q` in ms, or `> last bound` when it lies beyond.
+fn quantile_cell(h: &PromHistogram, q: f64) -> String {
+    match (h.quantile_bound(q), h.bounds.last()) {
+        (Some(b), _) => format!("≤ {}", bound_ms(b)),
+        (None, Some(last)) if h.count > 0 => format!("> {}", bound_ms(*last)),
+        _ => "–".to_owned(),
+    }
+}
+
+fn members(cmp: &Comparison) -> f64 {
+    cmp.params["members"].as_u64().unwrap_or(1) as f64
+}
+
+/// One line per system: its WAL over the whole ladder, for the terminal.
+fn wal_lines(cmp: &Comparison) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in cmp.systems.iter().filter(|s| s.failure.is_none()) {
+        let Some(w) = wal_total(s) else { continue };
+        let Some(f) = &w.fsync else { continue };
+        let puts: u64 = s.rungs.iter().filter(|r| r.wal.is_some()).map(|r| r.put.count).sum();
+        let mut line = format!(
+            "{} WAL fsyncs (all members, all rungs): {}, mean {} ms, p50 {} ms, p99 {} ms, {:.1} puts per fsync per member",
+            s.system,
+            f.count,
+            f.mean().map_or("–".to_owned(), |m| ms(m * 1e3)),
+            quantile_cell(f, 0.5),
+            quantile_cell(f, 0.99),
+            puts as f64 * members(cmp) / f.count.max(1) as f64,
+        );
+        if let Some(r) = w.records_per_fsync.as_ref().and_then(PromHistogram::mean) {
+            let _ = write!(line, ", {r:.1} WAL records per fsync");
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// The fsync CDF of `h` (bucket upper bounds against the share at or below
+/// them), cut like [`cdf_series`] where the tail has fewer than one sample.
+fn fsync_series(name: String, color: usize, h: &PromHistogram) -> Series {
+    let last = (h.count.max(1) as f64).log10().max(1.0);
+    let mut points = Vec::new();
+    for (b, n) in h.bounds.iter().zip(&h.cumulative) {
+        if *n == 0 {
+            continue;
+        }
+        let x = nines(*n as f64 / h.count as f64);
+        if x >= last {
+            points.push((last, b * 1e3));
+            break;
+        }
+        points.push((x, b * 1e3));
+    }
+    Series { name, color, points }
+}
+
+/// The "WAL fsync" section of report.md, and its plot.
+fn wal_section(cmp: &Comparison, dir: &Path, plots: &mut Vec<(String, String)>) -> Result<String> {
+    let ran: Vec<_> = cmp
+        .systems
+        .iter()
+        .filter(|s| s.failure.is_none() && s.rungs.iter().any(|r| r.wal.is_some()))
+        .collect();
+    if ran.is_empty() {
+        return Ok(String::new());
+    }
+    let mut md = String::from("\n## WAL fsync\n\n");
+    md += "Scraped from every member's `/metrics` (`etcd_disk_wal_fsync_duration_seconds`, and \
+           Logbook's `logbook_wal_records_per_fsync`) before and after each rung, summed over the \
+           members. Logbook times a group commit's write and fdatasync together (one linked io_uring \
+           submission); etcd times its fdatasync alone. The bucket bounds differ: etcd's start at 1 ms, \
+           so its fsyncs under 1 ms all show as ≤ 1 ms. Quantiles are bucket upper bounds. \
+           Puts per fsync = puts × members ÷ fsyncs: how many client writes one fsync made durable on \
+           one member.\n\n";
+
+    // Per rung.
+    let mut headers = vec!["clients".to_owned()];
+    for s in &ran {
+        for h in ["fsyncs/s", "mean ms", "p50 ms", "p99 ms", "puts/fsync"] {
+            headers.push(format!("{} {h}", s.system));
+        }
+        if s.rungs.iter().any(|r| r.wal.as_ref().is_some_and(|w| w.records_per_fsync.is_some())) {
+            headers.push(format!("{} records/fsync", s.system));
+        }
+    }
+    let mut t = Table { headers, rows: Vec::new() };
+    let rungs = ran.iter().map(|s| s.rungs.len()).max().unwrap_or(0);
+    for i in 0..rungs {
+        let Some(first) = ran.iter().find_map(|s| s.rungs.get(i)) else { continue };
+        let mut row = vec![first.clients.to_string()];
+        for s in &ran {
+            let has_records = s
+                .rungs
+                .iter()
+                .any(|r| r.wal.as_ref().is_some_and(|w| w.records_per_fsync.is_some()));
+            let n = 5 + usize::from(has_records);
+            let rung = s.rungs.get(i);
+            match rung.and_then(|r| Some((r, r.wal.as_ref()?, r.wal.as_ref()?.fsync.as_ref()?))) {
+                Some((r, w, f)) => {
+                    row.extend([
+                        format!("{:.0}", f.count as f64 / w.elapsed_s.max(1e-9)),
+                        f.mean().map_or("–".to_owned(), |m| ms(m * 1e3)),
+                        quantile_cell(f, 0.5),
+                        quantile_cell(f, 0.99),
+                        format!("{:.1}", r.put.count as f64 * members(cmp) / f.count.max(1) as f64),
+                    ]);
+                    if has_records {
+                        row.push(
+                            w.records_per_fsync
+                                .as_ref()
+                                .and_then(PromHistogram::mean)
+                                .map_or("–".to_owned(), |m| format!("{m:.1}")),
+                        );
+                    }
+                }
+                None => row.extend(std::iter::repeat_n("–".to_owned(), n)),
+            }
+        }
+        t.rows.push(row);
+    }
+    md += &t.markdown();
+
+    // The whole ladder: the distribution side by side.
+    let totals: Vec<(System, PromHistogram)> =
+        ran.iter().filter_map(|s| Some((s.system, wal_total(s)?.fsync?))).collect();
+    let mut bounds: Vec<f64> = totals.iter().flat_map(|(_, h)| h.bounds.iter().copied()).collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup_by(|a, b| (*a - *b).abs() <= *b * 1e-9);
+    // From one row before the first fsync any system saw, to the row where
+    // every system has all of its fsyncs.
+    let share = |h: &PromHistogram, b: f64| h.share_at(b);
+    let first = bounds
+        .iter()
+        .position(|&b| totals.iter().any(|(_, h)| share(h, b).is_some_and(|x| x > 0.0)))
+        .unwrap_or(0)
+        .saturating_sub(1);
+    let last = bounds
+        .iter()
+        .position(|&b| {
+            totals.iter().all(|(_, h)| {
+                h.count == 0 || share(h, b).is_some_and(|x| x >= 1.0) || h.bounds.last() < Some(&b)
+            })
+        })
+        .unwrap_or(bounds.len().saturating_sub(1));
+    let mut headers = vec!["fsync ≤ ms".to_owned()];
+    headers.extend(totals.iter().map(|(s, h)| format!("{s} ({} fsyncs)", h.count)));
+    let mut dist = Table { headers, rows: Vec::new() };
+    for &b in bounds.iter().take(last + 1).skip(first) {
+        let mut row = vec![bound_ms(b)];
+        for (_, h) in &totals {
+            row.push(share(h, b).map_or("–".to_owned(), |x| format!("{:.1} %", 100.0 * x)));
+        }
+        dist.rows.push(row);
+    }
+    md += "\nShare of all fsyncs of the ladder at or below each bound (– where a system has no such bucket):\n\n";
+    md += &dist.markdown();
+
+    let series: Vec<Series> = totals
+        .iter()
+        .map(|(s, h)| fsync_series(format!("{s} ({} fsyncs)", h.count), color(*s), h))
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    if !series.is_empty() {
+        let floor = cmp.floor.as_ref().map(|f| (f.fsync.latency_ms.p50, "probe fdatasync p50"));
+        let file = "wal-fsync.svg";
+        line_chart(
+            &dir.join(file),
+            "WAL fsync latency distribution (members' histograms, whole ladder)",
+            "percentile",
+            "fsync latency (ms, bucket bound)",
+            XAxis::Nines,
+            &series,
+            floor,
+        )?;
+        plots.push((file.to_owned(), "Both systems' WAL fsync latency distributions".to_owned()));
+    }
+    Ok(md)
 }
 
 /// The CDF of `s`, cut where the tail has fewer than one sample (with 1000
@@ -326,6 +566,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
         cmp.params["rung_duration"]
     );
     let _ = writeln!(md, "{}.\n", floor_line(cmp));
+    let _ = writeln!(md, "{}.\n", rtt_line(cmp));
     md += &comparison_rows(cmp).markdown();
     if cmp.get(System::Logbook).is_some() && cmp.get(System::Etcd).is_some() {
         md += "\nL/E: Logbook divided by etcd.\n";
@@ -350,6 +591,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
             md += "\n";
         }
     }
+    md += &wal_section(cmp, dir, &mut plots)?;
     for n in &cmp.notes {
         let _ = writeln!(md, "\nNote: {n}");
     }
@@ -544,4 +786,109 @@ pub fn write_capacity(cap: &Capacity, dir: &Path) -> Result<()> {
     std::fs::write(dir.join("report.md"), md)
         .with_context(|| format!("writing {}", dir.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::compare::{Rung, SystemResult};
+    use crate::disk_probe::DiskFloor;
+    use crate::stats::Recorder;
+    use crate::targets::Machine;
+
+    fn summary(name: &str, micros: &[u64]) -> Summary {
+        let r = Recorder::default();
+        for &us in micros {
+            r.record(0, Duration::from_micros(us));
+        }
+        Summary::from_histogram(name, &r.merged(), 0, Duration::from_secs(1))
+    }
+
+    fn fsyncs(bounds: &[f64], per_bucket: &[u64], sum: f64) -> PromHistogram {
+        let mut c = 0;
+        let cumulative = per_bucket
+            .iter()
+            .map(|n| {
+                c += n;
+                c
+            })
+            .collect();
+        PromHistogram { bounds: bounds.to_vec(), cumulative, count: c, sum }
+    }
+
+    fn system(system: System, put_us: &[u64], wal: WalMetrics) -> SystemResult {
+        SystemResult {
+            system,
+            binary: system.name().into(),
+            version: "3.5.0".into(),
+            rungs: vec![Rung {
+                clients: 1,
+                sequential: true,
+                put: summary("put", put_us),
+                errors: BTreeMap::new(),
+                wal: Some(wal),
+            }],
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn report_shows_both_fsync_histograms_and_the_one_client_target() {
+        // Logbook: 4 fsyncs ≤ 0.25 ms, 1 ≤ 1 ms; etcd: 3 ≤ 1 ms, 2 ≤ 2 ms.
+        let logbook = WalMetrics {
+            fsync: Some(fsyncs(
+                &[0.000125, 0.00025, 0.0005, 0.001, 0.002],
+                &[0, 4, 0, 1, 0],
+                0.002,
+            )),
+            records_per_fsync: Some(fsyncs(&[1.0, 2.0, 4.0], &[1, 2, 2], 12.0)),
+            elapsed_s: 1.0,
+        };
+        let etcd = WalMetrics {
+            fsync: Some(fsyncs(&[0.001, 0.002, 0.004], &[3, 2, 0], 0.005)),
+            records_per_fsync: None,
+            elapsed_s: 2.5,
+        };
+        let cmp = Comparison {
+            params: serde_json::json!({"val_size": 256, "key_space_size": 10, "members": 3, "rung_duration": 1.0}),
+            machine: Machine::here(),
+            floor: Some(DiskFloor { dir: "/d".into(), fsync: summary("fdatasync", &[200; 10]) }),
+            rtt: Some(summary("loopback-rtt", &[50; 10])),
+            systems: vec![
+                system(System::Logbook, &[400, 400, 500], logbook),
+                system(System::Etcd, &[900, 1000, 1100], etcd),
+            ],
+            notes: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_comparison(&cmp, dir.path()).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(md.contains("## WAL fsync"), "{md}");
+        assert!(md.contains("| fsync ≤ ms | logbook (5 fsyncs) | etcd (5 fsyncs) |"), "{md}");
+        // 0.25 ms: Logbook has the bucket, etcd does not.
+        assert!(md.contains("| 0.25 | 80.0 % | – |"), "{md}");
+        assert!(md.contains("| 1 | 100.0 % | 60.0 % |"), "{md}");
+        assert!(md.contains("| 2 | 100.0 % | 100.0 % |"), "{md}");
+        // Per rung: 5 fsyncs in 1 s; 3 puts × 3 members / 5 fsyncs; 12/5 records.
+        assert!(
+            md.contains("| 1 | 5 | 0.40 | ≤ 0.25 | ≤ 1 | 1.8 | 2.4 | 2 | 1.00 | ≤ 1 | ≤ 2 | 1.8 |"),
+            "{md}"
+        );
+        // 2 × 0.2 ms + 0.05 ms = 0.45 ms: p50 0.4 ms meets it, p99 0.5 ms does not.
+        assert!(md.contains("p50 0.40 ms against 2 × 0.20 + 0.05 = 0.45 ms — met"), "{md}");
+        assert!(md.contains("p99 0.50 ms against 2 × 0.20 + 0.05 = 0.45 ms — NOT met"), "{md}");
+        assert!(md.contains("(etcd: p50 1.00 ms"), "{md}");
+        assert!(md.contains("loopback round trip (1-byte TCP ping-pong, 10 round trips)"), "{md}");
+        let svg = std::fs::read_to_string(dir.path().join("wal-fsync.svg")).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(md.contains("(wal-fsync.svg)"), "{md}");
+        let text = comparison_table(&cmp);
+        assert!(text.contains("logbook WAL fsyncs (all members, all rungs): 5"), "{text}");
+        assert!(text.contains("2.4 WAL records per fsync"), "{text}");
+        assert!(text.contains("1-client sequential put"), "{text}");
+    }
 }

@@ -1,0 +1,357 @@
+//! The load generator (`logbook bench put|range|txn-put|watch|lease-keepalive|mixed`)
+//! against a real 3-member Logbook cluster, and a short `logbook bench`
+//! comparison with a real etcd: the built binary, run as a user runs it, with
+//! small bounded totals. Checks the JSON's counts and histogram sanity, reads
+//! the written keys back with etcdctl and gRPC, and parses the report's SVGs.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, connect, json};
+use logbook_api::etcdserverpb::RangeRequest;
+use logbook_bench::keys::KeyGen;
+
+/// A bench run never takes longer than this.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs `logbook bench <args>` (bounded), failing the test on a non-zero exit;
+/// returns its stdout.
+fn bench(dir: &Path, args: &[&str]) -> String {
+    let out_path = dir.join(format!("bench-{}.out", args[0].trim_start_matches('-')));
+    let err_path = out_path.with_extension("err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawning logbook bench");
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "logbook bench {args:?} still running after {RUN_LIMIT:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        status.success(),
+        "logbook bench {args:?} failed ({status}); stdout:\n{stdout}\nstderr:\n{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    stdout
+}
+
+/// Runs a load-generator subcommand with `--json` and returns the JSON.
+fn load(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let path = dir.join(format!("{}.json", args[0]));
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--json", path.to_str().unwrap(), "--quiet"]);
+    let stdout = bench(dir, &all);
+    assert!(stdout.contains("p99 ms"), "the table is printed:\n{stdout}");
+    json(&std::fs::read_to_string(&path).unwrap())
+}
+
+/// The summary named `name` of a run's JSON.
+fn summary<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["summaries"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| {
+        let names: Vec<_> =
+            run["summaries"].as_array().unwrap().iter().map(|s| &s["name"]).collect();
+        panic!("no {name} summary among {names:?}; notes {}", run["notes"])
+    })
+}
+
+/// `count` successes, no failure, ordered positive percentiles.
+fn assert_sane(run: &serde_json::Value, name: &str, count: u64) {
+    let s = summary(run, name);
+    assert_eq!(s["count"].as_u64(), Some(count), "{name}: {s}");
+    assert_eq!(s["errors"].as_u64(), Some(0), "{name}: {s}");
+    assert!(run["errors"].as_object().unwrap().is_empty(), "{}", run["errors"]);
+    let l = &s["latency_ms"];
+    let p = |k: &str| l[k].as_f64().unwrap();
+    assert!(p("min") > 0.0, "latencies are positive: {l}");
+    assert!(
+        p("min") <= p("p50")
+            && p("p50") <= p("p90")
+            && p("p90") <= p("p99")
+            && p("p99") <= p("p999")
+            && p("p999") <= p("max"),
+        "{name}: percentiles out of order: {l}"
+    );
+    assert!(s["throughput"].as_f64().unwrap() > 0.0 && s["elapsed_s"].as_f64().unwrap() > 0.0);
+}
+
+/// How many keys start with `prefix`, as etcdctl counts them (3.4 has no --count-only).
+fn count_prefix(c: &Cluster, prefix: &str) -> u64 {
+    let out = c.ctl_ok(0, &["get", prefix, "--prefix", "--keys-only", "-w", "json"]);
+    json(&out)["count"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn every_load_generator_workload_runs_against_logbook() {
+    let c = Cluster::start(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Connections spread over all three members: followers forward writes.
+    let eps = c.endpoints();
+    let e = eps.as_str();
+
+    // put: 400 sequential keys, every one written once, with the run's value.
+    let run = load(
+        d,
+        &[
+            "put",
+            "--endpoints",
+            e,
+            "--clients",
+            "8",
+            "--conns",
+            "3",
+            "--total",
+            "400",
+            "--key-space-size",
+            "400",
+            "--sequential-keys",
+            "--prefix",
+            "/t-put/",
+            "--val-size",
+            "100",
+        ],
+    );
+    assert_eq!(run["workload"], "put");
+    assert_sane(&run, "put", 400);
+    assert_eq!(count_prefix(&c, "/t-put/"), 400);
+    let last = KeyGen::new("/t-put/", 16, 400, true).key(399);
+    let last = std::str::from_utf8(&last).unwrap().to_owned();
+    let got = common::runtime().block_on(async {
+        let mut kv = connect(&c.specs[1].client_url()).await.unwrap();
+        let r = kv.range(RangeRequest { key: last.clone().into(), ..Default::default() }).await;
+        r.unwrap().into_inner().kvs
+    });
+    assert_eq!(got.len(), 1, "{last} was written");
+    assert_eq!(got[0].value.len(), 100);
+    assert_eq!(got[0].version, 1, "each sequential key written once");
+
+    // txn-put: 150 txns of 2 puts walk all 100 keys.
+    let run = load(
+        d,
+        &[
+            "txn-put",
+            "--endpoints",
+            e,
+            "--clients",
+            "4",
+            "--total",
+            "150",
+            "--txn-ops",
+            "2",
+            "--key-space-size",
+            "100",
+            "--sequential-keys",
+            "--prefix",
+            "/t-txn/",
+        ],
+    );
+    assert_sane(&run, "txn-put", 150);
+    assert_eq!(count_prefix(&c, "/t-txn/"), 100);
+
+    // range: 50 keys preloaded, then 300 linearizable reads.
+    let run = load(
+        d,
+        &[
+            "range",
+            "--endpoints",
+            e,
+            "--clients",
+            "4",
+            "--total",
+            "300",
+            "--key-space-size",
+            "50",
+            "--preload",
+            "--prefix",
+            "/t-range/",
+            "--consistency",
+            "l",
+        ],
+    );
+    assert_sane(&run, "range", 300);
+    assert_eq!(count_prefix(&c, "/t-range/"), 50);
+
+    // watch: each of 120 puts reaches each of 3 watchers on 2 streams.
+    let run = load(
+        d,
+        &[
+            "watch",
+            "--endpoints",
+            e,
+            "--clients",
+            "4",
+            "--total",
+            "120",
+            "--watchers",
+            "3",
+            "--streams",
+            "2",
+            "--prefix",
+            "/t-watch/",
+        ],
+    );
+    assert_sane(&run, "put", 120);
+    assert_sane(&run, "watch-event", 360);
+    assert!(count_prefix(&c, "/t-watch/") > 0);
+
+    // lease-keepalive: 150 round trips; the run revokes its leases after.
+    let run = load(d, &["lease-keepalive", "--endpoints", e, "--clients", "4", "--total", "150"]);
+    assert_sane(&run, "keepalive", 150);
+    let leases = json(&c.ctl_ok(0, &["lease", "list", "-w", "json"]));
+    assert!(
+        leases["leases"].as_array().is_none_or(|l| l.is_empty()),
+        "leases left behind: {leases}"
+    );
+
+    // mixed: 300 requests over the classes, objects under /registry/.
+    let run = load(
+        d,
+        &[
+            "mixed",
+            "--endpoints",
+            e,
+            "--clients",
+            "6",
+            "--total",
+            "300",
+            "--seed-objects",
+            "200",
+            "--namespaces",
+            "3",
+        ],
+    );
+    assert_sane(&run, "all", 300);
+    let classes = run["summaries"].as_array().unwrap();
+    let per_class: u64 = classes[1..].iter().map(|s| s["count"].as_u64().unwrap()).sum();
+    assert_eq!(per_class, 300, "{run}");
+    for class in ["create", "update", "get", "list"] {
+        assert!(
+            classes.iter().any(|s| s["name"] == class && s["count"].as_u64() > Some(0)),
+            "no {class} in {run}"
+        );
+    }
+    assert!(count_prefix(&c, "/registry/") >= 200, "seed objects written");
+
+    // The cluster stayed whole: every member answers, with the writes applied.
+    let revs: Vec<i64> = (0..3)
+        .map(|i| {
+            let s = json(&c.ctl_ok(i, &["endpoint", "status", "-w", "json"]));
+            s[0]["Status"]["header"]["revision"].as_i64().unwrap()
+        })
+        .collect();
+    assert!(revs.iter().all(|r| *r > 400), "{revs:?}");
+}
+
+fn assert_svg(path: &Path) {
+    logbook_bench::plot::check_svg(path).unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn bench_compares_logbook_with_etcd_and_writes_the_report() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let stdout = bench(
+        out.path(),
+        &[
+            "--systems",
+            "logbook,etcd",
+            "--members",
+            "1",
+            "--rungs",
+            "1,8",
+            "--rung-duration",
+            "1s",
+            "--rung-total",
+            "300",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    // The terminal table: both systems, the ratios, the floor and the target.
+    for needle in [
+        "logbook req/s",
+        "etcd req/s",
+        "req/s L/E",
+        "disk floor",
+        "loopback round trip",
+        "logbook WAL fsyncs",
+        "etcd WAL fsyncs",
+        "1-client sequential put",
+        "report: ",
+    ] {
+        assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
+    }
+
+    let dir = out.path();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for needle in [
+        "| 1 (seq) |",
+        "## Targets",
+        "## WAL fsync",
+        "logbook fsyncs/s",
+        "etcd fsyncs/s",
+        "logbook records/fsync",
+        "wal-fsync.svg",
+    ] {
+        assert!(md.contains(needle), "no {needle:?} in report.md:\n{md}");
+    }
+    for svg in [
+        "latency-vs-throughput.svg",
+        "cdf-logbook.svg",
+        "cdf-etcd.svg",
+        "cdf-compare.svg",
+        "wal-fsync.svg",
+    ] {
+        assert_svg(&dir.join(svg));
+        assert!(md.contains(svg), "report.md links {svg}");
+    }
+
+    let results = json(&std::fs::read_to_string(dir.join("results.json")).unwrap());
+    assert!(results["floor"]["fsync"]["count"].as_u64() > Some(0), "{}", results["floor"]);
+    assert!(results["rtt"]["count"].as_u64() > Some(0), "{}", results["rtt"]);
+    let systems = results["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 2);
+    for s in systems {
+        assert!(s["failure"].is_null(), "{s}");
+        let rungs = s["rungs"].as_array().unwrap();
+        assert_eq!(rungs.len(), 2, "{s}");
+        for r in rungs {
+            let put = &r["put"];
+            assert!(put["count"].as_u64() > Some(0) && put["errors"] == 0, "{put}");
+            // Every acknowledged put was made durable by at least one fsync.
+            let fsync = &r["wal"]["fsync"];
+            assert!(fsync["count"].as_u64() > Some(0), "{}: {}", s["system"], r["wal"]);
+            let buckets = fsync["cumulative"].as_array().unwrap();
+            assert!(
+                buckets.windows(2).all(|w| w[0].as_u64() <= w[1].as_u64()),
+                "cumulative buckets: {fsync}"
+            );
+            if s["system"] == "logbook" {
+                let records = &r["wal"]["records_per_fsync"];
+                assert!(records["count"].as_u64() > Some(0), "{records}");
+            }
+        }
+    }
+}
