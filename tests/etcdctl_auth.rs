@@ -43,6 +43,12 @@ fn a_user_confined_to_a_prefix() {
     let c = Cluster::start(1, &[]);
     set_up(&c);
 
+    // The member still reports itself healthy: its probe read has no user,
+    // which etcd's /health counts as working.
+    let health = common::http_get(&format!("{}/health", c.specs[0].client_url()));
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["health"], "true", "{}", health.body);
+
     // Without credentials nothing is served.
     let out = c.ctl(0, &["get", "/registry/pods/a"]);
     assert!(!out.status.success());

@@ -500,3 +500,72 @@ fn a_renewed_server_certificate_is_served_without_a_restart() {
     assert!(ctl_ok(url, &new_ca, &["get", "k"]).contains("after"));
     assert!(c.log(0).contains("do not load; keeping the previous ones"), "{}", c.log(0));
 }
+
+/// With `--client-cert-auth` and auth enabled, a verified certificate's
+/// common name is the user when no token is sent (as etcd does): alice's
+/// certificate (CN `alice`) gets alice's permissions and nothing more; a
+/// token still wins over the certificate; and the JSON gateway refuses a
+/// certificate with a CN rather than take it for a user.
+#[test]
+fn the_certificate_common_name_is_the_user_when_auth_is_on() {
+    let pki = Pki::new();
+    let c = TlsCluster::start(1, "https", "http", &client_tls_flags(&pki, true));
+    let url = &c.client_urls[0];
+    let alice = strings(&[
+        &format!("--cacert={}", pki.path("ca.crt")),
+        &format!("--cert={}", pki.path("client.crt")),
+        &format!("--key={}", pki.path("client.key")),
+    ]);
+    c.wait_healthy(0, &alice);
+    ctl_ok(url, &alice, &["user", "add", "root:rootpw"]);
+    ctl_ok(url, &alice, &["user", "add", "alice", "--no-password"]);
+    ctl_ok(url, &alice, &["role", "add", "pods"]);
+    ctl_ok(
+        url,
+        &alice,
+        &["role", "grant-permission", "--prefix=true", "pods", "readwrite", "/registry/pods/"],
+    );
+    ctl_ok(url, &alice, &["user", "grant-role", "alice", "pods"]);
+    ctl_ok(url, &alice, &["put", "/registry/secrets/s", "1"]);
+    assert!(ctl_ok(url, &alice, &["auth", "enable"]).contains("Authentication Enabled"));
+
+    // No token: the certificate's CN is the user.
+    ctl_ok(url, &alice, &["put", "/registry/pods/a", "1"]);
+    assert_eq!(ctl_ok(url, &alice, &["get", "/registry/pods/a", "--print-value-only"]).trim(), "1");
+    let denied: [&[&str]; 3] =
+        [&["get", "/registry/secrets/s"], &["put", "/registry/secrets/s", "2"], &["user", "list"]];
+    for args in denied {
+        let out = ctl(url, &alice, args);
+        assert!(!out.status.success(), "{args:?} was allowed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("etcdserver: permission denied"), "{args:?}: {err}");
+    }
+    // A token wins over the certificate: root may write anywhere.
+    let mut root = alice.clone();
+    root.push("--user=root:rootpw".into());
+    ctl_ok(url, &root, &["put", "/registry/secrets/s", "3"]);
+    assert_eq!(
+        ctl_ok(url, &root, &["get", "/registry/secrets/s", "--print-value-only"]).trim(),
+        "3"
+    );
+
+    // The gateway never takes a certificate's CN for a user.
+    let ca = pki.path("ca.crt");
+    let (cert, key) = (pki.path("client.crt"), pki.path("client.key"));
+    let range = https(
+        &format!("{url}/v3/kv/range"),
+        &ca,
+        Some((&cert, &key)),
+        "POST",
+        r#"{"key":"L3JlZ2lzdHJ5L3BvZHMvYQ=="}"#,
+    )
+    .unwrap();
+    assert_eq!(range.status, 400, "{range:?}");
+    assert!(
+        range.body.contains("CommonName of client sending a request against gateway"),
+        "{range:?}"
+    );
+    // /health is not a gateway path.
+    let health = https(&format!("{url}/health"), &ca, Some((&cert, &key)), "GET", "").unwrap();
+    assert_eq!(health.status, 200, "{health:?}");
+}

@@ -72,10 +72,7 @@ pub struct AuthInfo {
     pub revision: u64,
 }
 
-/// PLACEHOLDER until the TLS listener lands: the common name of a verified
-/// client certificate, put in request extensions by the listener.
-#[derive(Clone, Debug)]
-pub struct ClientCertCommonName(pub String);
+pub use crate::tls::ClientCertCommonName;
 
 /// What a client presented: a token (metadata `token`, or `authorization`
 /// as the JSON gateway forwards it) and the common name of its verified

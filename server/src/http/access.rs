@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use axum::middleware::Next;
 
-use crate::auth::ClientCertCommonName;
 use crate::node::Shared;
+use crate::tls::{ClientCertCommonName, TlsConnection};
 
 /// The rules, from the member's flags.
 #[derive(Clone)]
@@ -77,7 +77,7 @@ pub async fn check(
     next: Next,
 ) -> Response<Body> {
     let common_name = req.extensions().get::<ClientCertCommonName>().map(|c| c.0.clone());
-    let secure = common_name.is_some();
+    let secure = req.extensions().get::<TlsConnection>().is_some();
     if !secure {
         let host = hostname(&req);
         if !rules.host_allowed(&host) {
