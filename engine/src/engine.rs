@@ -606,6 +606,21 @@ impl Inner {
         let keys_only = opts.keys_only;
         let store = &self.store;
         let mut take = |ki: &KeyIndex, kvs: &mut Vec<KeyValue>| -> Result<()> {
+            // Fast path: the cached latest version is visible; its record carries the create
+            // revision and version, so the generations (two more pointer chases) are skipped.
+            if let Some((r, rec)) = ki.cached_at(rev) {
+                let put = decode_record(rec).and_then(|d| d.put).ok_or_else(|| {
+                    store.corrupted(0, format!("malformed cached record at revision {r}"))
+                })?;
+                let h = Hit { rev: r, create_revision: put.create_revision, version: put.version };
+                if want(&h) {
+                    if keep && count < limit {
+                        kvs.push(to_kv(store, r, rec, keys_only)?);
+                    }
+                    count += 1;
+                }
+                return Ok(());
+            }
             if let Some(h) = ki.get(rev)
                 && want(&h)
             {

@@ -149,6 +149,15 @@ impl KeyIndex {
         }
     }
 
+    /// The cached latest record if it is the version visible at main revision `main` (a
+    /// cached record is always the key's last change), without looking at the generations.
+    pub fn cached_at(&self, main: i64) -> Option<(Revision, &Arc<[u8]>)> {
+        match &self.latest {
+            Some((r, rec)) if r.main <= main => Some((*r, rec)),
+            _ => None,
+        }
+    }
+
     /// Bytes this key holds in the latest cache.
     pub fn cached_bytes(&self) -> usize {
         self.latest.as_ref().map_or(0, |(_, r)| r.len())
