@@ -114,7 +114,28 @@ mod regressions {
             assert!(Instant::now() < deadline, "follower never applied the writes");
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // Nothing may be appended after the follower's last applied entry (a publish
+        // retried under load would be): wait until its applied index equals the leader's
+        // last index and both hold still for a while.
+        let status = |i: usize| {
+            let out = c.ctl_ok(i, &["endpoint", "status", "-w", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let s = &v[0]["Status"];
+            (s["raftIndex"].as_u64().unwrap_or(0), s["raftAppliedIndex"].as_u64().unwrap_or(0))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = (0, 0);
+        loop {
+            let (leader_index, _) = status(leader);
+            let (_, applied) = status(follower);
+            let now = (leader_index, applied);
+            if now.0 == now.1 && now == last {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster never went quiet: {now:?}");
+            last = now;
+            std::thread::sleep(Duration::from_millis(700));
+        }
         assert!(c.stop(follower), "follower did not stop cleanly");
         let wal = c.specs[follower].data_dir.join("member").join("wal");
         std::fs::remove_dir_all(&wal).unwrap();
