@@ -27,7 +27,7 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
-    Snapshot,
+    MessageType, Snapshot,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
@@ -80,6 +80,12 @@ const CATCH_UP_ENTRIES: u64 = 5000;
 
 /// At most this many inbox messages go into one turn of the loop.
 const MAX_DRAIN: usize = 4096;
+
+/// Proposals gathered in one turn are stepped into Raft as one `MsgPropose`
+/// once they hold this many bytes (and at the end of the turn). A follower
+/// forwards the batch to the leader as one peer message, so it must stay well
+/// under the transport's message limit.
+const MAX_PROPOSAL_BATCH_BYTES: usize = 4 << 20;
 
 /// What the Raft thread is asked to do.
 pub enum NodeMsg {
@@ -432,6 +438,11 @@ pub struct RaftLoop {
     last_compaction: u64,
     /// This member was removed from the cluster: stop after this turn.
     removed: bool,
+    /// Proposals taken from the inbox this turn, not yet stepped into Raft:
+    /// request IDs and the entries carrying them, in arrival order.
+    proposal_ids: Vec<u64>,
+    proposal_entries: Vec<Entry>,
+    proposal_bytes: usize,
 }
 
 impl RaftLoop {
@@ -456,6 +467,9 @@ impl RaftLoop {
             reads: ReadQueue::default(),
             last_compaction,
             removed: false,
+            proposal_ids: Vec::new(),
+            proposal_entries: Vec::new(),
+            proposal_bytes: 0,
         }
     }
 
@@ -484,6 +498,7 @@ impl RaftLoop {
                 }
                 drained += 1;
             }
+            self.flush_proposals();
             if stop {
                 break Ok(());
             }
@@ -527,14 +542,11 @@ impl RaftLoop {
     fn handle(&mut self, msg: NodeMsg) -> bool {
         match msg {
             NodeMsg::Propose { id, data } => {
-                if self.node.propose(Vec::new(), data).is_err() {
-                    let err = if self.shared.leader().is_none() {
-                        Error::NoLeader
-                    } else {
-                        Error::LeaderChanged
-                    };
-                    crate::metrics::METRICS.proposals_failed.inc();
-                    self.shared.finish(id, Err(err));
+                self.proposal_bytes += data.len();
+                self.proposal_ids.push(id);
+                self.proposal_entries.push(Entry { data: data.into(), ..Default::default() });
+                if self.proposal_bytes >= MAX_PROPOSAL_BATCH_BYTES {
+                    self.flush_proposals();
                 }
             }
             NodeMsg::ReadIndex(tx) => {
@@ -569,6 +581,34 @@ impl RaftLoop {
             NodeMsg::Stop => return false,
         }
         true
+    }
+
+    /// Steps the proposals gathered this turn into Raft as one `MsgPropose`:
+    /// each stays its own log entry, but the leader appends them together and
+    /// replicates them in one append per follower (and gets one acknowledgement
+    /// back), where one proposal at a time costs a message each way per
+    /// follower per request. A follower forwards the batch as one message.
+    fn flush_proposals(&mut self) {
+        if self.proposal_ids.is_empty() {
+            return;
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.node.raft.id;
+        m.set_entries(std::mem::take(&mut self.proposal_entries).into());
+        self.proposal_bytes = 0;
+        if self.node.step(m).is_err() {
+            // Raft takes or drops a proposal message whole.
+            let err = || {
+                if self.shared.leader().is_none() { Error::NoLeader } else { Error::LeaderChanged }
+            };
+            for id in std::mem::take(&mut self.proposal_ids) {
+                crate::metrics::METRICS.proposals_failed.inc();
+                self.shared.finish(id, Err(err()));
+            }
+        } else {
+            self.proposal_ids.clear();
+        }
     }
 
     fn ask_read_index(&mut self) {
