@@ -294,7 +294,9 @@ async fn comparison_with_etcd_alone_writes_a_report() {
         rungs.iter().all(|r| r["put"]["count"].as_u64().unwrap() > 0 && r["put"]["errors"] == 0)
     );
     assert!(json["floor"]["fsync"]["count"].as_u64().unwrap() > 0);
-    assert_eq!(assert_svgs_parse(&dir), 2);
+    // The CDF, latency vs throughput and the WAL fsync distribution.
+    assert!(md.contains("wal-fsync.svg"), "{md}");
+    assert_eq!(assert_svgs_parse(&dir), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
