@@ -127,6 +127,16 @@ pub enum Requester<'a> {
     Client { user: &'a str, revision: u64 },
 }
 
+impl<'a> Requester<'a> {
+    /// A client known by its [`AuthInfo`]; no credentials is the empty user.
+    pub fn of(who: Option<&'a AuthInfo>) -> Requester<'a> {
+        match who {
+            Some(w) => Requester::Client { user: &w.user, revision: w.revision },
+            None => Requester::Client { user: "", revision: 0 },
+        }
+    }
+}
+
 /// What a permission allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -414,8 +424,7 @@ impl AuthStore {
         if !self.enabled() {
             return Ok(());
         }
-        let (user, revision) = who.map_or(("", 0), |w| (w.user.as_str(), w.revision));
-        self.check_as(Requester::Client { user, revision }, key, range_end, access)
+        self.check_as(Requester::of(who), key, range_end, access)
     }
 
     fn check_as(
@@ -460,12 +469,7 @@ impl AuthStore {
 
     /// etcd's `IsAdminPermitted`: does `who` hold the root role?
     pub fn check_admin(&self, who: Option<&AuthInfo>) -> Result<()> {
-        match who {
-            Some(w) => {
-                self.check_admin_as(Requester::Client { user: &w.user, revision: w.revision })
-            }
-            None => self.check_admin_as(Requester::Client { user: "", revision: 0 }),
-        }
+        self.check_admin_as(Requester::of(who))
     }
 
     fn check_admin_as(&self, who: Requester<'_>) -> Result<()> {
@@ -539,8 +543,7 @@ impl AuthStore {
         if !self.enabled() {
             return Ok(());
         }
-        let (user, revision) = who.map_or(("", 0), |w| (w.user.as_str(), w.revision));
-        self.check_lease_keys(Requester::Client { user, revision }, lessor, lease, access)
+        self.check_lease_keys(Requester::of(who), lessor, lease, access)
     }
 
     /// The checks of a Put when applied.
@@ -630,8 +633,7 @@ impl AuthStore {
         if !self.enabled() {
             return Ok(());
         }
-        let (user, revision) = who.map_or(("", 0), |w| (w.user.as_str(), w.revision));
-        self.check_txn(Requester::Client { user, revision }, lessor, t)
+        self.check_txn(Requester::of(who), lessor, t)
     }
 
     // ---- reads of the store ------------------------------------------------
