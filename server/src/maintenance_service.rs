@@ -99,6 +99,7 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(format!("defragment task failed: {e}")))?
             .map_err(Error::from)?;
+        self.shared.backend_size_changed();
         Ok(Response::new(DefragmentResponse { header: Some(KvService::header(&self.shared, rev)) }))
     }
 

@@ -10,7 +10,7 @@
 //! theirs; committed entries are applied; new entries and the hard state go to
 //! the WAL in one group commit; messages that must follow persistence go last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -21,7 +21,7 @@ use logbook_api::logbookpb::{ConfChangeContext, StoredMember};
 use logbook_api::logbookpb::{InternalRequest, RaftApplyState, internal_request};
 use logbook_api::logbookpb::{LeaseQueryRequest, LeaseQueryResponse};
 use logbook_engine::Engine;
-use logbook_wal::Wal;
+use logbook_wal::{Ticket, Wal};
 use parking_lot::Mutex;
 use prost::Message as _;
 use protobuf::Message as _;
@@ -104,6 +104,10 @@ pub enum NodeMsg {
     ProposeConfChange { id: u64, cc: ConfChange },
     /// Hand leadership to this member.
     TransferLeader(u64),
+    /// The WAL made the ready with this number (and all before it) durable.
+    Persisted(u64),
+    /// The WAL failed; the member must stop.
+    PersistFailed(String),
     /// Shut down.
     Stop,
 }
@@ -134,6 +138,44 @@ pub struct Shared {
     /// A connection to the leader's peer port, for questions only the
     /// leader can answer (lease keep-alives and TTLs).
     leader_client: tokio::sync::Mutex<Option<(u64, PeerClient<Channel>)>>,
+    /// The backend's size as the quota check last read it, and when.
+    backend_size: BackendSizeProbe,
+}
+
+/// The backend file's size for the quota check, read from the file system
+/// at most once per [`BackendSizeProbe::MAX_AGE`] instead of once per write
+/// (a `statx` per request showed in leader profiles). The file only grows by
+/// whole commits, so a reading a few milliseconds old lets through at most
+/// the writes of those milliseconds, as etcd's own size check does.
+struct BackendSizeProbe {
+    origin: Instant,
+    size: AtomicU64,
+    /// Microseconds after `origin` when `size` goes stale (0: never read).
+    stale_at: AtomicU64,
+}
+
+impl BackendSizeProbe {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+
+    fn new() -> Self {
+        BackendSizeProbe {
+            origin: Instant::now(),
+            size: AtomicU64::new(0),
+            stale_at: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, read: impl FnOnce() -> u64) -> u64 {
+        let now = self.origin.elapsed().as_micros() as u64;
+        let stale_at = self.stale_at.load(Ordering::Acquire);
+        if stale_at != 0 && now < stale_at {
+            return self.size.load(Ordering::Acquire);
+        }
+        let size = read();
+        self.size.store(size, Ordering::Release);
+        self.stale_at.store(now + Self::MAX_AGE.as_micros() as u64, Ordering::Release);
+        size
+    }
 }
 
 impl Shared {
@@ -171,6 +213,7 @@ impl Shared {
             alarms: Alarms::default(),
             auth: AuthStore::new(cfg_auth.0, cfg_auth.1),
             leader_client: tokio::sync::Mutex::new(None),
+            backend_size: BackendSizeProbe::new(),
         }
     }
 
@@ -292,7 +335,7 @@ impl Shared {
         if self.alarms.no_space() {
             return Err(Error::NoSpace);
         }
-        let size = self.engine.get().size() as i64;
+        let size = self.backend_size.get(|| self.engine.get().size()) as i64;
         if size < self.cfg.quota_backend_bytes {
             return Ok(());
         }
@@ -313,6 +356,12 @@ impl Shared {
             }
         });
         Err(Error::NoSpace)
+    }
+
+    /// The backend file changed size outside a commit (a defragment): the
+    /// next quota check reads it again.
+    pub fn backend_size_changed(&self) {
+        self.backend_size.stale_at.store(0, Ordering::Release);
     }
 
     /// A fresh ID for a lease the client left for the server to choose.
@@ -443,6 +492,12 @@ pub struct RaftLoop {
     proposal_ids: Vec<u64>,
     proposal_entries: Vec<Entry>,
     proposal_bytes: usize,
+    /// A WAL failure reported by the waiter thread.
+    fatal: Option<String>,
+    /// Readies whose durability the WAL waiter thread is watching, in order.
+    persisting: Sender<(u64, Option<Ticket>)>,
+    /// Messages that may only be sent once the ready with this number is durable.
+    held_messages: VecDeque<(u64, Vec<Message>)>,
 }
 
 impl RaftLoop {
@@ -456,6 +511,26 @@ impl RaftLoop {
         hub: Arc<WatchHub>,
     ) -> Self {
         let last_compaction = shared.apply_state.lock().index;
+        // The WAL waiter: blocks on each ready's ticket in order and tells the
+        // loop through its inbox, which also wakes it.
+        let (persisting, tickets) = crossbeam::channel::unbounded::<(u64, Option<Ticket>)>();
+        let inbox = shared.inbox.clone();
+        std::thread::Builder::new()
+            .name("wal-waiter".into())
+            .spawn(move || {
+                for (number, ticket) in tickets {
+                    let outcome = ticket.map_or(Ok(()), Ticket::wait);
+                    let msg = match outcome {
+                        Ok(()) => NodeMsg::Persisted(number),
+                        Err(e) => NodeMsg::PersistFailed(e.to_string()),
+                    };
+                    let failed = matches!(msg, NodeMsg::PersistFailed(_));
+                    if inbox.send(msg).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("starting the WAL waiter thread");
         RaftLoop {
             node,
             storage,
@@ -470,6 +545,9 @@ impl RaftLoop {
             proposal_ids: Vec::new(),
             proposal_entries: Vec::new(),
             proposal_bytes: 0,
+            fatal: None,
+            persisting,
+            held_messages: VecDeque::new(),
         }
     }
 
@@ -500,7 +578,10 @@ impl RaftLoop {
             }
             self.flush_proposals();
             if stop {
-                break Ok(());
+                match self.fatal.take() {
+                    Some(e) => break Err(Error::Internal(format!("write-ahead log: {e}"))),
+                    None => break Ok(()),
+                }
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -578,6 +659,12 @@ impl RaftLoop {
                 }
             }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
+            NodeMsg::Persisted(number) => self.on_persisted(number),
+            NodeMsg::PersistFailed(e) => {
+                tracing::error!(error = %e, "the WAL failed; stopping the member");
+                self.fatal = Some(e);
+                return false;
+            }
             NodeMsg::Stop => return false,
         }
         true
@@ -608,6 +695,16 @@ impl RaftLoop {
             }
         } else {
             self.proposal_ids.clear();
+        }
+    }
+
+    /// Everything up to ready `number` is durable: tell Raft, and send the
+    /// messages that waited for it.
+    fn on_persisted(&mut self, number: u64) {
+        self.node.on_persist_ready(number);
+        while self.held_messages.front().is_some_and(|(n, _)| *n <= number) {
+            let (_, msgs) = self.held_messages.pop_front().expect("checked above");
+            self.transport.send(msgs);
         }
     }
 
@@ -677,14 +774,18 @@ impl RaftLoop {
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        if !ready.snapshot().is_empty() {
+        let has_snapshot = !ready.snapshot().is_empty();
+        if has_snapshot {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         self.apply_entries(ready.take_committed_entries())?;
 
+        // New entries and the hard state go to the WAL without waiting: the
+        // loop keeps taking acknowledgements and proposals while the fsync
+        // runs, and hears of its completion as `Persisted`.
         let entries = ready.take_entries();
         let hs = ready.hs().cloned();
-        self.persist(&entries, hs)?;
+        let ticket = self.persist(&entries, hs)?;
 
         for rs in ready.take_read_states() {
             let Some(ctx) =
@@ -696,20 +797,27 @@ impl RaftLoop {
                 self.reads.confirmed.push((rs.index, senders));
             }
         }
-        if !ready.persisted_messages().is_empty() {
-            self.transport.send(ready.take_persisted_messages());
+        let number = ready.number();
+        let after_persist = ready.take_persisted_messages();
+        if !after_persist.is_empty() {
+            // Votes and append acknowledgements may only leave once durable.
+            self.held_messages.push_back((number, after_persist));
         }
-
-        let mut light = self.node.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.storage.mem().wl().mut_hard_state().set_commit(commit);
+        self.node.advance_append_async(ready);
+        if has_snapshot {
+            // Raft may only count a snapshot as applied once it is durable:
+            // wait here (rare) rather than on the waiter thread.
+            if let Some(t) = ticket {
+                t.wait()?;
+            }
+            self.on_persisted(number);
+        } else {
+            self.persisting
+                .send((number, ticket))
+                .map_err(|_| Error::Internal("the WAL waiter thread is gone".into()))?;
         }
-        self.shared.commit_index.store(self.node.raft.raft_log.committed, Ordering::Release);
-        if !light.messages().is_empty() {
-            self.transport.send(light.take_messages());
-        }
-        self.apply_entries(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.shared.commit_index.store(self.node.raft.raft_log.committed, Ordering::Release);
 
         let applied = self.shared.applied_index.load(Ordering::Acquire);
         self.reads.release(applied);
@@ -717,10 +825,11 @@ impl RaftLoop {
         Ok(())
     }
 
-    /// Makes new entries and the hard state durable, in one group commit.
-    fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<()> {
+    /// Starts making new entries and the hard state durable, in one group
+    /// commit; the returned ticket completes when they are.
+    fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<Option<Ticket>> {
         if entries.is_empty() && hs.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         if entries.is_empty()
             && let Some(h) = &hs
@@ -732,7 +841,7 @@ impl RaftLoop {
                 // from the leader, and never starts below its engine's applied
                 // index. This saves one fdatasync per write on every member.
                 self.storage.set_hard_state(h.clone());
-                return Ok(());
+                return Ok(None);
             }
         }
         let wal_hs = hs.as_ref().map(|h| logbook_wal::HardState {
@@ -765,11 +874,10 @@ impl RaftLoop {
             self.storage.append(entries)?;
             ticket
         };
-        ticket.wait()?;
         if let Some(hs) = hs {
             self.storage.set_hard_state(hs);
         }
-        Ok(())
+        Ok(Some(ticket))
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
