@@ -117,10 +117,12 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     if buf.len() < frame_len {
         return Decoded::Incomplete;
     }
-    let body = &buf[FRAME_HEADER_LEN..frame_len];
-    if frame_crc(&buf[0..4], ty, body) != crc {
+    // The type byte and the body are adjacent: one checksum call covers both.
+    let c = crc32c::crc32c_append(crc32c::crc32c(&buf[0..4]), &buf[8..frame_len]);
+    if c != crc {
         return Decoded::Invalid("checksum mismatch");
     }
+    let body = &buf[FRAME_HEADER_LEN..frame_len];
     let u64_at = |b: &[u8], at: usize| {
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[at..at + 8]);
@@ -138,6 +140,19 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
         _ => return Decoded::Invalid("body length does not fit the record type"),
     };
     Decoded::Record { record, frame_len }
+}
+
+/// Bytes [`decode`] needs to see to judge the frame at the start of `buf`: the whole frame if
+/// its header is there and its length is possible, else the header. Lets a reader that holds
+/// part of a file fetch exactly what is missing.
+pub fn needed_len(buf: &[u8]) -> usize {
+    match buf.get(0..4) {
+        Some(b) if buf.len() >= FRAME_HEADER_LEN => {
+            let len = u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
+            if len <= MAX_BODY_LEN { FRAME_HEADER_LEN + len } else { FRAME_HEADER_LEN }
+        }
+        _ => FRAME_HEADER_LEN,
+    }
 }
 
 fn frame_crc(len_le: &[u8], ty: u8, body: &[u8]) -> u32 {

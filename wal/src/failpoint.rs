@@ -150,6 +150,12 @@ impl SegmentFile for VolatileFile {
         let file_len = self.file.len()?;
         Ok(pending.writes.iter().map(|(o, d)| o + d.len() as u64).fold(file_len, u64::max))
     }
+
+    fn zeros_from(&self) -> Option<u64> {
+        let pending = self.pending.lock();
+        let on_disk = self.file.zeros_from()?;
+        Some(pending.writes.iter().map(|(o, d)| o + d.len() as u64).fold(on_disk, u64::max))
+    }
     // No raw_fd: io_uring would bypass the held-back writes, so the WAL falls back to
     // pwrite + fdatasync through this type.
 }

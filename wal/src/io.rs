@@ -48,6 +48,14 @@ pub trait SegmentFile: Send + Sync {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// An offset from which the file is known to read as zeros up to its end (space that was
+    /// preallocated and never written, or holes), or `None` if that cannot be told. Recovery
+    /// reads a segment no further than this, so opening costs what the log holds rather than
+    /// what was preallocated. The answer must be true when given; `None` is always correct.
+    fn zeros_from(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.
@@ -177,6 +185,93 @@ impl SegmentFile for OsFile {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.0.as_raw_fd())
     }
+
+    fn zeros_from(&self) -> Option<u64> {
+        let len = self.len().ok()?;
+        written_end(self.0.as_raw_fd(), len)
+    }
+}
+
+// FIEMAP (linux/fiemap.h, linux/fs.h): the file's extents and whether each was ever written.
+/// `_IOWR('f', 11, struct fiemap)`.
+const FS_IOC_FIEMAP: u32 = 0xC020_660B;
+/// Write dirty pages back before mapping, so the extents describe what a read returns.
+const FIEMAP_FLAG_SYNC: u32 = 0x1;
+const FIEMAP_EXTENT_LAST: u32 = 0x1;
+/// Allocated but never written: reads as zeros.
+const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+/// Extents asked for per call.
+const FIEMAP_BATCH: usize = 32;
+/// Calls at most, before giving up (a file that fragmented is read in full instead).
+const FIEMAP_ROUNDS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct FiemapExtent {
+    logical: u64,
+    physical: u64,
+    length: u64,
+    reserved64: [u64; 2],
+    flags: u32,
+    reserved: [u32; 3],
+}
+
+#[repr(C)]
+struct Fiemap {
+    start: u64,
+    length: u64,
+    flags: u32,
+    mapped_extents: u32,
+    extent_count: u32,
+    reserved: u32,
+    extents: [FiemapExtent; FIEMAP_BATCH],
+}
+
+/// End of the last extent of `fd` that is not unwritten (holes and unwritten extents read as
+/// zeros), capped at `len`; `None` if the file system does not support FIEMAP.
+fn written_end(fd: RawFd, len: u64) -> Option<u64> {
+    let mut end = 0u64;
+    let mut start = 0u64;
+    let mut flags = FIEMAP_FLAG_SYNC;
+    for _ in 0..FIEMAP_ROUNDS {
+        if start >= len {
+            return Some(end.min(len));
+        }
+        let mut map = Fiemap {
+            start,
+            length: len - start,
+            flags,
+            mapped_extents: 0,
+            extent_count: FIEMAP_BATCH as u32,
+            reserved: 0,
+            extents: [FiemapExtent::default(); FIEMAP_BATCH],
+        };
+        // SAFETY: `map` is a valid, exclusively borrowed `struct fiemap` with room for
+        // `extent_count` extents, alive for the whole (synchronous) call; `fd` is open.
+        let r = unsafe { libc::ioctl(fd, FS_IOC_FIEMAP as libc::Ioctl, &mut map as *mut Fiemap) };
+        if r != 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
+        }
+        flags = 0; // written back once is enough: nothing else writes during recovery
+        let n = (map.mapped_extents as usize).min(FIEMAP_BATCH);
+        if n == 0 {
+            return Some(end.min(len));
+        }
+        for e in &map.extents[..n] {
+            if e.flags & FIEMAP_EXTENT_UNWRITTEN == 0 {
+                end = end.max(e.logical.saturating_add(e.length));
+            }
+            if e.flags & FIEMAP_EXTENT_LAST != 0 {
+                return Some(end.min(len));
+            }
+        }
+        let last = &map.extents[n - 1];
+        start = last.logical.saturating_add(last.length);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -203,5 +298,25 @@ mod tests {
         s.sync_dir(dir.path()).unwrap();
         s.remove(&dir.path().join("g")).unwrap();
         assert!(s.list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn os_file_zeros_from_is_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = OsStorage.open(&dir.path().join("f"), true).unwrap();
+        f.allocate(8 << 20).unwrap();
+        f.sync_data().unwrap();
+        let at = 5 << 20;
+        // Not synced: the answer must count dirty pages too.
+        write_all_at(&*f, b"abc", at).unwrap();
+        let Some(z) = f.zeros_from() else { return }; // no FIEMAP on this file system
+        assert!(z >= at + 3 && z <= 8 << 20, "{z}");
+        let mut rest = vec![1u8; (f.len().unwrap() - z) as usize];
+        assert_eq!(read_full_at(&*f, &mut rest, z).unwrap(), rest.len());
+        assert!(rest.iter().all(|&b| b == 0));
+        // Cut and preallocated again: nothing is written any more.
+        f.set_len(0).unwrap();
+        f.allocate(8 << 20).unwrap();
+        assert_eq!(f.zeros_from(), Some(0));
     }
 }

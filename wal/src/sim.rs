@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -30,6 +30,8 @@ struct Faults {
     capacity: AtomicI64,
     /// Bytes all files take now (for `capacity`).
     used: AtomicI64,
+    /// Bytes returned by reads so far (tests check what open costs).
+    read: AtomicU64,
     /// Once set (by a crash), every operation fails: the old process is gone.
     dead: AtomicBool,
 }
@@ -41,6 +43,7 @@ impl Faults {
             syncs_left: AtomicI64::new(-1),
             capacity: AtomicI64::new(-1),
             used: AtomicI64::new(0),
+            read: AtomicU64::new(0),
             dead: AtomicBool::new(false),
         }
     }
@@ -112,6 +115,7 @@ impl SegmentFile for SimFile {
         }
         let n = buf.len().min(st.current.len() - off);
         buf[..n].copy_from_slice(&st.current[off..off + n]);
+        self.faults.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
@@ -172,6 +176,14 @@ impl SegmentFile for SimFile {
         self.faults.check_alive()?;
         Ok(self.state.lock().current.len() as u64)
     }
+
+    /// The tightest true answer a block-based file system could give (the end of the 4 KiB
+    /// block holding the last nonzero byte), so tests exercise recovery's shortest reads.
+    fn zeros_from(&self) -> Option<u64> {
+        let st = self.state.lock();
+        let end = st.current.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        Some((end.next_multiple_of(4096)).min(st.current.len()) as u64)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +235,11 @@ impl SimStorage {
     /// Bytes all files take now.
     pub fn used_bytes(&self) -> u64 {
         self.faults.used.load(Ordering::SeqCst).max(0) as u64
+    }
+
+    /// Bytes all reads of all files have returned so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.faults.read.load(Ordering::Relaxed)
     }
 
     /// Removes every planned fault.
