@@ -8,8 +8,9 @@
 //!
 //! Environment: `WAL_BENCH_DIR` (where logs go; default the temp dir, so set it to the disk
 //! you care about), `WAL_BENCH_SECS` (seconds per printed measurement, default 1),
-//! `WAL_BENCH_REPLAY_MB`, `WAL_BENCH_ONLY` (comma-separated groups: single, concurrent,
-//! replay). Quick run:
+//! `WAL_BENCH_ROUNDS` (passes over the appender counts, default 2), `WAL_BENCH_REPLAY_MB`,
+//! `WAL_BENCH_REPLAY_DIR` (keep the replay log there between runs), `WAL_BENCH_ONLY`
+//! (comma-separated groups: single, concurrent, replay). Quick run:
 //! `WAL_BENCH_REPLAY_MB=64 cargo bench -p logbook-wal --bench wal`
 
 use std::path::Path;
@@ -170,29 +171,44 @@ fn concurrent(c: &mut Criterion) {
         let wal = Arc::new(
             Wal::open(dir.path().join("wal"), Options { backend, ..Options::default() }).unwrap(),
         );
-        let mut single_rate = 0.0;
-        for threads in [1usize, 8, 64, 256] {
-            // Printed measurement: fixed time, stats deltas for records per fsync.
-            let before = wal.stats();
-            let start = Instant::now();
-            let mut done = 0u64;
-            while start.elapsed() < secs() {
-                let chunk = (threads as u64 * 20).max(100);
-                run_appenders(&wal, threads, chunk);
-                done += chunk;
+        // Printed measurement: `WAL_BENCH_ROUNDS` passes over the appender counts, each
+        // `WAL_BENCH_SECS` long, summed per count, so a slow stretch of a shared disk is spread
+        // over all counts instead of landing on one. Stats deltas give records per fsync and
+        // the mean write + fdatasync time, which shows what the disk was doing.
+        const COUNTS: [usize; 4] = [1, 8, 64, 256];
+        let mut sums = [(0u64, 0f64, 0u64, 0u64, 0u64); COUNTS.len()];
+        for _ in 0..env_u64("WAL_BENCH_ROUNDS", 2) {
+            for (k, &threads) in COUNTS.iter().enumerate() {
+                let before = wal.stats();
+                let start = Instant::now();
+                let mut done = 0u64;
+                while start.elapsed() < secs() {
+                    let chunk = (threads as u64 * 20).max(100);
+                    run_appenders(&wal, threads, chunk);
+                    done += chunk;
+                }
+                let el = start.elapsed().as_secs_f64();
+                let after = wal.stats();
+                let s = &mut sums[k];
+                s.0 += done;
+                s.1 += el;
+                s.2 += after.entries - before.entries;
+                s.3 += after.commits - before.commits;
+                s.4 += after.sync_nanos - before.sync_nanos;
             }
-            let el = start.elapsed().as_secs_f64();
-            let after = wal.stats();
+        }
+        let single_rate = sums[0].0 as f64 / sums[0].1;
+        for (k, threads) in COUNTS.into_iter().enumerate() {
+            let (done, el, entries, commits, nanos) = sums[k];
             let rate = done as f64 / el;
-            if threads == 1 {
-                single_rate = rate;
-            }
-            let per_fsync = (after.entries - before.entries) as f64
-                / (after.commits - before.commits).max(1) as f64;
             println!(
-                "concurrent [{name}] {threads:>3} appenders: {rate:>9.0} records/s, {per_fsync:>6.1} records/fsync, {:.1}x single appender",
+                "concurrent [{name}] {threads:>3} appenders: {rate:>9.0} records/s, {:>6.1} records/fsync, mean write+fdatasync {:.2} ms, {:.1}x single appender",
+                entries as f64 / commits.max(1) as f64,
+                nanos as f64 / commits.max(1) as f64 / 1e6,
                 rate / single_rate
             );
+        }
+        for threads in COUNTS {
             g.bench_function(BenchmarkId::new(name, threads), |b| {
                 b.iter_custom(|iters| run_appenders(&wal, threads, iters))
             });
