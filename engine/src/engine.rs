@@ -40,6 +40,10 @@ use crate::txn::WriteTxn;
 /// Keys looked up per hold of the index lock in a range (writers wait at most this long).
 const INDEX_CHUNK: usize = 1024;
 
+/// How many keys ahead a range prefetches cached records (enough to keep several cache
+/// misses in flight, few enough that the lines are still cached when used).
+const PREFETCH_AHEAD: usize = 16;
+
 /// A committed tree version, as readers hold it.
 #[derive(Debug)]
 pub(crate) struct Version {
@@ -605,17 +609,32 @@ impl Inner {
         let keep = !opts.count_only;
         let keys_only = opts.keys_only;
         let store = &self.store;
+        let create_filter = opts.min_create_revision > 0 || opts.max_create_revision > 0;
         let mut take = |ki: &KeyIndex, kvs: &mut Vec<KeyValue>| -> Result<()> {
             // Fast path: the cached latest version is visible; its record carries the create
             // revision and version, so the generations (two more pointer chases) are skipped.
             if let Some((r, rec)) = ki.cached_at(rev) {
-                let put = decode_record(rec).and_then(|d| d.put).ok_or_else(|| {
-                    store.corrupted(0, format!("malformed cached record at revision {r}"))
-                })?;
+                if !(create_filter || keep && count < limit) {
+                    // Only counted: the record is not needed.
+                    let h = Hit { rev: r, create_revision: 0, version: 0 };
+                    count += usize::from(want(&h));
+                    return Ok(());
+                }
+                let (key, put) =
+                    decode_record(rec).and_then(|d| Some((d.key, d.put?))).ok_or_else(|| {
+                        store.corrupted(0, format!("malformed cached record at revision {r}"))
+                    })?;
                 let h = Hit { rev: r, create_revision: put.create_revision, version: put.version };
                 if want(&h) {
                     if keep && count < limit {
-                        kvs.push(to_kv(store, r, rec, keys_only)?);
+                        kvs.push(KeyValue {
+                            key: key.to_vec(),
+                            create_revision: put.create_revision,
+                            mod_revision: r.main,
+                            version: put.version,
+                            value: if keys_only { Vec::new() } else { put.value.to_vec() },
+                            lease: put.lease,
+                        });
                     }
                     count += 1;
                 }
@@ -665,15 +684,32 @@ impl Inner {
                     Bound::Excluded(k) => Bound::Excluded(&k[..]),
                     Bound::Unbounded => Bound::Unbounded,
                 };
-                let mut n = 0;
+                // First the chunk's index entries (a cheap walk of the map's nodes), then the
+                // records, each prefetched a few keys ahead: the records of neighbouring keys
+                // lie anywhere in memory, and overlapping their cache misses is most of the
+                // range's time.
+                let mut chunk: Vec<&KeyIndex> = Vec::with_capacity(INDEX_CHUNK);
                 let mut last = None;
                 for (k, ki) in index.range::<[u8], _>((lo, upper)) {
-                    take(ki, &mut kvs)?;
-                    n += 1;
-                    if n == INDEX_CHUNK {
+                    ki.prefetch();
+                    chunk.push(ki);
+                    if chunk.len() == INDEX_CHUNK {
                         last = Some(k.clone());
                         break;
                     }
+                }
+                let records = keep || create_filter;
+                if keep {
+                    kvs.reserve(chunk.len().min(limit.saturating_sub(kvs.len())));
+                }
+                for (j, ki) in chunk.iter().enumerate() {
+                    if records
+                        && let Some(ahead) = chunk.get(j + PREFETCH_AHEAD)
+                        && (create_filter || kvs.len() + PREFETCH_AHEAD < limit)
+                    {
+                        ahead.prefetch_latest();
+                    }
+                    take(ki, &mut kvs)?;
                 }
                 match last {
                     Some(k) => lower = Bound::Excluded(k),
