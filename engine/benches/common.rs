@@ -108,6 +108,8 @@ pub mod redb_db {
         t.get(k).unwrap().map(|v| v.value().len()).unwrap_or(0)
     }
 
+    /// A range that only touches each entry (borrowed, the value's length read): the least
+    /// redb can do.
     pub fn scan(db: &Database, start: &[u8], end: &[u8]) -> usize {
         let txn = db.begin_read().unwrap();
         let t = txn.open_table(TABLE).unwrap();
@@ -117,5 +119,18 @@ pub mod redb_db {
             n += v.value().len().min(1);
         }
         n
+    }
+
+    /// A range that returns what a range reply carries, as Logbook's does: each key and value
+    /// copied out of the read transaction (the borrowed guards die with it).
+    pub fn scan_owned(db: &Database, start: &[u8], end: &[u8]) -> usize {
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(TABLE).unwrap();
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for item in t.range(start..end).unwrap() {
+            let (k, v) = item.unwrap();
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        out.len()
     }
 }

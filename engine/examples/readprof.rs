@@ -6,7 +6,7 @@
 //! valgrind --tool=callgrind --toggle-collect='*reads*' target/release/examples/readprof logbook 20000
 //! ```
 //!
-//! Run: `readprof logbook|redb [N] [gets] [ranges]` (defaults: N from `LOGBOOK_BENCH_KEYS`,
+//! Run: `readprof logbook|redb|redb_owned [N] [gets] [ranges]` (defaults: N from `LOGBOOK_BENCH_KEYS`,
 //! 200 000 gets, 300 ranges); prints the wall and CPU time per get and per range.
 
 #[path = "../benches/common.rs"]
@@ -74,7 +74,16 @@ fn main() {
                 Box::new(move |a, b| common::redb_db::scan(&db2, a, b)),
             )
         }
-        other => panic!("unknown engine {other}: logbook or redb"),
+        "redb_owned" => {
+            let db = std::sync::Arc::new(common::redb_db::open(&path));
+            common::redb_db::load(&db, 0, n, 0);
+            let db2 = db.clone();
+            (
+                Box::new(move |k| common::redb_db::get(&db, k)),
+                Box::new(move |a, b| common::redb_db::scan_owned(&db2, a, b)),
+            )
+        }
+        other => panic!("unknown engine {other}: logbook, redb or redb_owned"),
     };
     let (t, c) = (Instant::now(), thread_cpu());
     reads_get(&*get, n, gets);
