@@ -247,6 +247,14 @@ impl KeyIndex {
         } else {
             removed.extend(gen_.revs.drain(..i));
             gen_.first_ver += i as i64;
+            // A key overwritten many times keeps the capacity of its whole history otherwise:
+            // after a compaction that is most of the index's memory.
+            if gen_.revs.capacity() > 2 * gen_.revs.len() + 2 {
+                gen_.revs.shrink_to_fit();
+            }
+        }
+        if self.gens.capacity() > 2 * self.gens.len() + 2 {
+            self.gens.shrink_to_fit();
         }
         self.gens.is_empty()
     }

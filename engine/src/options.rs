@@ -24,7 +24,9 @@ pub struct Options {
     pub latest_cache_size: usize,
     /// Records larger than this are never put in the latest cache.
     pub latest_cache_max_record: usize,
-    /// Keys compacted per batch (etcd's `--experimental-compaction-batch-limit`, 1000).
+    /// Keys compacted per batch of the index pass (etcd's
+    /// `--experimental-compaction-batch-limit`, 1000); the tree pass visits
+    /// `compaction::TREE_BATCH_FACTOR` times as many revisions per batch.
     pub compaction_batch_limit: usize,
     /// Pause between compaction batches (etcd's compaction sleep interval, 10 ms).
     pub compaction_sleep_interval: Duration,
