@@ -590,20 +590,33 @@ pub fn collect_pages(store: &PageStore, root: u64, out: &mut Vec<u64>) -> Result
 
 /// Rewrites every page at or above `limit` reachable from `root` (and every page on the
 /// path to one) into freshly allocated pages, for defragmentation. Returns the new root.
-pub fn relocate(tx: &mut TxPages<'_>, root: u64, limit: u64) -> Result<u64> {
+///
+/// At most about `budget` pages are rewritten (it is decreased by the pages written): once
+/// it is spent, no further subtree is visited, so one commit's dirty pages stay bounded and
+/// the caller repeats until nothing moves. Only the pages on the path to a moved page are
+/// rewritten beyond the budget.
+pub fn relocate(tx: &mut TxPages<'_>, root: u64, limit: u64, budget: &mut usize) -> Result<u64> {
     if root == 0 {
         return Ok(0);
     }
-    Ok(relocate_node(tx, root, limit)?.unwrap_or(root))
+    Ok(relocate_node(tx, root, limit, budget)?.unwrap_or(root))
 }
 
-fn relocate_node(tx: &mut TxPages<'_>, id: u64, limit: u64) -> Result<Option<u64>> {
+fn relocate_node(
+    tx: &mut TxPages<'_>,
+    id: u64,
+    limit: u64,
+    budget: &mut usize,
+) -> Result<Option<u64>> {
+    if *budget == 0 {
+        return Ok(None);
+    }
     let p = tx.read(id)?;
     let mut changed = id >= limit;
     let new_page = if expect_kind(tx.store, id, &p)? == KIND_BRANCH {
         let mut cells = branch_cells(&p);
         for cell in cells.iter_mut() {
-            if let Some(n) = relocate_node(tx, cell.1, limit)? {
+            if let Some(n) = relocate_node(tx, cell.1, limit, budget)? {
                 cell.1 = n;
                 changed = true;
             }
@@ -631,6 +644,7 @@ fn relocate_node(tx: &mut TxPages<'_>, id: u64, limit: u64) -> Result<Option<u64
         for (i, value) in &copies {
             let first = tx.write_overflow(value);
             cells[*i].1 = LeafValue::Overflow { first, len: value.len() };
+            *budget = budget.saturating_sub(value.len().div_ceil(tx.page_size()));
             changed = true;
         }
         if !changed {
@@ -643,6 +657,7 @@ fn relocate_node(tx: &mut TxPages<'_>, id: u64, limit: u64) -> Result<Option<u64
     tx.free(id);
     let nid = tx.alloc();
     tx.write(nid, new_page);
+    *budget = budget.saturating_sub(1);
     Ok(Some(nid))
 }
 
@@ -816,7 +831,7 @@ mod tests {
         let limit = h.page_count / 2;
         // Make room below the limit, as defragment does, by pretending the low half is free.
         let mut tx = TxPages::new(&h.store, &mut h.freelist, h.page_count);
-        let root = relocate(&mut tx, h.root, 0).unwrap();
+        let root = relocate(&mut tx, h.root, 0, &mut usize::MAX.clone()).unwrap();
         let (dirty, freed, count) = tx.finish();
         h.store.write_pages(dirty).unwrap();
         h.root = root;
@@ -827,5 +842,48 @@ mod tests {
         assert_eq!(h.scan(), before);
         h.check_accounting();
         assert!(limit > 0);
+    }
+
+    #[test]
+    fn relocate_within_a_budget_moves_a_bounded_part_per_commit() {
+        let mut h = Harness::new(1024);
+        let mut ops = BTreeMap::new();
+        for i in 0..2400u32 {
+            ops.insert(i.to_be_bytes().to_vec(), Some(vec![5u8; 60]));
+        }
+        h.commit(&ops, Fill::Greedy);
+        let low = h.page_count;
+        // Rewriting 2000 values and deleting the rest moves the whole tree above `low` and
+        // frees every page below, more than the tree needs.
+        for (i, v) in ops.values_mut().enumerate() {
+            *v = if i < 2000 { Some(vec![6u8; 60]) } else { None };
+        }
+        h.commit(&ops, Fill::Greedy);
+        let before = h.scan();
+        let mut rounds = 0;
+        loop {
+            let mut budget = 10;
+            let mut tx = TxPages::new(&h.store, &mut h.freelist, h.page_count);
+            let root = relocate(&mut tx, h.root, low, &mut budget).unwrap();
+            let (dirty, freed, count) = tx.finish();
+            assert!(dirty.len() <= 10 + 4, "{} pages in one commit", dirty.len());
+            h.store.write_pages(dirty).unwrap();
+            h.root = root;
+            h.page_count = count;
+            h.txid += 1;
+            h.freelist.free_pending(h.txid, freed);
+            h.freelist.release_through(h.txid);
+            assert_eq!(h.scan(), before);
+            h.check_accounting();
+            rounds += 1;
+            if budget > 0 {
+                break;
+            }
+            assert!(rounds < 1000, "relocation does not converge");
+        }
+        assert!(rounds > 3, "only {rounds} rounds");
+        let mut live = Vec::new();
+        collect_pages(&h.store, h.root, &mut live).unwrap();
+        assert!(live.iter().all(|id| *id < low), "pages left at or above {low}: {live:?}");
     }
 }

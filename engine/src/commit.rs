@@ -132,8 +132,9 @@ impl Inner {
             meta.rev_root = btree::apply(&mut tx, meta.rev_root, &rev_ops, Fill::Greedy)?;
             meta.meta_root = btree::apply(&mut tx, meta.meta_root, &meta_ops, Fill::Even)?;
             if let Some(limit) = relocate {
-                meta.rev_root = btree::relocate(&mut tx, meta.rev_root, limit)?;
-                meta.meta_root = btree::relocate(&mut tx, meta.meta_root, limit)?;
+                let mut budget = crate::defrag::relocate_budget(&self.opts, page_size);
+                meta.rev_root = btree::relocate(&mut tx, meta.rev_root, limit, &mut budget)?;
+                meta.meta_root = btree::relocate(&mut tx, meta.meta_root, limit, &mut budget)?;
             }
             tx.finish()
         };
@@ -151,12 +152,15 @@ impl Inner {
             }
         }
 
-        // 3. The freelist chain: every page free after a restart, minus the chain's own pages.
+        // 3. The freelist chain: every page free after a restart, minus the chain's own pages,
+        // as runs of consecutive pages (a compaction frees long runs: a few pages describe
+        // what took one page per 500 ids, rewritten by every commit).
         let mut persisted = cs.freelist.all();
         persisted.extend(freed.iter().copied());
         persisted.sort_unstable();
-        let per_page = page::freelist_capacity(page_size);
-        let need = persisted.len().div_ceil(per_page);
+        let per_page = page::freelist_run_capacity(page_size);
+        // Each chain page taken out of the free pages splits at most one run in two.
+        let need = page::to_runs(&persisted).len().div_ceil(per_page - 1);
         let mut chain = Vec::with_capacity(need);
         for _ in 0..need {
             match cs.freelist.alloc() {
@@ -168,17 +172,21 @@ impl Inner {
             }
         }
         if !chain.is_empty() {
-            persisted.retain(|id| !chain.contains(id));
+            // The allocator hands out ascending ids, and new pages come after all of them.
+            debug_assert!(chain.windows(2).all(|w| w[0] < w[1]));
+            persisted.retain(|id| chain.binary_search(id).is_err());
         }
+        let runs = page::to_runs(&persisted);
+        assert!(runs.len() <= need * per_page, "freelist runs outgrew their chain");
         let mut pages: Vec<(u64, PageRef)> = dirty;
         for (i, id) in chain.iter().enumerate() {
-            let lo = (i * per_page).min(persisted.len());
-            let hi = ((i + 1) * per_page).min(persisted.len());
+            let lo = (i * per_page).min(runs.len());
+            let hi = ((i + 1) * per_page).min(runs.len());
             let mut p = vec![0u8; page_size];
-            page::build_freelist(
+            page::build_freelist_runs(
                 &mut p,
                 chain.get(i + 1).copied().unwrap_or(0),
-                &persisted[lo..hi],
+                &runs[lo..hi],
             );
             page::seal(&mut p, *id);
             pages.push((*id, p.into()));

@@ -1,9 +1,10 @@
 //! Online defragmentation: shrink the file without stopping readers or writers.
 //!
 //! Copy-on-write makes moving a page easy: rewrite it (and the path above it) and the old
-//! copy is free. Defragment asks the committer for a commit that moves every live page at
+//! copy is free. Defragment asks the committer for commits that move the live pages at
 //! or above `target` = pages in use, into the lowest free pages (the allocator always
-//! hands out the lowest), then for a commit that cuts the file's free tail. Readers keep
+//! hands out the lowest), a bounded number per commit, then for a commit that cuts the
+//! file's free tail. Readers keep
 //! reading their versions; writers keep applying to memory; the only thing that waits is
 //! the background commit, for the length of those commits. A reader holding an old
 //! version keeps its pages alive, so the cut may be smaller until it lets go.
@@ -13,14 +14,27 @@ use std::sync::atomic::Ordering;
 use crate::engine::Inner;
 use crate::error::Result;
 use crate::meta::META_PAGES;
+use crate::options::Options;
 
-/// Relocation rounds (each moves what the previous could not: rewriting a page's parents
-/// frees pages low in the file only after the commit).
+/// Relocation rounds beyond those the budget needs (each moves what the previous could
+/// not: rewriting a page's parents frees pages low in the file only after the commit).
 const ROUNDS: usize = 4;
+
+/// Pages one relocation commit may rewrite: a quarter of the page cache's pages (at least
+/// 64). Moving every live page in one commit held the whole live tree in memory at once
+/// (as dirty pages), which the allocator then kept: memory that grew with the database.
+pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
+    (opts.cache_size / page_size / 4).max(64)
+}
 
 pub(crate) fn defragment(inner: &Inner) -> Result<()> {
     inner.commit_now()?;
-    for _ in 0..ROUNDS {
+    let rounds = {
+        let cs = inner.commit.lock();
+        let budget = relocate_budget(&inner.opts, inner.store.page_size()) as u64;
+        ROUNDS + cs.meta.page_count.div_ceil(budget) as usize
+    };
+    for _ in 0..rounds {
         let mut cs = inner.commit.lock();
         inner.check_poison()?;
         inner.release_versions(&mut cs);

@@ -166,11 +166,9 @@ impl Engine {
         let mut id = meta.freelist_root;
         while id != 0 {
             let p = store.read(id)?;
-            if page::kind(&p) != page::KIND_FREELIST {
-                return Err(store.corrupted(id, "expected a freelist page"));
-            }
+            page::freelist_page_ids(&p, META_PAGES..meta.page_count, &mut free)
+                .map_err(|reason| store.corrupted(id, reason))?;
             freelist_pages.push(id);
-            free.extend(page::freelist_ids(&p));
             if freelist_pages.len() as u64 > meta.page_count {
                 return Err(store.corrupted(id, "freelist chain loops"));
             }

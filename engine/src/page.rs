@@ -14,6 +14,9 @@
 //!                       key i <= every key under child i < key i+1; key 0 is a lower bound only
 //! overflow (kind 4):   | header | next: u64 LE (0 = last) | len: u32 LE | data: len bytes |
 //! freelist (kind 5):   | header | next: u64 LE (0 = last) | n: u32 LE | ids: n x u64 LE |
+//!                       (read only: files written before kind 6)
+//! freelist runs (6):   | header | next: u64 LE (0 = last) | n: u32 LE | runs |
+//!     run:             | start: u64 LE | len: u32 LE |   pages start .. start + len are free
 //! meta (kind 1):       see `meta.rs`
 //! ```
 //!
@@ -29,6 +32,7 @@ pub const KIND_BRANCH: u8 = 2;
 pub const KIND_LEAF: u8 = 3;
 pub const KIND_OVERFLOW: u8 = 4;
 pub const KIND_FREELIST: u8 = 5;
+pub const KIND_FREELIST_RUNS: u8 = 6;
 
 /// Leaf cell header: flags, key_len, val_len.
 pub const LEAF_CELL_HEADER: usize = 7;
@@ -38,8 +42,10 @@ pub const FLAG_OVERFLOW: u8 = 1;
 
 /// Overflow page: where data starts.
 pub const OVERFLOW_DATA: usize = HEADER_LEN + 12;
-/// Freelist page: where ids start.
+/// Freelist page: where ids (or runs) start.
 pub const FREELIST_IDS: usize = HEADER_LEN + 12;
+/// Freelist runs page: bytes per run.
+pub const FREELIST_RUN_LEN: usize = 12;
 
 /// Smallest and largest page sizes (offsets are u16).
 pub const MIN_PAGE_SIZE: usize = 1024;
@@ -146,9 +152,10 @@ pub fn validate_structure(page: &[u8]) -> Result<(), String> {
             }
             Ok(())
         }
-        KIND_FREELIST => {
+        KIND_FREELIST | KIND_FREELIST_RUNS => {
             let n = get_u32(page, HEADER_LEN + 8) as usize;
-            if n > (size - FREELIST_IDS) / 8 {
+            let each = if kind(page) == KIND_FREELIST { 8 } else { FREELIST_RUN_LEN };
+            if n > (size - FREELIST_IDS) / each {
                 return Err(format!("freelist count {n} runs past the page end"));
             }
             Ok(())
@@ -325,6 +332,70 @@ pub fn build_freelist(page: &mut [u8], next: u64, ids: &[u64]) {
 pub fn freelist_capacity(page_size: usize) -> usize {
     (page_size - FREELIST_IDS) / 8
 }
+pub fn freelist_runs(page: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
+    let n = get_u32(page, HEADER_LEN + 8) as usize;
+    (0..n).map(move |i| {
+        let at = FREELIST_IDS + FREELIST_RUN_LEN * i;
+        (get_u64(page, at), get_u32(page, at + 8))
+    })
+}
+pub fn build_freelist_runs(page: &mut [u8], next: u64, runs: &[(u64, u32)]) {
+    init(page, KIND_FREELIST_RUNS, 0);
+    put_u64(page, HEADER_LEN, next);
+    put_u32(page, HEADER_LEN + 8, runs.len() as u32);
+    for (i, (start, len)) in runs.iter().enumerate() {
+        let at = FREELIST_IDS + FREELIST_RUN_LEN * i;
+        put_u64(page, at, *start);
+        put_u32(page, at + 8, *len);
+    }
+}
+pub fn freelist_run_capacity(page_size: usize) -> usize {
+    (page_size - FREELIST_IDS) / FREELIST_RUN_LEN
+}
+
+/// Sorted, unique page ids as runs of consecutive ids.
+pub fn to_runs(ids: &[u64]) -> Vec<(u64, u32)> {
+    let mut runs: Vec<(u64, u32)> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len as u64 == id && *len < u32::MAX => *len += 1,
+            _ => runs.push((id, 1)),
+        }
+    }
+    runs
+}
+
+/// Appends the page ids a freelist page of either kind names to `out`; an error names one
+/// outside `within` (checked before anything is expanded, so a corrupt run cannot make a
+/// huge allocation).
+pub fn freelist_page_ids(
+    page: &[u8],
+    within: std::ops::Range<u64>,
+    out: &mut Vec<u64>,
+) -> Result<(), String> {
+    let outside = |id: u64| format!("freelist names page {id} outside the file");
+    match kind(page) {
+        KIND_FREELIST => {
+            for id in freelist_ids(page) {
+                if !within.contains(&id) {
+                    return Err(outside(id));
+                }
+                out.push(id);
+            }
+        }
+        KIND_FREELIST_RUNS => {
+            for (start, len) in freelist_runs(page) {
+                let end = start.checked_add(len as u64).ok_or_else(|| outside(start))?;
+                if start < within.start || end > within.end {
+                    return Err(outside(start));
+                }
+                out.extend(start..end);
+            }
+        }
+        k => return Err(format!("expected a freelist page, found kind {k}")),
+    }
+    Ok(())
+}
 
 /// Decodes `data` as a page every way the engine would, to check that nothing panics (the
 /// fuzz target's body; also run by the tests on random and mutated pages). The input is
@@ -360,8 +431,9 @@ pub fn exercise(data: &[u8]) {
         KIND_OVERFLOW => {
             let _ = (overflow_next(&p), overflow_data(&p).len());
         }
-        KIND_FREELIST => {
-            let _ = (freelist_next(&p), freelist_ids(&p).count());
+        KIND_FREELIST | KIND_FREELIST_RUNS => {
+            let _ = (freelist_next(&p), freelist_ids(&p).count(), freelist_runs(&p).count());
+            let _ = freelist_page_ids(&p, 2..1 << 20, &mut Vec::new());
         }
         _ => {}
     }
@@ -457,5 +529,32 @@ mod tests {
         build_freelist(&mut f, 0, &[1, 2]);
         put_u32(&mut f, HEADER_LEN + 8, 10_000);
         assert!(validate_structure(&f).is_err());
+        build_freelist_runs(&mut f, 0, &[(4, 2)]);
+        put_u32(&mut f, HEADER_LEN + 8, 84);
+        assert!(validate_structure(&f).is_err());
+    }
+
+    #[test]
+    fn freelist_runs_round_trip_and_stay_inside_the_file() {
+        let ids = [3u64, 4, 5, 9, 11, 12];
+        let runs = to_runs(&ids);
+        assert_eq!(runs, vec![(3, 3), (9, 1), (11, 2)]);
+        let mut p = vec![0u8; 1024];
+        build_freelist_runs(&mut p, 77, &runs);
+        seal(&mut p, 5);
+        validate(&p, 5).unwrap();
+        assert_eq!(freelist_next(&p), 77);
+        let mut out = Vec::new();
+        freelist_page_ids(&p, 2..13, &mut out).unwrap();
+        assert_eq!(out, ids);
+        assert!(freelist_page_ids(&p, 2..12, &mut Vec::new()).is_err());
+        // A run reaching past u64 (corruption) is refused, not expanded.
+        build_freelist_runs(&mut p, 0, &[(u64::MAX - 1, 5)]);
+        assert!(freelist_page_ids(&p, 2..100, &mut Vec::new()).is_err());
+        // Files written before runs still read.
+        build_freelist(&mut p, 0, &[8, 6]);
+        let mut out = Vec::new();
+        freelist_page_ids(&p, 2..100, &mut out).unwrap();
+        assert_eq!(out, vec![8, 6]);
     }
 }

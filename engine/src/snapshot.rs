@@ -47,7 +47,8 @@ impl Snapshot {
         let mut id = ver.meta.freelist_root;
         while id != 0 {
             let p = inner.store.read(id)?;
-            free.extend(page::freelist_ids(&p));
+            page::freelist_page_ids(&p, 0..ver.meta.page_count, &mut free)
+                .map_err(|reason| inner.store.corrupted(id, reason))?;
             id = page::freelist_next(&p);
         }
         free.sort_unstable();
