@@ -19,6 +19,7 @@
 //!   [`crate::tls::ClientCertCommonName`] extension.
 
 pub mod access;
+mod coalesce;
 pub mod gateway;
 pub mod health;
 
@@ -36,6 +37,7 @@ use hyper_util::service::TowerToHyperService;
 use logbook_wal::Wal;
 use tokio::sync::watch;
 
+use self::coalesce::Coalesce;
 use crate::error::{Error, Result};
 use crate::node::Shared;
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
@@ -148,7 +150,8 @@ pub async fn serve(
                             tls: false,
                             cn: None,
                         });
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let io = TokioIo::new(Coalesce::new(stream));
+                        let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
                     Some(tls) => {
@@ -164,7 +167,8 @@ pub async fn serve(
                         let cn = crate::tls::peer_common_name(stream.get_ref().1);
                         let svc =
                             TowerToHyperService::new(WithCommonName { inner: app, tls: true, cn });
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let io = TokioIo::new(Coalesce::new(stream));
+                        let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
                 };
