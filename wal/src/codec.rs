@@ -98,6 +98,16 @@ pub enum Decoded<'a> {
 
 /// Decodes the frame at the start of `buf`. Never panics, whatever the bytes.
 pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    decode_inner(buf, true)
+}
+
+/// [`decode`] for a frame [`checked_prefix`] already covered: the checksum is not computed
+/// again. Every other check is made.
+pub fn decode_prechecked(buf: &[u8]) -> Decoded<'_> {
+    decode_inner(buf, false)
+}
+
+fn decode_inner(buf: &[u8], check_crc: bool) -> Decoded<'_> {
     if buf.len() < FRAME_HEADER_LEN {
         return if buf.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Incomplete };
     }
@@ -117,9 +127,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     if buf.len() < frame_len {
         return Decoded::Incomplete;
     }
-    // The type byte and the body are adjacent: one checksum call covers both.
-    let c = crc32c::crc32c_append(crc32c::crc32c(&buf[0..4]), &buf[8..frame_len]);
-    if c != crc {
+    if check_crc && checksum_of(&buf[..frame_len]) != crc {
         return Decoded::Invalid("checksum mismatch");
     }
     let body = &buf[FRAME_HEADER_LEN..frame_len];
@@ -153,6 +161,118 @@ pub fn needed_len(buf: &[u8]) -> usize {
         }
         _ => FRAME_HEADER_LEN,
     }
+}
+
+/// The checksum a whole frame should carry: over `len` and then, in one call, the adjacent
+/// type byte and body.
+fn checksum_of(frame: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&frame[0..4]), &frame[8..])
+}
+
+/// The stored checksum of a whole frame.
+fn stored_checksum(frame: &[u8]) -> u32 {
+    u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"))
+}
+
+/// Length of the complete, non-end frame at the start of `buf`, if there is one whose length
+/// is possible (its checksum and type are not looked at).
+fn complete_frame_len(buf: &[u8]) -> Option<usize> {
+    let header = buf.get(..FRAME_HEADER_LEN)?;
+    if header.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    (len <= MAX_BODY_LEN && FRAME_HEADER_LEN + len <= buf.len()).then_some(FRAME_HEADER_LEN + len)
+}
+
+/// Bytes at the start of `buf` covered by complete frames whose checksums match, stopping at
+/// the first frame that is incomplete, an end marker or fails its checksum. Frames in that
+/// prefix may be decoded with [`decode_prechecked`].
+///
+/// Why: a frame's checksum is a chain of dependent CRC instructions, each waiting for the
+/// previous one (the crc32c crate interleaves only within buffers of 768 bytes and more). Here
+/// three frames are checked side by side, so the CPU runs three chains at once; replay of
+/// small records is bound by exactly this.
+pub fn checked_prefix(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    loop {
+        let mut frames: [&[u8]; 3] = [&[]; 3];
+        let mut n = 0;
+        let mut end = pos;
+        while n < 3
+            && let Some(len) = complete_frame_len(&buf[end..])
+        {
+            frames[n] = &buf[end..end + len];
+            end += len;
+            n += 1;
+        }
+        let sums = if n == 3 {
+            checksums3(frames)
+        } else {
+            [0, 1, 2].map(|k| if k < n { checksum_of(frames[k]) } else { 0 })
+        };
+        for (frame, sum) in frames[..n].iter().zip(sums) {
+            if stored_checksum(frame) != sum {
+                return pos;
+            }
+            pos += frame.len();
+        }
+        if n < 3 {
+            return pos;
+        }
+    }
+}
+
+/// [`checksum_of`] three frames at once.
+fn checksums3(frames: [&[u8]; 3]) -> [u32; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU supports SSE 4.2 (checked just above), the only requirement of
+        // `checksums3_sse42` beyond its safe signature.
+        return unsafe { checksums3_sse42(frames) };
+    }
+    frames.map(checksum_of)
+}
+
+/// [`checksums3`] with the CRC32C instruction, the three chains interleaved over the longest
+/// common multiple of 8 bytes, the rest of each frame finished alone.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn checksums3_sse42(frames: [&[u8]; 3]) -> [u32; 3] {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u32, _mm_crc32_u64};
+    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    // The register starts at !0 (the crate's and the format's initial value) and takes the
+    // 4 length bytes; the rest of the frame starts after the stored checksum.
+    let start = |f: &[u8]| {
+        u64::from(_mm_crc32_u32(!0, u32::from_le_bytes(f[0..4].try_into().expect("4 bytes"))))
+    };
+    let mut regs = frames.map(start);
+    let rest = frames.map(|f| &f[8..]);
+    let common = rest.iter().map(|r| r.len()).min().expect("three frames") / 8 * 8;
+    let words = rest[0][..common]
+        .chunks_exact(8)
+        .zip(rest[1][..common].chunks_exact(8))
+        .zip(rest[2][..common].chunks_exact(8));
+    for ((a, b), c) in words {
+        regs[0] = _mm_crc32_u64(regs[0], u64_of(a));
+        regs[1] = _mm_crc32_u64(regs[1], u64_of(b));
+        regs[2] = _mm_crc32_u64(regs[2], u64_of(c));
+    }
+    let mut out = [0u32; 3];
+    for k in 0..3 {
+        let tail = &rest[k][common..];
+        let mut words = tail.chunks_exact(8);
+        let mut r = regs[k];
+        for w in &mut words {
+            r = _mm_crc32_u64(r, u64_of(w));
+        }
+        let mut r = r as u32;
+        for &b in words.remainder() {
+            r = _mm_crc32_u8(r, b);
+        }
+        out[k] = !r;
+    }
+    out
 }
 
 fn frame_crc(len_le: &[u8], ty: u8, body: &[u8]) -> u32 {
@@ -335,6 +455,92 @@ mod tests {
         let mut buf = Vec::new();
         encode_parts(TYPE_HARD_STATE, &[1u8; 8], &[], &mut buf);
         assert_eq!(decode(&buf), Decoded::Invalid("body length does not fit the record type"));
+    }
+
+    /// A run of frames of random sizes (some longer than the crate's interleaving threshold),
+    /// and where each starts.
+    fn random_frames(rng: &mut impl rand::Rng, n: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..n {
+            starts.push(buf.len());
+            let len = match rng.random_range(0..4) {
+                0 => rng.random_range(0..16),
+                1 => rng.random_range(16..400),
+                2 => 256,
+                _ => rng.random_range(400..3000),
+            };
+            let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if i % 7 == 3 {
+                encode(
+                    &Record::HardState(HardState { term: i as u64, vote: 1, commit: 2 }),
+                    &mut buf,
+                );
+            } else {
+                encode_entry(i as u64, &data, &mut buf);
+            }
+        }
+        (buf, starts)
+    }
+
+    #[test]
+    fn three_checksums_at_once_match_the_crate() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = rand::random();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..2000 {
+            // Random lengths and alignments, as frames sit anywhere in a read buffer.
+            let parts: Vec<Vec<u8>> = (0..3)
+                .map(|_| {
+                    let len = 8 + rng.random_range(0..1200);
+                    (0..len).map(|_| rng.random()).collect()
+                })
+                .collect();
+            let offsets: [usize; 3] = std::array::from_fn(|_| rng.random_range(0..8));
+            let padded: Vec<Vec<u8>> = parts
+                .iter()
+                .zip(offsets)
+                .map(|(p, o)| [vec![0xEE; o], p.clone()].concat())
+                .collect();
+            let frames = [0, 1, 2].map(|k| &padded[k][offsets[k]..]);
+            assert_eq!(checksums3(frames), frames.map(checksum_of), "seed {seed}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("sse4.2") {
+                // SAFETY: SSE 4.2 is present (checked just above).
+                let fast = unsafe { checksums3_sse42(frames) };
+                assert_eq!(fast, frames.map(checksum_of), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn checked_prefix_stops_at_the_first_damaged_frame() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = rand::random();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for round in 0..300 {
+            let n = rng.random_range(0..12);
+            let (mut buf, starts) = random_frames(&mut rng, n);
+            let end = buf.len();
+            buf.extend_from_slice(&[0u8; 20]);
+            assert_eq!(checked_prefix(&buf), end, "seed {seed} round {round}");
+            // Cut anywhere: the prefix ends at the last frame that is still whole.
+            let cut = rng.random_range(0..=end);
+            let whole = starts.iter().copied().chain([end]).filter(|&s| s <= cut).max().unwrap();
+            assert_eq!(checked_prefix(&buf[..cut]), whole, "seed {seed} round {round} cut {cut}");
+            if n == 0 {
+                continue;
+            }
+            // Damage one byte of frame k: the prefix ends at frame k, exactly.
+            let k = rng.random_range(0..n);
+            let frame_end = starts.get(k + 1).copied().unwrap_or(end);
+            let at = rng.random_range(starts[k]..frame_end);
+            buf[at] ^= 1 << rng.random_range(0..8);
+            assert_eq!(checked_prefix(&buf), starts[k], "seed {seed} round {round} byte {at}");
+            for &s in &starts[..k] {
+                assert!(matches!(decode_prechecked(&buf[s..]), Decoded::Record { .. }));
+            }
+        }
     }
 
     #[test]

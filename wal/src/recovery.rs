@@ -240,9 +240,20 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered> {
         }
 
         let mut pos = SEGMENT_HEADER_LEN as u64;
+        // Frames before this offset had their checksums verified, a window at a time.
+        let mut checked_to = pos;
         let bad = loop {
             let need = codec::needed_len(rd.at(pos, FRAME_HEADER_LEN)?);
-            match codec::decode(rd.at(pos, need)?) {
+            let window = rd.at(pos, need)?;
+            if pos >= checked_to {
+                checked_to = pos + codec::checked_prefix(window) as u64;
+            }
+            let decoded = if pos < checked_to {
+                codec::decode_prechecked(window)
+            } else {
+                codec::decode(window)
+            };
+            match decoded {
                 Decoded::Record { record, frame_len } => {
                     apply(ix, &mut hs, record, seq, pos).map_err(|r| corrupted(&path, pos, r))?;
                     pos += frame_len as u64;
