@@ -32,6 +32,8 @@
 
 #![allow(clippy::doc_markdown, clippy::large_enum_variant)]
 
+pub mod coalesce;
+
 /// etcd's `mvccpb` package: the versioned key-value record and watch events.
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -19,7 +19,6 @@
 //!   [`crate::tls::ClientCertCommonName`] extension.
 
 pub mod access;
-mod coalesce;
 pub mod gateway;
 pub mod health;
 
@@ -34,10 +33,10 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use logbook_api::coalesce::Coalesce;
 use logbook_wal::Wal;
 use tokio::sync::watch;
 
-use self::coalesce::Coalesce;
 use crate::error::{Error, Result};
 use crate::node::Shared;
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};

@@ -1,14 +1,16 @@
-//! Write coalescing for client connections.
+//! Write coalescing for HTTP/2 connections, shared by the server's client
+//! ports and the load generator's connections.
 //!
-//! hyper's HTTP/2 server flushes its connection each time it runs, and it
-//! runs once per finished stream: when Raft applies a batch of 30 puts, their
+//! hyper's HTTP/2 connection flushes each time it runs, and a server's
+//! connection runs once per finished stream: when Raft applies a batch of 30 puts, their
 //! 30 responses leave in 30 `writev` calls, each paying the whole loopback
 //! TCP path (a leader profile showed one `writev` per put and ~15% of its CPU
 //! under it). [`Coalesce`] buffers what the connection writes and, at the
 //! first flush after a write, lets the other ready tasks of this worker run
 //! first (tokio's `yield_now` defers the wake-up until the worker has nothing
 //! else to do), so responses finished in the same turn share one `writev`.
-//! An idle worker flushes at once; a busy one flushes after its queue.
+//! An idle worker flushes at once; a busy one flushes after its queue. A
+//! client gains the same way when many of its tasks send at once.
 
 use std::future::Future;
 use std::io;
