@@ -11,8 +11,11 @@
 //! the WAL in one group commit; messages that must follow persistence go last.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
@@ -104,15 +107,26 @@ pub enum NodeMsg {
     ProposeConfChange { id: u64, cc: ConfChange },
     /// Hand leadership to this member.
     TransferLeader(u64),
-    /// The WAL made the ready with this number (and all before it) durable.
-    Persisted(u64),
-    /// The WAL failed; the member must stop.
-    PersistFailed(String),
+    /// The WAL finished a write the loop waits on: look at its tickets.
+    WalProgress,
     /// Shut down.
     Stop,
 }
 
 type Waiter = oneshot::Sender<Result<(Applied, i64)>>;
+
+/// Wakes the Raft loop by putting a [`NodeMsg::WalProgress`] in its inbox.
+struct InboxWaker(Sender<NodeMsg>);
+
+impl std::task::Wake for InboxWaker {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.send(NodeMsg::WalProgress);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.0.send(NodeMsg::WalProgress);
+    }
+}
 
 /// State shared by the Raft thread and the services.
 pub struct Shared {
@@ -492,10 +506,14 @@ pub struct RaftLoop {
     proposal_ids: Vec<u64>,
     proposal_entries: Vec<Entry>,
     proposal_bytes: usize,
-    /// A WAL failure reported by the waiter thread.
-    fatal: Option<String>,
-    /// Readies whose durability the WAL waiter thread is watching, in order.
-    persisting: Sender<(u64, Option<Ticket>)>,
+    /// Readies written to the WAL and not yet known durable, in order, with
+    /// the ticket of their write (`None`: nothing to write).
+    persisting: VecDeque<(u64, Option<Ticket>)>,
+    /// Wakes the loop (through its inbox) when a WAL write completes; the WAL
+    /// writer thread calls it, so durability reaches the loop in one hop.
+    wal_waker: Waker,
+    /// The ready number whose ticket has `wal_waker` registered.
+    registered: Option<u64>,
     /// Messages that may only be sent once the ready with this number is durable.
     held_messages: VecDeque<(u64, Vec<Message>)>,
 }
@@ -511,26 +529,7 @@ impl RaftLoop {
         hub: Arc<WatchHub>,
     ) -> Self {
         let last_compaction = shared.apply_state.lock().index;
-        // The WAL waiter: blocks on each ready's ticket in order and tells the
-        // loop through its inbox, which also wakes it.
-        let (persisting, tickets) = crossbeam::channel::unbounded::<(u64, Option<Ticket>)>();
-        let inbox = shared.inbox.clone();
-        std::thread::Builder::new()
-            .name("wal-waiter".into())
-            .spawn(move || {
-                for (number, ticket) in tickets {
-                    let outcome = ticket.map_or(Ok(()), Ticket::wait);
-                    let msg = match outcome {
-                        Ok(()) => NodeMsg::Persisted(number),
-                        Err(e) => NodeMsg::PersistFailed(e.to_string()),
-                    };
-                    let failed = matches!(msg, NodeMsg::PersistFailed(_));
-                    if inbox.send(msg).is_err() || failed {
-                        return;
-                    }
-                }
-            })
-            .expect("starting the WAL waiter thread");
+        let wal_waker = Waker::from(Arc::new(InboxWaker(shared.inbox.clone())));
         RaftLoop {
             node,
             storage,
@@ -545,8 +544,9 @@ impl RaftLoop {
             proposal_ids: Vec::new(),
             proposal_entries: Vec::new(),
             proposal_bytes: 0,
-            fatal: None,
-            persisting,
+            persisting: VecDeque::new(),
+            wal_waker,
+            registered: None,
             held_messages: VecDeque::new(),
         }
     }
@@ -562,7 +562,13 @@ impl RaftLoop {
             let _ = self.node.campaign();
         }
         let outcome = loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Raft may have more to hand over (a durable ready can commit
+            // entries): look again at once rather than at the next tick.
+            let wait = if self.node.has_ready() {
+                std::time::Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let mut stop = match self.rx.recv_timeout(wait) {
                 Ok(msg) => !self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => false,
@@ -578,10 +584,10 @@ impl RaftLoop {
             }
             self.flush_proposals();
             if stop {
-                match self.fatal.take() {
-                    Some(e) => break Err(Error::Internal(format!("write-ahead log: {e}"))),
-                    None => break Ok(()),
-                }
+                break Ok(());
+            }
+            if let Err(e) = self.poll_persisting() {
+                break Err(e);
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -659,12 +665,7 @@ impl RaftLoop {
                 }
             }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
-            NodeMsg::Persisted(number) => self.on_persisted(number),
-            NodeMsg::PersistFailed(e) => {
-                tracing::error!(error = %e, "the WAL failed; stopping the member");
-                self.fatal = Some(e);
-                return false;
-            }
+            NodeMsg::WalProgress => {}
             NodeMsg::Stop => return false,
         }
         true
@@ -696,6 +697,39 @@ impl RaftLoop {
         } else {
             self.proposal_ids.clear();
         }
+    }
+
+    /// Takes the readies whose WAL writes completed, in order, and tells Raft
+    /// (with the messages that waited for them); registers the loop's waker
+    /// on the first one still in flight. A failed write stops the member.
+    fn poll_persisting(&mut self) -> Result<()> {
+        let mut durable = None;
+        while let Some((number, ticket)) = self.persisting.front_mut() {
+            let number = *number;
+            if let Some(t) = ticket {
+                if !t.is_complete() && self.registered == Some(number) {
+                    break;
+                }
+                let mut cx = Context::from_waker(&self.wal_waker);
+                match Pin::new(t).poll(&mut cx) {
+                    Poll::Pending => {
+                        self.registered = Some(number);
+                        break;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::error!(error = %e, "the WAL failed; stopping the member");
+                        return Err(Error::Internal(format!("write-ahead log: {e}")));
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+            }
+            durable = Some(number);
+            self.persisting.pop_front();
+        }
+        if let Some(number) = durable {
+            self.on_persisted(number);
+        }
+        Ok(())
     }
 
     /// Everything up to ready `number` is durable: tell Raft, and send the
@@ -782,7 +816,7 @@ impl RaftLoop {
 
         // New entries and the hard state go to the WAL without waiting: the
         // loop keeps taking acknowledgements and proposals while the fsync
-        // runs, and hears of its completion as `Persisted`.
+        // runs, and hears of its completion through `wal_waker`.
         let entries = ready.take_entries();
         let hs = ready.hs().cloned();
         let ticket = self.persist(&entries, hs)?;
@@ -806,15 +840,19 @@ impl RaftLoop {
         self.node.advance_append_async(ready);
         if has_snapshot {
             // Raft may only count a snapshot as applied once it is durable:
-            // wait here (rare) rather than on the waiter thread.
+            // wait here (rare). The WAL completes in order, so every ready
+            // queued before it is durable too.
             if let Some(t) = ticket {
                 t.wait()?;
             }
+            self.persisting.clear();
+            self.registered = None;
             self.on_persisted(number);
         } else {
-            self.persisting
-                .send((number, ticket))
-                .map_err(|_| Error::Internal("the WAL waiter thread is gone".into()))?;
+            self.persisting.push_back((number, ticket));
+            // A ready with nothing to write (or a write already done) is
+            // durable now: no wake-up will come for it.
+            self.poll_persisting()?;
         }
         self.node.advance_apply();
         self.shared.commit_index.store(self.node.raft.raft_log.committed, Ordering::Release);
