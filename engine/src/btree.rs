@@ -697,14 +697,24 @@ mod tests {
         fn commit(&mut self, ops: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, fill: Fill) {
             let ops: Vec<(&[u8], Option<&[u8]>)> =
                 ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+            let root = self.root;
+            self.run_tx(|tx| apply(tx, root, &ops, fill).unwrap());
+        }
+
+        /// Runs one write transaction whose closure returns the new root, commits it as the
+        /// engine does (pages written, freed pages released) and returns how many pages it wrote.
+        fn run_tx(&mut self, f: impl FnOnce(&mut TxPages<'_>) -> u64) -> usize {
             let mut tx = TxPages::new(&self.store, &mut self.freelist, self.page_count);
-            self.root = apply(&mut tx, self.root, &ops, fill).unwrap();
+            let root = f(&mut tx);
             let (dirty, freed, count) = tx.finish();
+            let written = dirty.len();
             self.store.write_pages(dirty).unwrap();
+            self.root = root;
             self.page_count = count;
             self.txid += 1;
             self.freelist.free_pending(self.txid, freed);
             self.freelist.release_through(self.txid);
+            written
         }
 
         fn scan(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -830,15 +840,8 @@ mod tests {
         let before = h.scan();
         let limit = h.page_count / 2;
         // Make room below the limit, as defragment does, by pretending the low half is free.
-        let mut tx = TxPages::new(&h.store, &mut h.freelist, h.page_count);
-        let root = relocate(&mut tx, h.root, 0, &mut usize::MAX.clone()).unwrap();
-        let (dirty, freed, count) = tx.finish();
-        h.store.write_pages(dirty).unwrap();
-        h.root = root;
-        h.page_count = count;
-        h.txid += 1;
-        h.freelist.free_pending(h.txid, freed);
-        h.freelist.release_through(h.txid);
+        let root = h.root;
+        h.run_tx(|tx| relocate(tx, root, 0, &mut usize::MAX.clone()).unwrap());
         assert_eq!(h.scan(), before);
         h.check_accounting();
         assert!(limit > 0);
@@ -863,16 +866,9 @@ mod tests {
         let mut rounds = 0;
         loop {
             let mut budget = 10;
-            let mut tx = TxPages::new(&h.store, &mut h.freelist, h.page_count);
-            let root = relocate(&mut tx, h.root, low, &mut budget).unwrap();
-            let (dirty, freed, count) = tx.finish();
-            assert!(dirty.len() <= 10 + 4, "{} pages in one commit", dirty.len());
-            h.store.write_pages(dirty).unwrap();
-            h.root = root;
-            h.page_count = count;
-            h.txid += 1;
-            h.freelist.free_pending(h.txid, freed);
-            h.freelist.release_through(h.txid);
+            let root = h.root;
+            let written = h.run_tx(|tx| relocate(tx, root, low, &mut budget).unwrap());
+            assert!(written <= 10 + 4, "{written} pages in one commit");
             assert_eq!(h.scan(), before);
             h.check_accounting();
             rounds += 1;

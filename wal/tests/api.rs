@@ -20,6 +20,17 @@ fn segment_files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Opening failed with corruption reported in `seg` at `at`.
+fn assert_corrupted_at(opened: logbook_wal::Result<Wal>, seg: &Path, at: u64) {
+    match opened {
+        Err(Error::Corrupted { file, offset, reason }) => {
+            assert_eq!(file, seg);
+            assert_eq!(offset, at, "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
 fn rec(i: u64) -> Vec<u8> {
     format!("record-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes()
 }
@@ -324,13 +335,7 @@ fn damage_in_the_last_segment_followed_by_valid_records_is_corruption() {
     // Zero out the 3rd record's header: looks like the end, but valid records follow.
     let hdr = 40 + 33 + (rec(1).len() + 17) + (rec(2).len() + 17);
     sim.damage(seg, hdr as u64, &[0u8; 9]);
-    match Wal::open_with_storage("/w", opts, Arc::new(sim)) {
-        Err(Error::Corrupted { file, offset, reason }) => {
-            assert_eq!(file, seg);
-            assert_eq!(offset, hdr as u64, "{reason}");
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    assert_corrupted_at(Wal::open_with_storage("/w", opts, Arc::new(sim)), seg, hdr as u64);
 }
 
 #[test]
@@ -453,13 +458,7 @@ fn zeroed_frame_before_valid_records_is_corruption_on_real_files() {
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.write_all_at(&[0u8; 9], hdr as u64).unwrap();
     f.sync_data().unwrap();
-    match Wal::open(dir.path(), Options::default()) {
-        Err(Error::Corrupted { file, offset, reason }) => {
-            assert_eq!(file, seg);
-            assert_eq!(offset, hdr as u64, "{reason}");
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    assert_corrupted_at(Wal::open(dir.path(), Options::default()), &seg, hdr as u64);
 }
 
 #[test]
