@@ -17,6 +17,8 @@ pub const REV_KEY_LEN: usize = 16;
 
 pub const RECORD_PUT: u8 = 1;
 pub const RECORD_TOMBSTONE: u8 = 2;
+/// Where a record's key starts (after its kind and key length).
+pub const RECORD_KEY_OFFSET: usize = 5;
 
 /// Encodes a revision so that byte order is revision order (main and sub are never negative).
 pub fn encode_rev(rev: Revision) -> [u8; REV_KEY_LEN] {

@@ -20,7 +20,6 @@
 //! Compaction only starts once every revision `<= C` is in the tree (it waits one commit),
 //! so the memtable never holds a revision it deletes.
 
-use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
@@ -94,24 +93,21 @@ pub(crate) fn step(inner: &Inner) -> Result<()> {
         let mut removed = Vec::new();
         let mut last = None;
         let mut index = inner.index.write();
-        let lower = match &job.after {
-            Some(k) => Bound::Excluded(&k[..]),
-            None => Bound::Unbounded,
-        };
         let mut empty = Vec::new();
         let mut n = 0;
-        for (k, ki) in index.range_mut::<[u8], _>((lower, Bound::Unbounded)) {
+        index.for_each_mut(job.after.as_deref(), |k, ki| {
             // The tree pass finds the dropped revisions itself, in tree order.
             removed.clear();
             if ki.compact(target, &mut removed) {
-                empty.push(k.clone());
+                empty.push(k.to_vec());
             }
             n += 1;
             if n == batch {
-                last = Some(k.clone());
-                break;
+                last = Some(k.to_vec());
+                return false;
             }
-        }
+            true
+        });
         for k in empty {
             index.remove(&k);
         }

@@ -5,7 +5,8 @@
 //!
 //! - `writer`: the single-writer lock a [`WriteTxn`] holds; orders writes and compactions
 //!   (Raft order) and gives the committer a consistent cut (revision, applied index).
-//! - `index`: key -> revisions (see `key_index.rs`), updated by writes, read by reads.
+//! - `index`: key -> revisions and cached latest record (see `key_map.rs`), updated by
+//!   writes, read by reads.
 //! - `memtable`: revision -> record for every write not yet released after its commit:
 //!   readers find applied-but-uncommitted writes here.
 //! - `version`: the latest committed tree version. A reader clones the `Arc` first and
@@ -28,7 +29,8 @@ use crate::compaction::CompactionJob;
 use crate::error::{Error, Result};
 use crate::freelist::Freelist;
 use crate::io::{FileStorage, Storage};
-use crate::key_index::{Hit, KeyIndex, LatestCache};
+use crate::key_index::Hit;
+use crate::key_map::{Key, KeyMap};
 use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
 use crate::meta::{META_PAGES, Meta};
 use crate::options::Options;
@@ -39,10 +41,6 @@ use crate::txn::WriteTxn;
 
 /// Keys looked up per hold of the index lock in a range (writers wait at most this long).
 const INDEX_CHUNK: usize = 1024;
-
-/// How many keys ahead a range prefetches cached records (enough to keep several cache
-/// misses in flight, few enough that the lines are still cached when used).
-const PREFETCH_AHEAD: usize = 16;
 
 /// A committed tree version, as readers hold it.
 #[derive(Debug)]
@@ -86,9 +84,7 @@ pub(crate) struct Inner {
     pub opts: Options,
     pub store: PageStore,
     pub writer: Mutex<WriterState>,
-    pub index: RwLock<BTreeMap<Vec<u8>, KeyIndex>>,
-    /// The budget of the records cached in `index` (changed under its write lock).
-    pub latest: LatestCache,
+    pub index: RwLock<KeyMap>,
     pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
     pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     pub version: RwLock<Arc<Version>>,
@@ -190,8 +186,7 @@ impl Engine {
 
         // Rebuild the index from the revision tree (this also verifies every page of it),
         // caching each key's latest record.
-        let latest = LatestCache::new(options.latest_cache_size, options.latest_cache_max_record);
-        let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut index = KeyMap::new(options.latest_cache_size, options.latest_cache_max_record);
         let mut c = Cursor::seek(&store, meta.rev_root, b"")?;
         while let Some((k, v)) = c.next()? {
             let rev = codec::decode_rev(&k)
@@ -200,16 +195,13 @@ impl Engine {
                 store.corrupted(meta.rev_root, format!("malformed record at revision {rev}"))
             })?;
             let put = rec.put.map(|p| (p.create_revision, p.version));
-            let ki = match index.get_mut(rec.key) {
-                Some(ki) => ki,
-                None => index.entry(rec.key.to_vec()).or_default(),
-            };
+            let mut ki = index.get_or_insert(rec.key);
             if put.is_none() {
-                latest.clear(ki);
+                ki.clear_latest();
             }
             ki.restore(rev, put);
             if put.is_some() && ki.live().is_some_and(|h| h.rev == rev) {
-                latest.put(ki, rev, &Arc::from(&v[..]));
+                ki.set_latest(rev, &v);
             }
         }
 
@@ -219,7 +211,6 @@ impl Engine {
             store,
             writer: Mutex::new(WriterState::default()),
             index: RwLock::new(index),
-            latest,
             memtable: RwLock::new(BTreeMap::new()),
             metas: RwLock::new(metas),
             version: RwLock::new(version),
@@ -608,7 +599,7 @@ impl Inner {
         let keys_only = opts.keys_only;
         let store = &self.store;
         let create_filter = opts.min_create_revision > 0 || opts.max_create_revision > 0;
-        let mut take = |ki: &KeyIndex, kvs: &mut Vec<KeyValue>| -> Result<()> {
+        let mut take = |ki: Key<'_>, kvs: &mut Vec<KeyValue>| -> Result<()> {
             // Fast path: the cached latest version is visible; its record carries the create
             // revision and version, so the generations (two more pointer chases) are skipped.
             if let Some((r, rec)) = ki.cached_at(rev) {
@@ -682,35 +673,24 @@ impl Inner {
                     Bound::Excluded(k) => Bound::Excluded(&k[..]),
                     Bound::Unbounded => Bound::Unbounded,
                 };
-                // First the chunk's index entries (a cheap walk of the map's nodes), then the
-                // records, each prefetched a few keys ahead: the records of neighbouring keys
-                // lie anywhere in memory, and overlapping their cache misses is most of the
-                // range's time.
-                let mut chunk: Vec<&KeyIndex> = Vec::with_capacity(INDEX_CHUNK);
+                // The index's leaves pack neighbouring keys' records together: the walk
+                // reads memory nearly in order.
                 let mut last = None;
-                for (k, ki) in index.range::<[u8], _>((lo, upper)) {
-                    ki.prefetch();
-                    chunk.push(ki);
-                    if chunk.len() == INDEX_CHUNK {
-                        last = Some(k.clone());
-                        break;
-                    }
-                }
-                let records = keep || create_filter;
+                let keys = index.range(lo, upper);
                 if keep {
-                    kvs.reserve(chunk.len().min(limit.saturating_sub(kvs.len())));
+                    let room = limit.saturating_sub(kvs.len());
+                    kvs.reserve(keys.count_ahead(INDEX_CHUNK.min(room)));
                 }
-                for (j, ki) in chunk.iter().enumerate() {
-                    if records
-                        && let Some(ahead) = chunk.get(j + PREFETCH_AHEAD)
-                        && (create_filter || kvs.len() + PREFETCH_AHEAD < limit)
-                    {
-                        ahead.prefetch_latest();
+                for (n, ki) in keys.enumerate() {
+                    if n == INDEX_CHUNK {
+                        last = Some(ki.key().to_vec());
+                        break;
                     }
                     take(ki, &mut kvs)?;
                 }
                 match last {
-                    Some(k) => lower = Bound::Excluded(k),
+                    // `k` is the first key not yet taken.
+                    Some(k) => lower = Bound::Included(k),
                     None => break,
                 }
             }
@@ -838,7 +818,7 @@ impl Inner {
             self.check_compacted(rev)?;
             let compact = self.compact_rev.load(Ordering::Acquire);
             let keep: HashSet<Revision> = if compact > 0 {
-                index.values().filter_map(|ki| ki.get(compact).map(|h| h.rev)).collect()
+                index.iter().filter_map(|ki| ki.get(compact).map(|h| h.rev)).collect()
             } else {
                 HashSet::new()
             };
@@ -869,5 +849,111 @@ impl Inner {
             }
         }
         Ok((crc, compact))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::io::MemStorage;
+
+    /// Ranges over thousands of keys (many index leaves, split and merged as keys come and
+    /// go), with and without room in the latest cache, at the current and at older
+    /// revisions, against a model of each revision's contents; then again after a reopen.
+    #[test]
+    fn ranges_over_many_index_leaves_match_a_model() {
+        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        println!("seed {seed}");
+        let mut rng = StdRng::seed_from_u64(seed);
+        for cache in [0, 200_000, 64 << 20] {
+            let opts = Options { latest_cache_size: cache, ..Options::default() };
+            let storage = Arc::new(MemStorage::new());
+            let mut e = Engine::open_with_storage(storage.clone(), "db", opts.clone()).unwrap();
+            // Key -> (create, mod, version, value), one map per revision written.
+            let mut live: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
+            let mut states: Vec<(i64, BTreeMap<Vec<u8>, KeyValue>)> = Vec::new();
+            for batch in 0..40u64 {
+                let mut t = e.write(batch + 1);
+                let rev = t.revision();
+                for _ in 0..200 {
+                    let k = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
+                    if rng.random_bool(0.15) {
+                        let end = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
+                        t.delete_range(&k, if end > k { &end[..] } else { b"" }).unwrap();
+                        let gone: Vec<Vec<u8>> = if end > k {
+                            live.range(k.clone()..end).map(|(k, _)| k.clone()).collect()
+                        } else {
+                            live.get(&k).map(|_| k.clone()).into_iter().collect()
+                        };
+                        for g in gone {
+                            live.remove(&g);
+                        }
+                    } else {
+                        let value = vec![b'a' + (batch % 26) as u8; rng.random_range(0..300)];
+                        t.put(&k, &value, 0).unwrap();
+                        let kv = live.entry(k.clone()).or_insert_with(|| KeyValue {
+                            key: k.clone(),
+                            create_revision: rev,
+                            ..Default::default()
+                        });
+                        kv.mod_revision = rev;
+                        kv.version += 1;
+                        kv.value = value;
+                    }
+                }
+                assert_eq!(t.commit(), rev);
+                states.push((rev, live.clone()));
+                if batch % 9 == 0 {
+                    e.commit().unwrap();
+                }
+            }
+            for round in 0..2 {
+                for _ in 0..60 {
+                    let (rev, state) = &states[rng.random_range(0..states.len())];
+                    let a = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
+                    let b = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
+                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                    let o = RangeOptions {
+                        revision: if rng.random_bool(0.5) { *rev } else { 0 },
+                        limit: if rng.random_bool(0.3) { rng.random_range(1..50) } else { 0 },
+                        keys_only: rng.random_bool(0.2),
+                        count_only: rng.random_bool(0.1),
+                        min_mod_revision: if rng.random_bool(0.2) { rev - 10 } else { 0 },
+                        ..RangeOptions::range(lo.clone(), hi.clone())
+                    };
+                    let state = if o.revision == 0 { &states.last().unwrap().1 } else { state };
+                    let mut want: Vec<KeyValue> = state
+                        .range(lo.clone()..hi.clone())
+                        .map(|(_, kv)| kv.clone())
+                        .filter(|kv| kv.mod_revision >= o.min_mod_revision)
+                        .collect();
+                    let count = want.len() as i64;
+                    let more = o.limit > 0 && count > o.limit;
+                    if o.limit > 0 {
+                        want.truncate(o.limit as usize);
+                    }
+                    if o.count_only {
+                        want.clear();
+                    }
+                    if o.keys_only {
+                        want.iter_mut().for_each(|kv| kv.value.clear());
+                    }
+                    let got = e.range(&o).unwrap();
+                    let ctx = format!("seed {seed} cache {cache} round {round} {o:?}");
+                    assert_eq!((got.count, got.more), (count, more), "{ctx}");
+                    assert_eq!(got.kvs, want, "{ctx}");
+                }
+                drop(e);
+                e = Engine::open_with_storage(storage.clone(), "db", opts.clone()).unwrap();
+            }
+        }
     }
 }

@@ -89,7 +89,7 @@ impl History {
         let index = inner.index.read();
         let compact_revision = inner.compact_rev.load(Ordering::Acquire);
         let keep = if compact_revision > 0 {
-            index.values().filter_map(|ki| ki.get(compact_revision).map(|h| h.rev)).collect()
+            index.iter().filter_map(|ki| ki.get(compact_revision).map(|h| h.rev)).collect()
         } else {
             HashSet::new()
         };
@@ -281,9 +281,9 @@ impl BulkLoad<'_> {
             codec::encode_put(key, put.create_revision, put.version, put.lease, &put.value).into();
         {
             let mut index = self.inner.index.write();
-            let ki = index.entry(key.to_vec()).or_default();
+            let mut ki = index.get_or_insert(key);
             ki.restore(rev, Some((put.create_revision, put.version)));
-            self.inner.latest.put(ki, rev, &rec);
+            ki.set_latest(rev, &rec);
         }
         self.pending += rec.len();
         self.inner.memtable.write().insert(rev, rec);
@@ -306,8 +306,8 @@ impl BulkLoad<'_> {
                     String::from_utf8_lossy(key)
                 )));
             }
-            let ki = index.get_mut(key).expect("live");
-            self.inner.latest.clear(ki);
+            let mut ki = index.get_mut(key).expect("live");
+            ki.clear_latest();
             ki.restore(rev, None);
         }
         let rec = codec::encode_tombstone(key);

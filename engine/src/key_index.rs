@@ -5,24 +5,15 @@
 //! The index answers "which revision of key K is visible at revision R, with which create
 //! revision and version" without touching the disk; the value is then fetched by revision.
 //!
-//! A key may also hold the record of its latest version (the *latest cache*), so that reads
-//! at the current revision (Kubernetes' lists and gets) walk this index in key order and never
-//! touch the revision tree, whose records for a key range are scattered over its pages. The
-//! engine bounds the bytes cached this way (`Options::latest_cache_size`); a key without its
-//! record cached is read from the memtable or the tree as any older version is.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! A key's latest record may also be cached next to it (see `key_map.rs`), so that reads
+//! at the current revision (Kubernetes' lists and gets) walk the index in key order and
+//! never touch the revision tree, whose records for a key range are scattered over its pages.
 
 use crate::revision::Revision;
 
 #[derive(Clone, Debug, Default)]
 pub struct KeyIndex {
     gens: Vec<Generation>,
-    /// The encoded record (`codec::encode_put`) of the latest revision, if that is a put and
-    /// the engine chose to cache it. Records are immutable, so a cached record is valid for
-    /// every reader whose visible revision of this key is `latest.0`.
-    latest: Option<(Revision, Arc<[u8]>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,45 +25,6 @@ struct Generation {
     /// Revisions in order; if `closed`, the last one is the tombstone.
     revs: Vec<Revision>,
     closed: bool,
-}
-
-/// The budget of the latest cache: how many record bytes all keys hold. Changed only under
-/// the index's write lock (the counter is atomic so that readers may report it).
-#[derive(Debug)]
-pub struct LatestCache {
-    used: AtomicUsize,
-    limit: usize,
-    max_record: usize,
-}
-
-impl LatestCache {
-    pub fn new(limit: usize, max_record: usize) -> LatestCache {
-        LatestCache { used: AtomicUsize::new(0), limit, max_record }
-    }
-
-    /// Makes `record` (of revision `rev`, the key's new latest put) the key's cached record
-    /// if the budget allows; otherwise the key caches nothing.
-    pub fn put(&self, ki: &mut KeyIndex, rev: Revision, record: &Arc<[u8]>) {
-        let mut used = self.used.load(Ordering::Relaxed) - ki.clear_latest();
-        if record.len() <= self.max_record && used + record.len() <= self.limit {
-            ki.set_latest(rev, record.clone());
-            used += record.len();
-        }
-        self.used.store(used, Ordering::Relaxed);
-    }
-
-    /// Drops the key's cached record (before a tombstone or a rollback).
-    pub fn clear(&self, ki: &mut KeyIndex) {
-        let freed = ki.clear_latest();
-        if freed > 0 {
-            self.used.fetch_sub(freed, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes cached.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
 }
 
 /// A live version of a key as the index sees it.
@@ -101,7 +53,6 @@ impl KeyIndex {
                 Some(g) if !g.closed => {
                     g.revs.push(rev);
                     g.closed = true;
-                    debug_assert!(self.latest.is_none(), "clear_latest before a tombstone");
                 }
                 // A tombstone whose puts were compacted away (only below the compaction).
                 _ => {}
@@ -129,58 +80,8 @@ impl KeyIndex {
         }
     }
 
-    /// Caches `record` as the record of the latest revision `rev` (which must be a put, the
-    /// key's last change). Returns the bytes released from the cache (the record replaced).
-    fn set_latest(&mut self, rev: Revision, record: Arc<[u8]>) -> usize {
-        debug_assert_eq!(self.live().map(|h| h.rev), Some(rev));
-        self.latest.replace((rev, record)).map_or(0, |(_, r)| r.len())
-    }
-
-    /// Drops the cached record; returns the bytes released.
-    fn clear_latest(&mut self) -> usize {
-        self.latest.take().map_or(0, |(_, r)| r.len())
-    }
-
-    /// The cached record of revision `rev`, if that is the cached latest one.
-    pub fn cached(&self, rev: Revision) -> Option<&Arc<[u8]>> {
-        match &self.latest {
-            Some((r, rec)) if *r == rev => Some(rec),
-            _ => None,
-        }
-    }
-
-    /// The cached latest record if it is the version visible at main revision `main` (a
-    /// cached record is always the key's last change), without looking at the generations.
-    pub fn cached_at(&self, main: i64) -> Option<(Revision, &Arc<[u8]>)> {
-        match &self.latest {
-            Some((r, rec)) if r.main <= main => Some((*r, rec)),
-            _ => None,
-        }
-    }
-
-    /// Hints the CPU to load the cached latest record (if any) into cache. A range walks the
-    /// index in key order, but records were allocated in write order: fetching the next
-    /// keys' records ahead overlaps their cache misses instead of taking them one by one.
-    #[inline]
-    pub fn prefetch_latest(&self) {
-        if let Some((_, rec)) = &self.latest {
-            prefetch(rec);
-        }
-    }
-
-    /// Hints the CPU to load this entry itself (a range touches it a little later).
-    #[inline]
-    pub fn prefetch(&self) {
-        prefetch_raw((self as *const KeyIndex).cast(), size_of::<KeyIndex>());
-    }
-
-    /// Bytes this key holds in the latest cache.
-    pub fn cached_bytes(&self) -> usize {
-        self.latest.as_ref().map_or(0, |(_, r)| r.len())
-    }
-
     /// Records a delete at `rev` if the key is live; returns the deleted hit. A cached
-    /// record stays until [`KeyIndex::clear_latest`] (the caller may still want it).
+    /// record stays until the caller clears it (it may still want it).
     pub fn tombstone(&mut self, rev: Revision) -> Option<Hit> {
         let prev = self.live()?;
         let g = self.gens.last_mut().expect("live implies a generation");
@@ -283,28 +184,6 @@ impl KeyIndex {
     }
 }
 
-/// Asks the CPU to bring `bytes` (its first 512) into cache; a no-op where unsupported.
-#[inline]
-fn prefetch(bytes: &[u8]) {
-    prefetch_raw(bytes.as_ptr(), bytes.len().min(512));
-}
-
-/// Asks the CPU to bring the `len` bytes at `ptr` into cache.
-#[inline]
-fn prefetch_raw(ptr: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for off in (0..len).step_by(64) {
-            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; a prefetch is
-            // only a hint that never faults and changes no memory, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(off).cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ptr, len);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,30 +234,6 @@ mod tests {
         removed.clear();
         assert!(k.compact(9, &mut removed));
         assert_eq!(removed, vec![r(5), r(7), r(9)]);
-    }
-
-    #[test]
-    fn latest_cache_serves_only_the_latest_put_within_budget() {
-        let cache = LatestCache::new(10, 8);
-        let rec = |n: usize| -> Arc<[u8]> { vec![7u8; n].into() };
-        let (mut a, mut b) = (KeyIndex::default(), KeyIndex::default());
-        a.put(r(2));
-        cache.put(&mut a, r(2), &rec(6));
-        assert_eq!(a.cached(r(2)).map(|x| x.len()), Some(6));
-        // Over budget: b stays uncached.
-        b.put(r(3));
-        cache.put(&mut b, r(3), &rec(6));
-        assert!(b.cached(r(3)).is_none());
-        // An overwrite releases the old record first; a record over the size limit is not kept.
-        a.put(r(4));
-        cache.put(&mut a, r(4), &rec(9));
-        assert!(a.cached(r(2)).is_none() && a.cached(r(4)).is_none());
-        assert_eq!(cache.used(), 0);
-        cache.put(&mut b, r(3), &rec(6));
-        assert_eq!(cache.used(), 6);
-        cache.clear(&mut b);
-        b.tombstone(r(5));
-        assert_eq!((cache.used(), b.cached_bytes()), (0, 0));
     }
 
     #[test]

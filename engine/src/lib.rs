@@ -17,7 +17,8 @@
 //! - [`snapshot`]: streaming a point-in-time copy, restoring a file from one.
 //! - [`defrag`]: online shrinking of the file.
 //! - [`history`]: every stored revision at one point in time, and bulk-loading a history.
-//! - [`key_index`]: the in-memory index, key -> revisions.
+//! - [`key_index`]: the in-memory index, key -> revisions; [`key_map`]: its container, keys
+//!   in order with their latest records packed in key order.
 //! - [`btree`]: the copy-on-write B+tree.
 //! - [`pager`]: verified, cached page reads and writes; [`freelist`]: free-page reuse.
 //! - [`page`], [`meta`], [`codec`]: the on-disk formats (drawn in `docs/format.md`).
@@ -61,6 +62,7 @@ pub mod freelist;
 pub mod history;
 pub mod io;
 pub mod key_index;
+pub mod key_map;
 pub mod kv;
 pub mod meta;
 pub mod options;

@@ -95,17 +95,15 @@ impl<'a> WriteTxn<'a> {
         let rev = self.next_rev();
         let (record, prev) = {
             let mut index = self.inner.index.write();
-            let ki = match index.get_mut(key) {
-                Some(ki) => ki,
-                None => index.entry(key.to_vec()).or_default(),
-            };
+            let mut ki = index.get_or_insert(key);
             let (create, version, prev) = ki.put(rev);
-            let prev = prev.map(|h| (h, if want_prev { ki.cached(h.rev).cloned() } else { None }));
-            let record: Arc<[u8]> = codec::encode_put(key, create, version, lease, value).into();
-            self.inner.latest.put(ki, rev, &record);
+            let prev =
+                prev.map(|h| (h, if want_prev { ki.cached(h.rev).map(Arc::from) } else { None }));
+            let record = codec::encode_put(key, create, version, lease, value);
+            ki.set_latest(rev, &record);
             (record, prev)
         };
-        self.inner.memtable.write().insert(rev, record);
+        self.inner.memtable.write().insert(rev, record.into());
         Ok(prev)
     }
 
@@ -125,18 +123,18 @@ impl<'a> WriteTxn<'a> {
                 let upper =
                     if range_end == [0] { Bound::Unbounded } else { Bound::Excluded(range_end) };
                 keys = index
-                    .range::<[u8], _>((Bound::Included(key), upper))
-                    .filter(|(_, ki)| ki.live().is_some())
-                    .map(|(k, _)| k.clone())
+                    .range(Bound::Included(key), upper)
+                    .filter(|ki| ki.live().is_some())
+                    .map(|ki| ki.key().to_vec())
                     .collect();
             }
             for k in keys {
                 let rev = Revision::new(self.rev, self.sub);
                 self.sub += 1;
-                let ki = index.get_mut(&k).expect("key was live");
+                let mut ki = index.get_mut(&k).expect("key was live");
                 let hit = ki.tombstone(rev).expect("key was live");
-                let rec = ki.cached(hit.rev).cloned();
-                self.inner.latest.clear(ki);
+                let rec = ki.cached(hit.rev).map(Arc::from);
+                ki.clear_latest();
                 deleted.push((k, hit, rec, rev));
             }
         }
@@ -241,10 +239,10 @@ impl Drop for WriteTxn<'_> {
         for r in revs {
             if let Some(rec) = mt.remove(&r)
                 && let Some(d) = decode_record(&rec)
-                && let Some(ki) = index.get_mut(d.key)
+                && let Some(mut ki) = index.get_mut(d.key)
             {
                 // The version live again is read from the tree or memtable: uncached.
-                self.inner.latest.clear(ki);
+                ki.clear_latest();
                 if ki.rollback(self.rev) {
                     index.remove(d.key);
                 }

@@ -1,0 +1,695 @@
+//! The in-memory index's container: every key in order with its [`KeyIndex`], in leaves
+//! that pack each key's cached latest record next to its neighbours'.
+//!
+//! A range at the current revision reads the latest records of consecutive keys. Kept as
+//! one heap allocation per record (in write order, so anywhere in memory relative to key
+//! order), a 1000-key range took a cache miss or several per key. Here a leaf holds up to
+//! `max_slots` consecutive keys: their slots in one array, their keys and records in one
+//! byte buffer, laid out in key order whenever the leaf is rebuilt. A range walks memory
+//! nearly sequentially, and a key costs no allocation of its own.
+//!
+//! ```text
+//! leaves: BTreeMap<lowest key, Leaf>    a leaf holds the keys in [its key, the next leaf's key);
+//!                                       the first leaf's key is empty, so every key has a leaf
+//! Leaf:   slots: [Slot] sorted by key   bytes: | record or key of each slot | dead | spare |
+//! Slot:   KeyIndex | revision of the cached record | key offset | key length | record length
+//! ```
+//!
+//! A cached record holds its key (`codec::RECORD_KEY_OFFSET`), so a slot with one points its
+//! key into it; a slot without one points at its key alone (or inside a dead record). A
+//! replaced record stays in the buffer, dead, until the buffer is full; then the leaf is
+//! rebuilt in key order without its dead bytes, with `1/8` spare room, so a leaf's buffer
+//! stays within about 9/8 of its live bytes. A leaf splits on an insert once it holds
+//! `max_slots` keys or [`SPLIT_BYTES`], and merges into its left neighbour when small.
+//!
+//! Everything here runs under the engine's index lock (readers share it, writers take it
+//! exclusively), as the map it replaces did.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, Deref, DerefMut};
+
+use crate::codec::RECORD_KEY_OFFSET;
+use crate::key_index::KeyIndex;
+use crate::revision::Revision;
+
+/// Keys per leaf before an insert splits it: a leaf of 32-byte keys and 256-byte values is
+/// about 40 KiB, rebuilt in a few microseconds.
+pub const MAX_SLOTS: usize = 128;
+
+/// Live bytes of a leaf above which an insert splits it (whatever its key count).
+pub const SPLIT_BYTES: usize = 64 << 10;
+
+/// One key of a leaf.
+#[derive(Clone, Debug)]
+struct Slot {
+    ki: KeyIndex,
+    /// Revision of the cached record (meaningless without one).
+    latest: Revision,
+    /// Where the key starts in the leaf's bytes.
+    key_off: u32,
+    key_len: u32,
+    /// Length of the cached record (0: none); it starts `RECORD_KEY_OFFSET` before the key.
+    rec_len: u32,
+}
+
+impl Slot {
+    fn key<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.key_off as usize..(self.key_off + self.key_len) as usize]
+    }
+
+    fn record<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        if self.rec_len == 0 {
+            return None;
+        }
+        let start = self.key_off as usize - RECORD_KEY_OFFSET;
+        Some(&bytes[start..start + self.rec_len as usize])
+    }
+
+    /// The bytes this slot holds live: its record, or its key alone.
+    fn live_len(&self) -> usize {
+        if self.rec_len > 0 { self.rec_len as usize } else { self.key_len as usize }
+    }
+
+    /// Where this slot's live bytes start.
+    fn live_off(&self) -> usize {
+        if self.rec_len > 0 {
+            self.key_off as usize - RECORD_KEY_OFFSET
+        } else {
+            self.key_off as usize
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Leaf {
+    slots: Vec<Slot>,
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` that slots hold (the rest is dead).
+    live: usize,
+}
+
+impl Leaf {
+    fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        self.slots.binary_search_by(|s| s.key(&self.bytes).cmp(key))
+    }
+
+    /// Rewrites `bytes` in key order without dead bytes, with room for `extra` more.
+    fn rebuild(&mut self, extra: usize) {
+        let old = std::mem::take(&mut self.bytes);
+        self.bytes = pack(&mut self.slots, &old, self.live + extra);
+    }
+
+    /// Appends `data`, rebuilding first if it does not fit; returns its offset.
+    fn append(&mut self, data: &[u8]) -> usize {
+        if self.bytes.len() + data.len() > self.bytes.capacity() {
+            self.rebuild(data.len());
+        }
+        let off = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        off
+    }
+
+    fn insert(&mut self, at: usize, key: &[u8]) {
+        let off = self.append(key);
+        self.slots.insert(
+            at,
+            Slot {
+                ki: KeyIndex::default(),
+                latest: Revision::default(),
+                key_off: offset(off),
+                key_len: offset(key.len()),
+                rec_len: 0,
+            },
+        );
+        self.live += key.len();
+    }
+
+    fn set_record(&mut self, i: usize, rev: Revision, record: &[u8]) {
+        let key_len = self.slots[i].key_len as usize;
+        debug_assert_eq!(
+            record.get(RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + key_len),
+            Some(self.slots[i].key(&self.bytes)),
+            "a record holds its key"
+        );
+        let off = self.append(record);
+        let s = &mut self.slots[i];
+        self.live = self.live - s.live_len() + record.len();
+        s.latest = rev;
+        s.key_off = offset(off + RECORD_KEY_OFFSET);
+        s.rec_len = offset(record.len());
+    }
+
+    /// Drops slot `i`'s record (its key stays where it is); returns the bytes released.
+    fn clear_record(&mut self, i: usize) -> usize {
+        let s = &mut self.slots[i];
+        let freed = s.rec_len as usize;
+        if freed > 0 {
+            self.live -= freed - s.key_len as usize;
+            s.rec_len = 0;
+            self.shrink();
+        }
+        freed
+    }
+
+    fn remove(&mut self, i: usize) -> Slot {
+        let s = self.slots.remove(i);
+        self.live -= s.live_len();
+        self.shrink();
+        s
+    }
+
+    /// Rebuilds once dead bytes outweigh live ones (after deletes and clears).
+    fn shrink(&mut self) {
+        if self.bytes.len() - self.live > self.live.max(4096) {
+            self.rebuild(0);
+        }
+    }
+
+    /// Moves the slots from `at` on into a new leaf (both rebuilt).
+    fn split_off(&mut self, at: usize) -> Leaf {
+        let old = std::mem::take(&mut self.bytes);
+        let mut slots = self.slots.split_off(at);
+        let live = slots.iter().map(Slot::live_len).sum();
+        let bytes = pack(&mut slots, &old, live);
+        self.live -= live;
+        self.bytes = pack(&mut self.slots, &old, self.live);
+        Leaf { slots, bytes, live }
+    }
+
+    /// Appends every slot of `right` (whose keys are all greater) and rebuilds.
+    fn absorb(&mut self, mut right: Leaf) {
+        let old = std::mem::take(&mut self.bytes);
+        let base = old.len();
+        let mut joined = old;
+        joined.extend_from_slice(&right.bytes);
+        for s in &mut right.slots {
+            s.key_off = offset(s.key_off as usize + base);
+        }
+        self.slots.append(&mut right.slots);
+        self.live += right.live;
+        self.bytes = pack(&mut self.slots, &joined, self.live);
+    }
+}
+
+/// Copies each slot's live bytes from `old` into a new buffer in slot order, with room for
+/// `live` bytes plus an eighth spare, and points the slots at it.
+fn pack(slots: &mut [Slot], old: &[u8], live: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(live + live / 8 + 256);
+    for s in slots {
+        let (from, len) = (s.live_off(), s.live_len());
+        let to = bytes.len();
+        bytes.extend_from_slice(&old[from..from + len]);
+        s.key_off = offset(to + (s.key_off as usize - from));
+    }
+    bytes
+}
+
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).expect("a leaf's bytes fit in u32 offsets")
+}
+
+/// Every key of the store in order with its history and, within a budget, its latest record.
+#[derive(Debug)]
+pub struct KeyMap {
+    leaves: BTreeMap<Box<[u8]>, Leaf>,
+    len: usize,
+    max_slots: usize,
+    /// Record bytes cached, and the budget: at most `cache_limit` bytes in all, none over
+    /// `cache_max_record` bytes each.
+    cache_used: usize,
+    cache_limit: usize,
+    cache_max_record: usize,
+}
+
+impl KeyMap {
+    /// An empty map caching at most `cache_limit` bytes of records, none over `max_record`.
+    pub fn new(cache_limit: usize, max_record: usize) -> KeyMap {
+        KeyMap::with_leaf_size(cache_limit, max_record, MAX_SLOTS)
+    }
+
+    /// As [`KeyMap::new`] with leaves of at most `max_slots` keys (tests use tiny leaves).
+    pub fn with_leaf_size(cache_limit: usize, max_record: usize, max_slots: usize) -> KeyMap {
+        let mut leaves = BTreeMap::new();
+        leaves.insert(Box::default(), Leaf::default());
+        KeyMap {
+            leaves,
+            len: 0,
+            max_slots: max_slots.max(2),
+            cache_used: 0,
+            cache_limit,
+            cache_max_record: max_record,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of records cached.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache_used
+    }
+
+    fn leaf_key(&self, key: &[u8]) -> &[u8] {
+        let (lk, _) = self
+            .leaves
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf's key is empty");
+        lk
+    }
+
+    fn leaf_mut(&mut self, key: &[u8]) -> &mut Leaf {
+        self.leaves
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf's key is empty")
+            .1
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Key<'_>> {
+        let (_, leaf) = self
+            .leaves
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf's key is empty");
+        let i = leaf.find(key).ok()?;
+        Some(Key { slot: &leaf.slots[i], bytes: &leaf.bytes })
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<KeyMut<'_>> {
+        let leaf = self
+            .leaves
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf's key is empty")
+            .1;
+        let i = leaf.find(key).ok()?;
+        Some(KeyMut {
+            leaf,
+            i,
+            used: &mut self.cache_used,
+            limit: self.cache_limit,
+            max_record: self.cache_max_record,
+        })
+    }
+
+    /// The key's entry, inserted (with no history) if missing.
+    pub fn get_or_insert(&mut self, key: &[u8]) -> KeyMut<'_> {
+        let max_slots = self.max_slots;
+        let leaf = self.leaf_mut(key);
+        if let Err(at) = leaf.find(key) {
+            if leaf.slots.len() >= max_slots || (leaf.live >= SPLIT_BYTES && leaf.slots.len() >= 2)
+            {
+                let mid = leaf.slots.len() / 2;
+                let right = leaf.split_off(mid);
+                let rk: Box<[u8]> = right.slots[0].key(&right.bytes).into();
+                self.leaves.insert(rk, right);
+                let leaf = self.leaf_mut(key);
+                let at = leaf.find(key).expect_err("not there");
+                leaf.insert(at, key);
+            } else {
+                leaf.insert(at, key);
+            }
+            self.len += 1;
+        }
+        self.get_mut(key).expect("just inserted")
+    }
+
+    /// Removes the key and its history; true if it was there.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        let lk: Box<[u8]> = self.leaf_key(key).into();
+        let leaf = self.leaves.get_mut(&lk).expect("leaf of the key");
+        let Ok(i) = leaf.find(key) else { return false };
+        let s = leaf.remove(i);
+        self.cache_used -= s.rec_len as usize;
+        self.len -= 1;
+        let small = leaf.slots.len() < (self.max_slots / 4).max(1);
+        if small && !lk.is_empty() {
+            let (_, prev) = self
+                .leaves
+                .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(&lk[..])))
+                .next_back()
+                .expect("the first leaf's key is empty");
+            let n = self.leaves[&lk].slots.len();
+            if n == 0 || prev.slots.len() + n <= self.max_slots / 2 {
+                let leaf = self.leaves.remove(&lk).expect("leaf of the key");
+                self.leaves
+                    .range_mut::<[u8], _>((Bound::Unbounded, Bound::Excluded(&lk[..])))
+                    .next_back()
+                    .expect("the first leaf's key is empty")
+                    .1
+                    .absorb(leaf);
+            }
+        }
+        true
+    }
+
+    /// The keys in `(lower, upper)`, in order.
+    pub fn range<'a>(&'a self, lower: Bound<&[u8]>, upper: Bound<&'a [u8]>) -> Range<'a> {
+        let (lk, leaf, i) = match lower {
+            Bound::Unbounded => {
+                let (lk, leaf) = self.leaves.iter().next().expect("the first leaf");
+                (lk, leaf, 0)
+            }
+            Bound::Included(k) | Bound::Excluded(k) => {
+                let (lk, leaf) = self
+                    .leaves
+                    .range::<[u8], _>((Bound::Unbounded, Bound::Included(k)))
+                    .next_back()
+                    .expect("the first leaf's key is empty");
+                let incl = matches!(lower, Bound::Included(_));
+                let i = leaf.slots.partition_point(|s| {
+                    let sk = s.key(&leaf.bytes);
+                    if incl { sk < k } else { sk <= k }
+                });
+                (lk, leaf, i)
+            }
+        };
+        let (end, last) = in_bound(leaf, upper);
+        Range {
+            leaf,
+            i,
+            end,
+            last,
+            rest: self.leaves.range::<[u8], _>((Bound::Excluded(&lk[..]), Bound::Unbounded)),
+            upper,
+        }
+    }
+
+    /// Every key, in order.
+    pub fn iter(&self) -> Range<'_> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Calls `f` with each key `> after` (every key if `None`) and its history, in order,
+    /// until it returns false.
+    pub fn for_each_mut(
+        &mut self,
+        after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &mut KeyIndex) -> bool,
+    ) {
+        let start: Box<[u8]> = match after {
+            Some(k) => self.leaf_key(k).into(),
+            None => Box::default(),
+        };
+        for (_, leaf) in
+            self.leaves.range_mut::<[u8], _>((Bound::Included(&start[..]), Bound::Unbounded))
+        {
+            let Leaf { slots, bytes, .. } = leaf;
+            for s in slots.iter_mut() {
+                let k = s.key(bytes);
+                if after.is_some_and(|a| k <= a) {
+                    continue;
+                }
+                if !f(k, &mut s.ki) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Checks the structure's invariants (tests).
+    #[cfg(test)]
+    fn check(&self) {
+        let mut prev: Option<&[u8]> = None;
+        let mut n = 0;
+        let mut cached = 0;
+        let keys: Vec<&Box<[u8]>> = self.leaves.keys().collect();
+        assert!(keys[0].is_empty());
+        for (j, (lk, leaf)) in self.leaves.iter().enumerate() {
+            let mut live = 0;
+            for s in &leaf.slots {
+                let k = s.key(&leaf.bytes);
+                assert!(k >= &lk[..], "key below its leaf");
+                if let Some(next) = keys.get(j + 1) {
+                    assert!(k < &next[..], "key at or above the next leaf");
+                }
+                assert!(prev.is_none_or(|p| p < k), "keys out of order");
+                prev = Some(k);
+                live += s.live_len();
+                cached += s.rec_len as usize;
+                if let Some(r) = s.record(&leaf.bytes) {
+                    assert_eq!(&r[RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + k.len()], k);
+                }
+            }
+            assert_eq!(live, leaf.live);
+            assert!(leaf.bytes.len() >= live);
+            n += leaf.slots.len();
+        }
+        assert_eq!(n, self.len);
+        assert_eq!(cached, self.cache_used);
+    }
+}
+
+/// A key in the map, read-only: its history (through `Deref`) and its cached record.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    slot: &'a Slot,
+    bytes: &'a [u8],
+}
+
+impl<'a> Key<'a> {
+    pub fn key(&self) -> &'a [u8] {
+        self.slot.key(self.bytes)
+    }
+
+    /// The cached record of revision `rev`, if that is the cached latest one.
+    pub fn cached(&self, rev: Revision) -> Option<&'a [u8]> {
+        self.slot.record(self.bytes).filter(|_| self.slot.latest == rev)
+    }
+
+    /// The cached latest record if it is the version visible at main revision `main` (a
+    /// cached record is always the key's last change), without looking at the generations.
+    pub fn cached_at(&self, main: i64) -> Option<(Revision, &'a [u8])> {
+        let r = self.slot.latest;
+        self.slot.record(self.bytes).filter(|_| r.main <= main).map(|rec| (r, rec))
+    }
+}
+
+impl Deref for Key<'_> {
+    type Target = KeyIndex;
+
+    fn deref(&self) -> &KeyIndex {
+        &self.slot.ki
+    }
+}
+
+/// A key in the map, for a writer: its history (through `DerefMut`) and its cached record.
+pub struct KeyMut<'a> {
+    leaf: &'a mut Leaf,
+    i: usize,
+    used: &'a mut usize,
+    limit: usize,
+    max_record: usize,
+}
+
+impl KeyMut<'_> {
+    /// The cached record of revision `rev`, if that is the cached latest one.
+    pub fn cached(&self, rev: Revision) -> Option<&[u8]> {
+        let s = &self.leaf.slots[self.i];
+        s.record(&self.leaf.bytes).filter(|_| s.latest == rev)
+    }
+
+    /// Makes `record` (of revision `rev`, the key's new latest put) its cached record if the
+    /// budget allows; otherwise the key caches nothing.
+    pub fn set_latest(&mut self, rev: Revision, record: &[u8]) {
+        debug_assert_eq!(self.leaf.slots[self.i].ki.live().map(|h| h.rev), Some(rev));
+        let old = self.leaf.slots[self.i].rec_len as usize;
+        let used = *self.used - old;
+        if record.len() <= self.max_record && used + record.len() <= self.limit {
+            self.leaf.set_record(self.i, rev, record);
+            *self.used = used + record.len();
+        } else {
+            self.clear_latest();
+        }
+    }
+
+    /// Drops the key's cached record (before a tombstone or a rollback).
+    pub fn clear_latest(&mut self) {
+        *self.used -= self.leaf.clear_record(self.i);
+    }
+}
+
+impl Deref for KeyMut<'_> {
+    type Target = KeyIndex;
+
+    fn deref(&self) -> &KeyIndex {
+        &self.leaf.slots[self.i].ki
+    }
+}
+
+impl DerefMut for KeyMut<'_> {
+    fn deref_mut(&mut self) -> &mut KeyIndex {
+        &mut self.leaf.slots[self.i].ki
+    }
+}
+
+/// Keys of a [`KeyMap`] in order (see [`KeyMap::range`]).
+pub struct Range<'a> {
+    leaf: &'a Leaf,
+    /// Next slot of `leaf`.
+    i: usize,
+    /// Slots of `leaf` below the upper bound.
+    end: usize,
+    /// True if no key beyond `leaf` is below the upper bound.
+    last: bool,
+    rest: std::collections::btree_map::Range<'a, Box<[u8]>, Leaf>,
+    upper: Bound<&'a [u8]>,
+}
+
+/// How many slots of `leaf` lie below `upper`, and whether that ends the range. One
+/// comparison for a leaf wholly below it (a range compares keys only in its last leaf).
+fn in_bound(leaf: &Leaf, upper: Bound<&[u8]>) -> (usize, bool) {
+    let below = |s: &Slot| match upper {
+        Bound::Unbounded => true,
+        Bound::Excluded(u) => s.key(&leaf.bytes) < u,
+        Bound::Included(u) => s.key(&leaf.bytes) <= u,
+    };
+    match leaf.slots.last() {
+        None => (0, false),
+        Some(s) if below(s) => (leaf.slots.len(), false),
+        Some(_) => (leaf.slots.partition_point(below), true),
+    }
+}
+
+impl Range<'_> {
+    /// How many keys are left, counting at most about `cap` (walks only leaf ends).
+    pub fn count_ahead(&self, cap: usize) -> usize {
+        let mut n = self.end.saturating_sub(self.i);
+        let (mut last, mut rest) = (self.last, self.rest.clone());
+        while !last && n < cap {
+            let Some((_, leaf)) = rest.next() else { break };
+            let (end, l) = in_bound(leaf, self.upper);
+            n += end;
+            last = l;
+        }
+        n.min(cap)
+    }
+}
+
+impl<'a> Iterator for Range<'a> {
+    type Item = Key<'a>;
+
+    fn next(&mut self) -> Option<Key<'a>> {
+        loop {
+            if self.i < self.end {
+                let slot = &self.leaf.slots[self.i];
+                self.i += 1;
+                return Some(Key { slot, bytes: &self.leaf.bytes });
+            }
+            if self.last {
+                return None;
+            }
+            let Some((_, leaf)) = self.rest.next() else {
+                self.last = true;
+                return None;
+            };
+            (self.end, self.last) = in_bound(leaf, self.upper);
+            (self.leaf, self.i) = (leaf, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode_put;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Random inserts, record changes and removes on tiny leaves (splits, rebuilds, merges
+    /// all the time) against a `BTreeMap` model, comparing gets, ranges and invariants.
+    #[test]
+    fn matches_a_btreemap_under_random_changes() {
+        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        println!("seed {seed}");
+        let mut rng = StdRng::seed_from_u64(seed);
+        for round in 0..4 {
+            let slots = [2, 3, 8, 128][round];
+            let mut m = KeyMap::with_leaf_size(4000, 300, slots);
+            // key -> (latest rev, cached record)
+            let mut model: BTreeMap<Vec<u8>, (Revision, Option<Vec<u8>>)> = BTreeMap::new();
+            let mut main = 1;
+            for step in 0..3000 {
+                let k = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+                match rng.random_range(0..10) {
+                    0..6 => {
+                        main += 1;
+                        let rev = Revision::new(main, 0);
+                        let val = vec![b'v'; rng.random_range(0..400)];
+                        let rec = encode_put(&k, 1, 1, 0, &val);
+                        let mut e = m.get_or_insert(&k);
+                        e.put(rev);
+                        e.set_latest(rev, &rec);
+                        let kept = e.cached(rev).map(<[u8]>::to_vec);
+                        assert!(kept.is_none() || kept.as_deref() == Some(&rec[..]));
+                        model.insert(k, (rev, kept));
+                    }
+                    6..8 => {
+                        if let Some(mut e) = m.get_mut(&k) {
+                            e.clear_latest();
+                            model.get_mut(&k).expect("in the model").1 = None;
+                        }
+                    }
+                    _ => assert_eq!(m.remove(&k), model.remove(&k).is_some()),
+                }
+                if step % 97 == 0 {
+                    m.check();
+                }
+                let probe = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+                let got = m.get(&probe).map(|e| {
+                    (
+                        e.live().expect("put").rev,
+                        e.cached(e.live().expect("put").rev).map(<[u8]>::to_vec),
+                    )
+                });
+                assert_eq!(got, model.get(&probe).cloned(), "seed {seed} step {step}");
+            }
+            m.check();
+            let a = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+            let b = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+            for (lo, hi) in [
+                (Bound::Included(&a[..]), Bound::Excluded(&b[..])),
+                (Bound::Excluded(&a[..]), Bound::Included(&b[..])),
+                (Bound::Unbounded, Bound::Excluded(&b[..])),
+                (Bound::Included(&a[..]), Bound::Unbounded),
+            ] {
+                let got: Vec<Vec<u8>> = m.range(lo, hi).map(|e| e.key().to_vec()).collect();
+                let cap = rng.random_range(0..300);
+                assert_eq!(m.range(lo, hi).count_ahead(cap), got.len().min(cap), "seed {seed}");
+                let want: Vec<Vec<u8>> = if matches!((lo, hi), (Bound::Included(x), Bound::Excluded(y)) | (Bound::Excluded(x), Bound::Included(y)) if x > y)
+                {
+                    Vec::new()
+                } else {
+                    model.range::<[u8], _>((lo, hi)).map(|(k, _)| k.clone()).collect()
+                };
+                assert_eq!(got, want, "seed {seed}");
+            }
+            let mut visited = Vec::new();
+            m.for_each_mut(Some(&a), |k, _| {
+                visited.push(k.to_vec());
+                visited.len() < 10
+            });
+            let want: Vec<Vec<u8>> = model
+                .range::<[u8], _>((Bound::Excluded(&a[..]), Bound::Unbounded))
+                .take(10)
+                .map(|(k, _)| k.clone())
+                .collect();
+            assert_eq!(visited, want, "seed {seed}");
+            let keys: Vec<Vec<u8>> = model.keys().cloned().collect();
+            for k in keys {
+                assert!(m.remove(&k));
+            }
+            m.check();
+            assert_eq!((m.len(), m.leaves.len(), m.cached_bytes()), (0, 1, 0));
+        }
+    }
+}
