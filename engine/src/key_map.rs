@@ -6,21 +6,23 @@
 //! order), a 1000-key range took a cache miss or several per key. Here a leaf holds up to
 //! `max_slots` consecutive keys: their slots in one array, their keys and records in one
 //! byte buffer, laid out in key order whenever the leaf is rebuilt. A range walks memory
-//! nearly sequentially, and a key costs no allocation of its own.
+//! nearly sequentially, and a key's bytes and record cost no allocation of their own.
 //!
 //! ```text
 //! leaves: BTreeMap<lowest key, Leaf>    a leaf holds the keys in [its key, the next leaf's key);
 //!                                       the first leaf's key is empty, so every key has a leaf
 //! Leaf:   slots: [Slot] sorted by key   bytes: | record or key of each slot | dead | spare |
-//! Slot:   KeyIndex | revision of the cached record | key offset | key length | record length
+//! Slot:   KeyIndex | revision of the cached record | key prefix | key offset, length | record length
 //! ```
 //!
 //! A cached record holds its key (`codec::RECORD_KEY_OFFSET`), so a slot with one points its
 //! key into it; a slot without one points at its key alone (or inside a dead record). A
 //! replaced record stays in the buffer, dead, until the buffer is full; then the leaf is
 //! rebuilt in key order without its dead bytes, with `1/8` spare room, so a leaf's buffer
-//! stays within about 9/8 of its live bytes. A leaf splits on an insert once it holds
-//! `max_slots` keys or [`SPLIT_BYTES`], and merges into its left neighbour when small.
+//! stays within about 9/8 of its live bytes; a record replaced by one no longer is
+//! overwritten in place. An insert that leaves a leaf over `max_slots` keys or
+//! [`SPLIT_BYTES`] splits it (at the next insert); a small leaf merges into its left
+//! neighbour.
 //!
 //! Everything here runs under the engine's index lock (readers share it, writers take it
 //! exclusively), as the map it replaces did.
@@ -32,7 +34,7 @@ use crate::codec::RECORD_KEY_OFFSET;
 use crate::key_index::KeyIndex;
 use crate::revision::Revision;
 
-/// Keys per leaf before an insert splits it: a leaf of 32-byte keys and 256-byte values is
+/// Keys per leaf above which an insert splits it: a leaf of 32-byte keys and 256-byte values is
 /// about 40 KiB, rebuilt in a few microseconds.
 pub const MAX_SLOTS: usize = 128;
 
@@ -45,6 +47,10 @@ struct Slot {
     ki: KeyIndex,
     /// Revision of the cached record (meaningless without one).
     latest: Revision,
+    /// The 8 key bytes after the leaf's common prefix, big-endian, zero-padded: a lookup
+    /// compares these first and reads the key itself only on a tie (a key is elsewhere in
+    /// memory: each probe of a binary search would be another cache and TLB miss).
+    prefix: u64,
     /// Where the key starts in the leaf's bytes.
     key_off: u32,
     key_len: u32,
@@ -86,11 +92,42 @@ struct Leaf {
     bytes: Vec<u8>,
     /// Bytes of `bytes` that slots hold (the rest is dead).
     live: usize,
+    /// Length of a prefix every key of the leaf shares (`Slot::prefix` starts after it).
+    common: usize,
 }
 
 impl Leaf {
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        self.slots.binary_search_by(|s| s.key(&self.bytes).cmp(key))
+        let Some(first) = self.slots.first() else { return Err(0) };
+        // A key without the leaf's common prefix sorts before or after all of its keys.
+        let c = self.common;
+        let shared = &first.key(&self.bytes)[..c];
+        match key[..c.min(key.len())].cmp(shared) {
+            std::cmp::Ordering::Less => return Err(0),
+            std::cmp::Ordering::Greater => return Err(self.slots.len()),
+            std::cmp::Ordering::Equal if key.len() < c => return Err(0),
+            std::cmp::Ordering::Equal => {}
+        }
+        let q = prefix_at(key, c);
+        self.slots.binary_search_by(|s| {
+            s.prefix.cmp(&q).then_with(|| s.key(&self.bytes)[c..].cmp(&key[c..]))
+        })
+    }
+
+    /// Recomputes the common prefix (that of the first and last keys) and every slot's
+    /// prefix after it.
+    fn reprefix(&mut self) {
+        let c = match (self.slots.first(), self.slots.last()) {
+            (Some(a), Some(b)) => {
+                let (a, b) = (a.key(&self.bytes), b.key(&self.bytes));
+                a.iter().zip(b).take_while(|(x, y)| x == y).count()
+            }
+            _ => 0,
+        };
+        self.common = c;
+        for s in &mut self.slots {
+            s.prefix = prefix_at(s.key(&self.bytes), c);
+        }
     }
 
     /// Rewrites `bytes` in key order without dead bytes, with room for `extra` more.
@@ -111,17 +148,24 @@ impl Leaf {
 
     fn insert(&mut self, at: usize, key: &[u8]) {
         let off = self.append(key);
+        let (c, n) = (self.common, self.slots.len());
+        let shares = n > 0 && key.len() >= c && key[..c] == self.slots[0].key(&self.bytes)[..c];
         self.slots.insert(
             at,
             Slot {
                 ki: KeyIndex::default(),
                 latest: Revision::default(),
+                prefix: prefix_at(key, c),
                 key_off: offset(off),
                 key_len: offset(key.len()),
                 rec_len: 0,
             },
         );
         self.live += key.len();
+        if !shares {
+            // A new first or last key with less in common (or the first key at all).
+            self.reprefix();
+        }
     }
 
     fn set_record(&mut self, i: usize, rev: Revision, record: &[u8]) {
@@ -131,6 +175,17 @@ impl Leaf {
             Some(self.slots[i].key(&self.bytes)),
             "a record holds its key"
         );
+        let s = &mut self.slots[i];
+        if s.rec_len as usize >= record.len() {
+            // Overwritten in place (an overwrite's record is often just as long): no reader
+            // looks meanwhile, the writer holds the index lock exclusively.
+            let start = s.live_off();
+            self.bytes[start..start + record.len()].copy_from_slice(record);
+            self.live -= s.rec_len as usize - record.len();
+            s.latest = rev;
+            s.rec_len = offset(record.len());
+            return;
+        }
         let off = self.append(record);
         let s = &mut self.slots[i];
         self.live = self.live - s.live_len() + record.len();
@@ -173,7 +228,10 @@ impl Leaf {
         let bytes = pack(&mut slots, &old, live);
         self.live -= live;
         self.bytes = pack(&mut self.slots, &old, self.live);
-        Leaf { slots, bytes, live }
+        self.reprefix();
+        let mut right = Leaf { slots, bytes, live, common: 0 };
+        right.reprefix();
+        right
     }
 
     /// Appends every slot of `right` (whose keys are all greater) and rebuilds.
@@ -188,6 +246,7 @@ impl Leaf {
         self.slots.append(&mut right.slots);
         self.live += right.live;
         self.bytes = pack(&mut self.slots, &joined, self.live);
+        self.reprefix();
     }
 }
 
@@ -202,6 +261,21 @@ fn pack(slots: &mut [Slot], old: &[u8], live: usize) -> Vec<u8> {
         s.key_off = offset(to + (s.key_off as usize - from));
     }
     bytes
+}
+
+/// Whether an insert should split `leaf`.
+fn overfull(leaf: &Leaf, max_slots: usize) -> bool {
+    leaf.slots.len() > max_slots || (leaf.live > SPLIT_BYTES && leaf.slots.len() >= 2)
+}
+
+/// The 8 bytes of `key` from `at`, big-endian, zero-padded: ordered as the keys are,
+/// among keys sharing their first `at` bytes (ties broken by the keys themselves).
+fn prefix_at(key: &[u8], at: usize) -> u64 {
+    let tail = key.get(at..).unwrap_or_default();
+    let mut b = [0u8; 8];
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
 }
 
 fn offset(n: usize) -> u32 {
@@ -219,6 +293,10 @@ pub struct KeyMap {
     cache_used: usize,
     cache_limit: usize,
     cache_max_record: usize,
+    /// The leaf an insert filled past its size, split at the start of the next insert:
+    /// [`KeyMap::get_or_insert`] finds a key's leaf once and returns it borrowed, so it
+    /// cannot restructure the map after the lookup.
+    split_due: Option<Box<[u8]>>,
 }
 
 impl KeyMap {
@@ -238,6 +316,7 @@ impl KeyMap {
             cache_used: 0,
             cache_limit,
             cache_max_record: max_record,
+            split_due: None,
         }
     }
 
@@ -261,14 +340,6 @@ impl KeyMap {
             .next_back()
             .expect("the first leaf's key is empty");
         lk
-    }
-
-    fn leaf_mut(&mut self, key: &[u8]) -> &mut Leaf {
-        self.leaves
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .expect("the first leaf's key is empty")
-            .1
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Key<'_>> {
@@ -300,24 +371,37 @@ impl KeyMap {
 
     /// The key's entry, inserted (with no history) if missing.
     pub fn get_or_insert(&mut self, key: &[u8]) -> KeyMut<'_> {
-        let max_slots = self.max_slots;
-        let leaf = self.leaf_mut(key);
-        if let Err(at) = leaf.find(key) {
-            if leaf.slots.len() >= max_slots || (leaf.live >= SPLIT_BYTES && leaf.slots.len() >= 2)
-            {
-                let mid = leaf.slots.len() / 2;
-                let right = leaf.split_off(mid);
-                let rk: Box<[u8]> = right.slots[0].key(&right.bytes).into();
-                self.leaves.insert(rk, right);
-                let leaf = self.leaf_mut(key);
-                let at = leaf.find(key).expect_err("not there");
-                leaf.insert(at, key);
-            } else {
-                leaf.insert(at, key);
-            }
-            self.len += 1;
+        if let Some(lk) = self.split_due.take() {
+            self.split(&lk);
         }
-        self.get_mut(key).expect("just inserted")
+        let KeyMap { leaves, len, max_slots, cache_used, cache_limit, cache_max_record, split_due } =
+            self;
+        let (lk, leaf) = leaves
+            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .expect("the first leaf's key is empty");
+        let i = match leaf.find(key) {
+            Ok(i) => i,
+            Err(at) => {
+                leaf.insert(at, key);
+                *len += 1;
+                if overfull(leaf, *max_slots) {
+                    *split_due = Some(lk.clone());
+                }
+                at
+            }
+        };
+        KeyMut { leaf, i, used: cache_used, limit: *cache_limit, max_record: *cache_max_record }
+    }
+
+    /// Splits the leaf at `lk` in two if it is (still) over its size.
+    fn split(&mut self, lk: &[u8]) {
+        let Some(leaf) = self.leaves.get_mut(lk) else { return };
+        if overfull(leaf, self.max_slots) {
+            let right = leaf.split_off(leaf.slots.len() / 2);
+            let rk: Box<[u8]> = right.slots[0].key(&right.bytes).into();
+            self.leaves.insert(rk, right);
+        }
     }
 
     /// Removes the key and its history; true if it was there.
@@ -436,6 +520,9 @@ impl KeyMap {
                 if let Some(r) = s.record(&leaf.bytes) {
                     assert_eq!(&r[RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + k.len()], k);
                 }
+                let first = leaf.slots[0].key(&leaf.bytes);
+                assert_eq!(k[..leaf.common], first[..leaf.common], "common prefix");
+                assert_eq!(s.prefix, prefix_at(k, leaf.common));
             }
             assert_eq!(live, leaf.live);
             assert!(leaf.bytes.len() >= live);
@@ -602,6 +689,18 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
+    /// Keys of several shapes: short ones, prefixes of each other, long shared prefixes
+    /// (ties on the slots' 8-byte prefixes), zero bytes.
+    fn key(rng: &mut StdRng) -> Vec<u8> {
+        let i = rng.random_range(0..200);
+        match i % 4 {
+            0 => format!("k{i:03}").into_bytes(),
+            1 => format!("/registry/pods/default/pod-{i:03}").into_bytes(),
+            2 => vec![b'a'; i % 13],
+            _ => [&b"a\0"[..], &[(i % 3) as u8; 9][..i % 9]].concat(),
+        }
+    }
+
     /// Random inserts, record changes and removes on tiny leaves (splits, rebuilds, merges
     /// all the time) against a `BTreeMap` model, comparing gets, ranges and invariants.
     #[test]
@@ -619,7 +718,7 @@ mod tests {
             let mut model: BTreeMap<Vec<u8>, (Revision, Option<Vec<u8>>)> = BTreeMap::new();
             let mut main = 1;
             for step in 0..3000 {
-                let k = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+                let k = key(&mut rng);
                 match rng.random_range(0..10) {
                     0..6 => {
                         main += 1;
@@ -644,7 +743,7 @@ mod tests {
                 if step % 97 == 0 {
                     m.check();
                 }
-                let probe = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+                let probe = key(&mut rng);
                 let got = m.get(&probe).map(|e| {
                     (
                         e.live().expect("put").rev,
@@ -654,8 +753,8 @@ mod tests {
                 assert_eq!(got, model.get(&probe).cloned(), "seed {seed} step {step}");
             }
             m.check();
-            let a = format!("k{:03}", rng.random_range(0..200)).into_bytes();
-            let b = format!("k{:03}", rng.random_range(0..200)).into_bytes();
+            let a = key(&mut rng);
+            let b = key(&mut rng);
             for (lo, hi) in [
                 (Bound::Included(&a[..]), Bound::Excluded(&b[..])),
                 (Bound::Excluded(&a[..]), Bound::Included(&b[..])),
