@@ -155,9 +155,7 @@ impl Inner {
         // 3. The freelist chain: every page free after a restart, minus the chain's own pages,
         // as runs of consecutive pages (a compaction frees long runs: a few pages describe
         // what took one page per 500 ids, rewritten by every commit).
-        let mut persisted = cs.freelist.all();
-        persisted.extend(freed.iter().copied());
-        persisted.sort_unstable();
+        let mut persisted = cs.freelist.all_with(&freed);
         let per_page = page::freelist_run_capacity(page_size);
         // Each chain page taken out of the free pages splits at most one run in two.
         let need = page::to_runs(&persisted).len().div_ceil(per_page - 1);

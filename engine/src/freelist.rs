@@ -50,12 +50,28 @@ impl Freelist {
 
     /// Every page free after a restart (free and pending), sorted.
     pub fn all(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.free.iter().copied().collect();
-        for (_, ids) in &self.pending {
-            v.extend_from_slice(ids);
+        self.all_with(&[])
+    }
+
+    /// Every page free after a restart and the pages of `extra`, sorted. The free set is in
+    /// order already (after a compaction it may hold most of the file): only the pending and
+    /// `extra` pages, a few commits' worth, are sorted and merged into it, instead of
+    /// sorting the whole set at every commit.
+    pub fn all_with(&self, extra: &[u64]) -> Vec<u64> {
+        let mut few: Vec<u64> =
+            self.pending.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+        few.extend_from_slice(extra);
+        few.sort_unstable();
+        let mut out = Vec::with_capacity(self.free.len() + few.len());
+        let mut few = few.into_iter().peekable();
+        for id in self.free.iter().copied() {
+            while let Some(f) = few.next_if(|f| *f < id) {
+                out.push(f);
+            }
+            out.push(id);
         }
-        v.sort_unstable();
-        v
+        out.extend(few);
+        out
     }
 
     pub fn free_count(&self) -> usize {
@@ -101,6 +117,7 @@ mod tests {
         f.free_pending(5, vec![10, 11]);
         f.free_pending(6, vec![2]);
         assert_eq!(f.all(), vec![2, 3, 7, 10, 11]);
+        assert_eq!(f.all_with(&[12, 1, 5]), vec![1, 2, 3, 5, 7, 10, 11, 12]);
         assert_eq!(f.alloc(), Some(3));
         f.release_through(5);
         assert_eq!(f.alloc(), Some(7));
