@@ -12,6 +12,8 @@
 //! - [`health`]: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! - [`gateway`]: `/v3/...`, each path a call of the gRPC service's own
 //!   method with the request and response in etcd's JSON mapping.
+//! - [`authority`]: mends the URL-shaped HTTP/2 `:authority` etcdctl 3.4
+//!   sends for `endpoint status`/`hashkv` and `defrag`, which h2 would reset.
 //! - this file: the router and the accept loop. On an https URL each
 //!   accepted stream does its TLS handshake (ALPN h2 and http/1.1) in its
 //!   connection task before hyper sees it, and every request of a client
@@ -19,6 +21,7 @@
 //!   [`crate::tls::ClientCertCommonName`] extension.
 
 pub mod access;
+pub mod authority;
 pub mod gateway;
 pub mod health;
 
@@ -37,6 +40,7 @@ use logbook_api::coalesce::Coalesce;
 use logbook_wal::Wal;
 use tokio::sync::watch;
 
+use self::authority::LenientAuthority;
 use crate::error::{Error, Result};
 use crate::node::Shared;
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
@@ -149,7 +153,7 @@ pub async fn serve(
                             tls: false,
                             cn: None,
                         });
-                        let io = TokioIo::new(Coalesce::new(stream));
+                        let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
                         let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
@@ -166,7 +170,7 @@ pub async fn serve(
                         let cn = crate::tls::peer_common_name(stream.get_ref().1);
                         let svc =
                             TowerToHyperService::new(WithCommonName { inner: app, tls: true, cn });
-                        let io = TokioIo::new(Coalesce::new(stream));
+                        let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
                         let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
