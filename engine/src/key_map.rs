@@ -9,10 +9,12 @@
 //! nearly sequentially, and a key's bytes and record cost no allocation of their own.
 //!
 //! ```text
-//! leaves: BTreeMap<lowest key, Leaf>    a leaf holds the keys in [its key, the next leaf's key);
+//! leaves: BTreeMap<(8-byte prefix, lowest key), Leaf>
+//!                                       a leaf holds the keys in [its key, the next leaf's key);
 //!                                       the first leaf's key is empty, so every key has a leaf
 //! Leaf:   slots: [Slot] sorted by key   bytes: | record or key of each slot | dead | spare |
-//! Slot:   KeyIndex | revision of the cached record | key prefix | key offset, length | record length
+//!         prefixes: [u64], one per slot: 8 key bytes after the leaf's common prefix
+//! Slot:   KeyIndex | revision of the cached record | key offset, length | record length
 //! ```
 //!
 //! A cached record holds its key (`codec::RECORD_KEY_OFFSET`), so a slot with one points its
@@ -47,10 +49,6 @@ struct Slot {
     ki: KeyIndex,
     /// Revision of the cached record (meaningless without one).
     latest: Revision,
-    /// The 8 key bytes after the leaf's common prefix, big-endian, zero-padded: a lookup
-    /// compares these first and reads the key itself only on a tie (a key is elsewhere in
-    /// memory: each probe of a binary search would be another cache and TLB miss).
-    prefix: u64,
     /// Where the key starts in the leaf's bytes.
     key_off: u32,
     key_len: u32,
@@ -89,45 +87,43 @@ impl Slot {
 #[derive(Clone, Debug, Default)]
 struct Leaf {
     slots: Vec<Slot>,
+    /// For each slot, the 8 key bytes after the common prefix, big-endian, zero-padded. A
+    /// lookup scans these (a few consecutive cache lines, which the CPU streams in) and
+    /// reads a key only on a tie: a binary search over the slots took a dependent cache and
+    /// TLB miss per probe, and one more for each probed key.
+    prefixes: Vec<u64>,
     bytes: Vec<u8>,
     /// Bytes of `bytes` that slots hold (the rest is dead).
     live: usize,
-    /// Length of a prefix every key of the leaf shares (`Slot::prefix` starts after it).
+    /// Length of a prefix every key in the leaf's key range shares (`prefixes` start
+    /// after it): that of the leaf's key and the next leaf's (0 for the last leaf).
     common: usize,
 }
 
 impl Leaf {
+    /// Where `key` is (or would go) among the slots. `key` must lie in the leaf's key
+    /// range, so it starts with the `common` bytes every key there shares.
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        let Some(first) = self.slots.first() else { return Err(0) };
-        // A key without the leaf's common prefix sorts before or after all of its keys.
         let c = self.common;
-        let shared = &first.key(&self.bytes)[..c];
-        match key[..c.min(key.len())].cmp(shared) {
-            std::cmp::Ordering::Less => return Err(0),
-            std::cmp::Ordering::Greater => return Err(self.slots.len()),
-            std::cmp::Ordering::Equal if key.len() < c => return Err(0),
-            std::cmp::Ordering::Equal => {}
-        }
+        debug_assert!(self.slots.first().is_none_or(|s| s.key(&self.bytes)[..c] == key[..c]));
         let q = prefix_at(key, c);
-        self.slots.binary_search_by(|s| {
-            s.prefix.cmp(&q).then_with(|| s.key(&self.bytes)[c..].cmp(&key[c..]))
-        })
+        let mut i = self.prefixes.iter().position(|p| *p >= q).unwrap_or(self.prefixes.len());
+        while self.prefixes.get(i) == Some(&q) {
+            match self.slots[i].key(&self.bytes)[c..].cmp(&key[c..]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Equal => return Ok(i),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Err(i)
     }
 
-    /// Recomputes the common prefix (that of the first and last keys) and every slot's
+    /// Sets the common prefix length (see `KeyMap::range_common`) and every slot's
     /// prefix after it.
-    fn reprefix(&mut self) {
-        let c = match (self.slots.first(), self.slots.last()) {
-            (Some(a), Some(b)) => {
-                let (a, b) = (a.key(&self.bytes), b.key(&self.bytes));
-                a.iter().zip(b).take_while(|(x, y)| x == y).count()
-            }
-            _ => 0,
-        };
-        self.common = c;
-        for s in &mut self.slots {
-            s.prefix = prefix_at(s.key(&self.bytes), c);
-        }
+    fn reprefix(&mut self, common: usize) {
+        self.common = common;
+        self.prefixes.clear();
+        self.prefixes.extend(self.slots.iter().map(|s| prefix_at(s.key(&self.bytes), common)));
     }
 
     /// Rewrites `bytes` in key order without dead bytes, with room for `extra` more.
@@ -148,24 +144,18 @@ impl Leaf {
 
     fn insert(&mut self, at: usize, key: &[u8]) {
         let off = self.append(key);
-        let (c, n) = (self.common, self.slots.len());
-        let shares = n > 0 && key.len() >= c && key[..c] == self.slots[0].key(&self.bytes)[..c];
+        self.prefixes.insert(at, prefix_at(key, self.common));
         self.slots.insert(
             at,
             Slot {
                 ki: KeyIndex::default(),
                 latest: Revision::default(),
-                prefix: prefix_at(key, c),
                 key_off: offset(off),
                 key_len: offset(key.len()),
                 rec_len: 0,
             },
         );
         self.live += key.len();
-        if !shares {
-            // A new first or last key with less in common (or the first key at all).
-            self.reprefix();
-        }
     }
 
     fn set_record(&mut self, i: usize, rev: Revision, record: &[u8]) {
@@ -208,6 +198,7 @@ impl Leaf {
 
     fn remove(&mut self, i: usize) -> Slot {
         let s = self.slots.remove(i);
+        self.prefixes.remove(i);
         self.live -= s.live_len();
         self.shrink();
         s
@@ -220,7 +211,8 @@ impl Leaf {
         }
     }
 
-    /// Moves the slots from `at` on into a new leaf (both rebuilt).
+    /// Moves the slots from `at` on into a new leaf (both rebuilt; the caller sets their
+    /// common prefixes).
     fn split_off(&mut self, at: usize) -> Leaf {
         let old = std::mem::take(&mut self.bytes);
         let mut slots = self.slots.split_off(at);
@@ -228,13 +220,12 @@ impl Leaf {
         let bytes = pack(&mut slots, &old, live);
         self.live -= live;
         self.bytes = pack(&mut self.slots, &old, self.live);
-        self.reprefix();
-        let mut right = Leaf { slots, bytes, live, common: 0 };
-        right.reprefix();
-        right
+        let prefixes = self.prefixes.split_off(at);
+        Leaf { slots, prefixes, bytes, live, common: self.common }
     }
 
-    /// Appends every slot of `right` (whose keys are all greater) and rebuilds.
+    /// Appends every slot of `right` (whose keys are all greater) and rebuilds (the caller
+    /// sets the common prefix).
     fn absorb(&mut self, mut right: Leaf) {
         let old = std::mem::take(&mut self.bytes);
         let base = old.len();
@@ -244,9 +235,9 @@ impl Leaf {
             s.key_off = offset(s.key_off as usize + base);
         }
         self.slots.append(&mut right.slots);
+        self.prefixes.append(&mut right.prefixes);
         self.live += right.live;
         self.bytes = pack(&mut self.slots, &joined, self.live);
-        self.reprefix();
     }
 }
 
@@ -261,6 +252,19 @@ fn pack(slots: &mut [Slot], old: &[u8], live: usize) -> Vec<u8> {
         s.key_off = offset(to + (s.key_off as usize - from));
     }
     bytes
+}
+
+/// A leaf's key in the map: its lowest key's first 8 bytes (big-endian, zero-padded), then
+/// the key. Ordered as the keys are; a lookup compares the integers and reads a leaf's key
+/// (elsewhere in memory) only on a tie.
+type LeafKey = (u64, Box<[u8]>);
+
+fn leaf_key(key: &[u8]) -> LeafKey {
+    (prefix_at(key, 0), key.into())
+}
+
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Whether an insert should split `leaf`.
@@ -285,7 +289,7 @@ fn offset(n: usize) -> u32 {
 /// Every key of the store in order with its history and, within a budget, its latest record.
 #[derive(Debug)]
 pub struct KeyMap {
-    leaves: BTreeMap<Box<[u8]>, Leaf>,
+    leaves: BTreeMap<LeafKey, Leaf>,
     len: usize,
     max_slots: usize,
     /// Record bytes cached, and the budget: at most `cache_limit` bytes in all, none over
@@ -296,7 +300,7 @@ pub struct KeyMap {
     /// The leaf an insert filled past its size, split at the start of the next insert:
     /// [`KeyMap::get_or_insert`] finds a key's leaf once and returns it borrowed, so it
     /// cannot restructure the map after the lookup.
-    split_due: Option<Box<[u8]>>,
+    split_due: Option<LeafKey>,
 }
 
 impl KeyMap {
@@ -308,7 +312,7 @@ impl KeyMap {
     /// As [`KeyMap::new`] with leaves of at most `max_slots` keys (tests use tiny leaves).
     pub fn with_leaf_size(cache_limit: usize, max_record: usize, max_slots: usize) -> KeyMap {
         let mut leaves = BTreeMap::new();
-        leaves.insert(Box::default(), Leaf::default());
+        leaves.insert(leaf_key(b""), Leaf::default());
         KeyMap {
             leaves,
             len: 0,
@@ -333,10 +337,11 @@ impl KeyMap {
         self.cache_used
     }
 
-    fn leaf_key(&self, key: &[u8]) -> &[u8] {
+    /// The key of the leaf holding `key`.
+    fn leaf_of(&self, key: &[u8]) -> &LeafKey {
         let (lk, _) = self
             .leaves
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .range((Bound::Unbounded, Bound::Included(&leaf_key(key))))
             .next_back()
             .expect("the first leaf's key is empty");
         lk
@@ -345,7 +350,7 @@ impl KeyMap {
     pub fn get(&self, key: &[u8]) -> Option<Key<'_>> {
         let (_, leaf) = self
             .leaves
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .range((Bound::Unbounded, Bound::Included(&leaf_key(key))))
             .next_back()
             .expect("the first leaf's key is empty");
         let i = leaf.find(key).ok()?;
@@ -355,7 +360,7 @@ impl KeyMap {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<KeyMut<'_>> {
         let leaf = self
             .leaves
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .range_mut((Bound::Unbounded, Bound::Included(&leaf_key(key))))
             .next_back()
             .expect("the first leaf's key is empty")
             .1;
@@ -377,7 +382,7 @@ impl KeyMap {
         let KeyMap { leaves, len, max_slots, cache_used, cache_limit, cache_max_record, split_due } =
             self;
         let (lk, leaf) = leaves
-            .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .range_mut((Bound::Unbounded, Bound::Included(&leaf_key(key))))
             .next_back()
             .expect("the first leaf's key is empty");
         let i = match leaf.find(key) {
@@ -395,39 +400,55 @@ impl KeyMap {
     }
 
     /// Splits the leaf at `lk` in two if it is (still) over its size.
-    fn split(&mut self, lk: &[u8]) {
+    fn split(&mut self, lk: &LeafKey) {
         let Some(leaf) = self.leaves.get_mut(lk) else { return };
         if overfull(leaf, self.max_slots) {
-            let right = leaf.split_off(leaf.slots.len() / 2);
-            let rk: Box<[u8]> = right.slots[0].key(&right.bytes).into();
+            let mut right = leaf.split_off(leaf.slots.len() / 2);
+            let rk = leaf_key(right.slots[0].key(&right.bytes));
+            leaf.reprefix(common_len(&lk.1, &rk.1));
+            right.reprefix(self.range_common(&rk));
             self.leaves.insert(rk, right);
+        }
+    }
+
+    /// The common prefix length of the keys the leaf at `lk` may hold: that of `lk` and
+    /// the next leaf's key (every key between two keys shares their common prefix), 0 for
+    /// the last leaf.
+    fn range_common(&self, lk: &LeafKey) -> usize {
+        match self.leaves.range((Bound::Excluded(lk), Bound::Unbounded)).next() {
+            Some((next, _)) => common_len(&lk.1, &next.1),
+            None => 0,
         }
     }
 
     /// Removes the key and its history; true if it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        let lk: Box<[u8]> = self.leaf_key(key).into();
+        let lk = self.leaf_of(key).clone();
         let leaf = self.leaves.get_mut(&lk).expect("leaf of the key");
         let Ok(i) = leaf.find(key) else { return false };
         let s = leaf.remove(i);
         self.cache_used -= s.rec_len as usize;
         self.len -= 1;
         let small = leaf.slots.len() < (self.max_slots / 4).max(1);
-        if small && !lk.is_empty() {
+        if small && !lk.1.is_empty() {
             let (_, prev) = self
                 .leaves
-                .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(&lk[..])))
+                .range((Bound::Unbounded, Bound::Excluded(&lk)))
                 .next_back()
                 .expect("the first leaf's key is empty");
             let n = self.leaves[&lk].slots.len();
             if n == 0 || prev.slots.len() + n <= self.max_slots / 2 {
                 let leaf = self.leaves.remove(&lk).expect("leaf of the key");
-                self.leaves
-                    .range_mut::<[u8], _>((Bound::Unbounded, Bound::Excluded(&lk[..])))
+                let (plk, prev) = self
+                    .leaves
+                    .range_mut((Bound::Unbounded, Bound::Excluded(&lk)))
                     .next_back()
-                    .expect("the first leaf's key is empty")
-                    .1
-                    .absorb(leaf);
+                    .expect("the first leaf's key is empty");
+                let plk = plk.clone();
+                prev.absorb(leaf);
+                // Its key range grew to the removed leaf's end: less may be in common.
+                let c = self.range_common(&plk);
+                self.leaves.get_mut(&plk).expect("the previous leaf").reprefix(c);
             }
         }
         true
@@ -443,7 +464,7 @@ impl KeyMap {
             Bound::Included(k) | Bound::Excluded(k) => {
                 let (lk, leaf) = self
                     .leaves
-                    .range::<[u8], _>((Bound::Unbounded, Bound::Included(k)))
+                    .range((Bound::Unbounded, Bound::Included(&leaf_key(k))))
                     .next_back()
                     .expect("the first leaf's key is empty");
                 let incl = matches!(lower, Bound::Included(_));
@@ -460,7 +481,7 @@ impl KeyMap {
             i,
             end,
             last,
-            rest: self.leaves.range::<[u8], _>((Bound::Excluded(&lk[..]), Bound::Unbounded)),
+            rest: self.leaves.range((Bound::Excluded(lk), Bound::Unbounded)),
             upper,
         }
     }
@@ -477,13 +498,11 @@ impl KeyMap {
         after: Option<&[u8]>,
         mut f: impl FnMut(&[u8], &mut KeyIndex) -> bool,
     ) {
-        let start: Box<[u8]> = match after {
-            Some(k) => self.leaf_key(k).into(),
-            None => Box::default(),
+        let start = match after {
+            Some(k) => self.leaf_of(k).clone(),
+            None => leaf_key(b""),
         };
-        for (_, leaf) in
-            self.leaves.range_mut::<[u8], _>((Bound::Included(&start[..]), Bound::Unbounded))
-        {
+        for (_, leaf) in self.leaves.range_mut((Bound::Included(&start), Bound::Unbounded)) {
             let Leaf { slots, bytes, .. } = leaf;
             for s in slots.iter_mut() {
                 let k = s.key(bytes);
@@ -503,11 +522,19 @@ impl KeyMap {
         let mut prev: Option<&[u8]> = None;
         let mut n = 0;
         let mut cached = 0;
-        let keys: Vec<&Box<[u8]>> = self.leaves.keys().collect();
+        let keys: Vec<&[u8]> = self
+            .leaves
+            .keys()
+            .map(|(p, k)| {
+                assert_eq!(*p, prefix_at(k, 0));
+                &k[..]
+            })
+            .collect();
         assert!(keys[0].is_empty());
-        for (j, (lk, leaf)) in self.leaves.iter().enumerate() {
+        for (j, ((_, lk), leaf)) in self.leaves.iter().enumerate() {
             let mut live = 0;
-            for s in &leaf.slots {
+            assert_eq!(leaf.prefixes.len(), leaf.slots.len());
+            for (i, s) in leaf.slots.iter().enumerate() {
                 let k = s.key(&leaf.bytes);
                 assert!(k >= &lk[..], "key below its leaf");
                 if let Some(next) = keys.get(j + 1) {
@@ -520,9 +547,10 @@ impl KeyMap {
                 if let Some(r) = s.record(&leaf.bytes) {
                     assert_eq!(&r[RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + k.len()], k);
                 }
-                let first = leaf.slots[0].key(&leaf.bytes);
-                assert_eq!(k[..leaf.common], first[..leaf.common], "common prefix");
-                assert_eq!(s.prefix, prefix_at(k, leaf.common));
+                let want = keys.get(j + 1).map_or(0, |next| common_len(lk, next));
+                assert_eq!(leaf.common, want, "common prefix length");
+                assert_eq!(k[..leaf.common], lk[..leaf.common], "common prefix");
+                assert_eq!(leaf.prefixes[i], prefix_at(k, leaf.common));
             }
             assert_eq!(live, leaf.live);
             assert!(leaf.bytes.len() >= live);
@@ -625,7 +653,7 @@ pub struct Range<'a> {
     end: usize,
     /// True if no key beyond `leaf` is below the upper bound.
     last: bool,
-    rest: std::collections::btree_map::Range<'a, Box<[u8]>, Leaf>,
+    rest: std::collections::btree_map::Range<'a, LeafKey, Leaf>,
     upper: Bound<&'a [u8]>,
 }
 
