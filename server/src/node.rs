@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use logbook_api::logbookpb::peer_client::PeerClient;
@@ -80,6 +80,10 @@ pub fn resume_compaction(engine: &Engine) -> Result<()> {
 /// is compacted, so a briefly slow follower catches up from the log rather
 /// than a snapshot (etcd keeps 5000).
 const CATCH_UP_ENTRIES: u64 = 5000;
+
+/// A turn of the Raft loop taking this long is logged (etcd's default
+/// `--warning-apply-duration`).
+const SLOW_TURN: Duration = Duration::from_millis(100);
 
 /// At most this many inbox messages go into one turn of the loop.
 const MAX_DRAIN: usize = 4096;
@@ -516,6 +520,9 @@ pub struct RaftLoop {
     registered: Option<u64>,
     /// Messages that may only be sent once the ready with this number is durable.
     held_messages: VecDeque<(u64, Vec<Message>)>,
+    /// How long the last ready's committed entries took to apply, and how
+    /// many there were (for the slow-turn warning).
+    last_apply: (Duration, usize),
 }
 
 impl RaftLoop {
@@ -548,6 +555,7 @@ impl RaftLoop {
             wal_waker,
             registered: None,
             held_messages: VecDeque::new(),
+            last_apply: (Duration::ZERO, 0),
         }
     }
 
@@ -574,6 +582,8 @@ impl RaftLoop {
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
             };
+            let turn = Instant::now();
+            self.last_apply = (Duration::ZERO, 0);
             let mut drained = 0;
             while !stop && drained < MAX_DRAIN {
                 match self.rx.try_recv() {
@@ -604,6 +614,18 @@ impl RaftLoop {
             }
             if self.removed {
                 break Ok(());
+            }
+            let took = turn.elapsed();
+            if took >= SLOW_TURN {
+                // Like etcd's "apply request took too long": everything
+                // waiting on this member (commits, reads, heartbeats) waited.
+                tracing::warn!(
+                    took = ?took,
+                    expected_duration = ?SLOW_TURN,
+                    apply = ?self.last_apply.0,
+                    applied_entries = self.last_apply.1,
+                    "raft loop turn took too long"
+                );
             }
         };
         self.shared.stopped.store(true, Ordering::Release);
@@ -812,7 +834,10 @@ impl RaftLoop {
         if has_snapshot {
             self.install_snapshot(ready.snapshot().clone())?;
         }
-        self.apply_entries(ready.take_committed_entries())?;
+        let committed = ready.take_committed_entries();
+        let applying = (Instant::now(), committed.len());
+        self.apply_entries(committed)?;
+        self.last_apply = (applying.0.elapsed(), applying.1);
 
         // New entries and the hard state go to the WAL without waiting: the
         // loop keeps taking acknowledgements and proposals while the fsync

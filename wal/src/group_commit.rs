@@ -37,6 +37,10 @@ pub(crate) enum Op {
     HardState(HardState),
 }
 
+/// A group commit (write and fdatasync) taking this long is logged, as etcd
+/// logs a slow fdatasync.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Encoded frames waiting to be written, and what they mean.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -183,6 +187,7 @@ impl Writer {
         };
         let base = self.pos;
         self.pos += len;
+        let did_roll = rolled.is_some();
 
         let mut hs_changed = false;
         let mut entries = 0u64;
@@ -220,7 +225,20 @@ impl Writer {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
         stats.bytes.fetch_add(len, Ordering::Relaxed);
-        stats.observe_commit(started.elapsed(), entries);
+        let took = started.elapsed();
+        stats.observe_commit(took, entries);
+        if took >= SLOW_SYNC {
+            // etcd's "slow fdatasync" warning, at its threshold: the disk is
+            // this member's bottleneck.
+            tracing::warn!(
+                took = ?took,
+                expected_duration = ?SLOW_SYNC,
+                entries,
+                bytes = len,
+                rolled = did_roll,
+                "wal: slow fdatasync"
+            );
+        }
         self.shared.durability.complete(batch.last_seq, &mut self.wake_scratch);
         Ok(())
     }
