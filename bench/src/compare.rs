@@ -23,6 +23,7 @@ use crate::disk_probe::{self, DiskFloor};
 use crate::driver::{ErrorSample, Plan, drive};
 use crate::keys::{KeyGen, Rng, random_value};
 use crate::metrics::{self, WalMetrics};
+use crate::procstat;
 use crate::stats::Summary;
 use crate::targets::{self, Machine, Target};
 use crate::workload::put::Put;
@@ -44,6 +45,19 @@ pub struct Rung {
     /// when `/metrics` could be scraped.
     #[serde(default)]
     pub wal: Option<WalMetrics>,
+    /// CPU time spent per request during the rung.
+    #[serde(default)]
+    pub cpu: Option<RungCpu>,
+}
+
+/// CPU time per request over a rung, from `/proc` (clock ticks of 10 ms, so
+/// a rung of a few seconds resolves a few microseconds per request).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RungCpu {
+    /// All members together, microseconds per request.
+    pub cluster_us: f64,
+    /// The load generator (this process), microseconds per request.
+    pub generator_us: f64,
 }
 
 /// One system's ladder, or why it could not run.
@@ -179,6 +193,8 @@ async fn run_system(
     drive(Arc::new(Put::new(pool, keygen(false), value.clone())), &warm).await;
 
     let members = cluster.endpoints();
+    let pids = cluster.pids();
+    let me = [std::process::id()];
     let mut scrape_failed = false;
     let mut rungs = Vec::new();
     for (i, &clients) in args.rungs.iter().enumerate() {
@@ -194,7 +210,9 @@ async fn run_system(
             label: format!("{} {clients}c", t.system),
         };
         let before = metrics::scrape_members(&members).await;
+        let cpu_before = (procstat::sample(&pids), procstat::sample(&me));
         let out = drive(Arc::new(Put::new(pool, keygen(sequential), value.clone())), &plan).await;
+        let cpu_after = (procstat::sample(&pids), procstat::sample(&me));
         cluster.check_alive()?;
         let after = metrics::scrape_members(&members).await;
         let wal = match (before, after) {
@@ -208,6 +226,11 @@ async fn run_system(
             }
         };
         let put = out.total().clone();
+        let per_request = |secs: f64| secs * 1e6 / put.count.max(1) as f64;
+        let cpu = (put.count > 0).then(|| RungCpu {
+            cluster_us: per_request(procstat::cpu_seconds(&cpu_before.0, &cpu_after.0)),
+            generator_us: per_request(procstat::cpu_seconds(&cpu_before.1, &cpu_after.1)),
+        });
         eprintln!(
             "{:>8} {clients:>5} clients: {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  errors {}",
             t.system,
@@ -216,7 +239,7 @@ async fn run_system(
             put.latency_ms.p99,
             out.error_count()
         );
-        rungs.push(Rung { clients, sequential, put, errors: out.errors, wal });
+        rungs.push(Rung { clients, sequential, put, errors: out.errors, wal, cpu });
     }
     cluster.stop();
     Ok(SystemResult {

@@ -59,6 +59,11 @@ pub fn usage(before: &Sample, after: &Sample) -> Usage {
     }
 }
 
+/// CPU seconds the processes used between `before` and `after`.
+pub fn cpu_seconds(before: &Sample, after: &Sample) -> f64 {
+    after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / TICKS_PER_SEC
+}
+
 /// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the
 /// command name in field 2 may contain spaces, so count from its `)`).
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {

@@ -287,6 +287,59 @@ fn members(cmp: &Comparison) -> f64 {
 }
 
 /// One line per system: its WAL over the whole ladder, for the terminal.
+/// CPU per request at each rung, both systems side by side: what a write
+/// costs the cluster and what the load generator paid to send it.
+fn cpu_section(cmp: &Comparison) -> String {
+    let ran: Vec<_> = cmp
+        .systems
+        .iter()
+        .filter(|s| s.failure.is_none() && s.rungs.iter().any(|r| r.cpu.is_some()))
+        .collect();
+    if ran.is_empty() {
+        return String::new();
+    }
+    let mut headers = vec!["clients".to_owned()];
+    for s in &ran {
+        headers.push(format!("{} cluster µs/req", s.system));
+        headers.push(format!("{} generator µs/req", s.system));
+    }
+    let both = ran.len() == 2;
+    if both {
+        headers.push("cluster L/E".to_owned());
+    }
+    let mut table = Table { headers, rows: Vec::new() };
+    let mut clients: Vec<usize> =
+        ran.iter().flat_map(|s| s.rungs.iter().map(|r| r.clients)).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let cell = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    for c in clients {
+        let cpu: Vec<_> = ran
+            .iter()
+            .map(|s| s.rungs.iter().find(|r| r.clients == c).and_then(|r| r.cpu))
+            .collect();
+        let mut row = vec![c.to_string()];
+        for x in &cpu {
+            row.push(cell(x.map(|x| x.cluster_us)));
+            row.push(cell(x.map(|x| x.generator_us)));
+        }
+        if both {
+            row.push(match (cpu[0], cpu[1]) {
+                (Some(a), Some(b)) => ratio(a.cluster_us, b.cluster_us),
+                _ => "–".to_owned(),
+            });
+        }
+        table.rows.push(row);
+    }
+    let mut md = String::from("\n## CPU per request\n\n");
+    md += "CPU time (user + system, from `/proc`) over each rung divided by the requests it \
+           completed: all members of the cluster together, and the load generator. Where the \
+           clients and every member share the machine's cores, a rung's throughput cannot pass \
+           cores ÷ (cluster + generator CPU per request).\n\n";
+    md += &table.markdown();
+    md
+}
+
 fn wal_lines(cmp: &Comparison) -> Vec<String> {
     let mut out = Vec::new();
     for s in cmp.systems.iter().filter(|s| s.failure.is_none()) {
@@ -591,6 +644,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
             md += "\n";
         }
     }
+    md += &cpu_section(cmp);
     md += &wal_section(cmp, dir, &mut plots)?;
     for n in &cmp.notes {
         let _ = writeln!(md, "\nNote: {n}");
@@ -794,7 +848,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::compare::{Rung, SystemResult};
+    use crate::compare::{Rung, RungCpu, SystemResult};
     use crate::disk_probe::DiskFloor;
     use crate::stats::Recorder;
     use crate::targets::Machine;
@@ -819,7 +873,7 @@ mod tests {
         PromHistogram { bounds: bounds.to_vec(), cumulative, count: c, sum }
     }
 
-    fn system(system: System, put_us: &[u64], wal: WalMetrics) -> SystemResult {
+    fn system(system: System, put_us: &[u64], wal: WalMetrics, cpu_us: (f64, f64)) -> SystemResult {
         SystemResult {
             system,
             binary: system.name().into(),
@@ -830,6 +884,7 @@ mod tests {
                 put: summary("put", put_us),
                 errors: BTreeMap::new(),
                 wal: Some(wal),
+                cpu: Some(RungCpu { cluster_us: cpu_us.0, generator_us: cpu_us.1 }),
             }],
             failure: None,
         }
@@ -858,8 +913,8 @@ mod tests {
             floor: Some(DiskFloor { dir: "/d".into(), fsync: summary("fdatasync", &[200; 10]) }),
             rtt: Some(summary("loopback-rtt", &[50; 10])),
             systems: vec![
-                system(System::Logbook, &[400, 400, 500], logbook),
-                system(System::Etcd, &[900, 1000, 1100], etcd),
+                system(System::Logbook, &[400, 400, 500], logbook, (120.0, 40.0)),
+                system(System::Etcd, &[900, 1000, 1100], etcd, (300.0, 45.0)),
             ],
             notes: vec![],
         };
@@ -882,6 +937,14 @@ mod tests {
         assert!(md.contains("p99 0.50 ms against 2 × 0.20 + 0.05 = 0.45 ms — NOT met"), "{md}");
         assert!(md.contains("(etcd: p50 1.00 ms"), "{md}");
         assert!(md.contains("loopback round trip (1-byte TCP ping-pong, 10 round trips)"), "{md}");
+        assert!(md.contains("## CPU per request"), "{md}");
+        assert!(
+            md.contains(
+                "| clients | logbook cluster µs/req | logbook generator µs/req | etcd cluster µs/req | etcd generator µs/req | cluster L/E |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| 1 | 120 | 40 | 300 | 45 | 0.40× |"), "{md}");
         let svg = std::fs::read_to_string(dir.path().join("wal-fsync.svg")).unwrap();
         let doc = roxmltree::Document::parse(&svg).unwrap();
         assert_eq!(doc.root_element().tag_name().name(), "svg");
