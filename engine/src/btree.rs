@@ -740,13 +740,9 @@ mod tests {
 
     #[test]
     fn model_based_random_batches() {
-        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
+        let seed = crate::test_seed("btree model test");
         let rounds: usize =
             std::env::var("ENGINE_TEST_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-        eprintln!("btree model test seed {seed} (ENGINE_TEST_SEED to replay)");
         let mut rng = StdRng::seed_from_u64(seed);
         for fill in [Fill::Greedy, Fill::Even] {
             let mut h = Harness::new(1024);

@@ -867,11 +867,7 @@ mod tests {
     /// revisions, against a model of each revision's contents; then again after a reopen.
     #[test]
     fn ranges_over_many_index_leaves_match_a_model() {
-        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        println!("seed {seed}");
+        let seed = crate::test_seed("index-leaf range test");
         let mut rng = StdRng::seed_from_u64(seed);
         for cache in [0, 200_000, 64 << 20] {
             let opts = Options { latest_cache_size: cache, ..Options::default() };

@@ -733,11 +733,7 @@ mod tests {
     /// all the time) against a `BTreeMap` model, comparing gets, ranges and invariants.
     #[test]
     fn matches_a_btreemap_under_random_changes() {
-        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        println!("seed {seed}");
+        let seed = crate::test_seed("key map model test");
         let mut rng = StdRng::seed_from_u64(seed);
         for round in 0..4 {
             let slots = [2, 3, 8, 128][round];

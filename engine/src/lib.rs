@@ -72,6 +72,18 @@ pub mod revision;
 pub mod snapshot;
 pub mod txn;
 
+/// The seed of a randomized unit test: `ENGINE_TEST_SEED` when set (to replay a failure),
+/// else a fresh one; printed so a failing run names it.
+#[cfg(test)]
+pub(crate) fn test_seed(test: &str) -> u64 {
+    let seed = std::env::var("ENGINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{test} seed {seed} (ENGINE_TEST_SEED={seed} replays it)");
+    seed
+}
+
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use io::{FileStorage, MemStorage, Storage};

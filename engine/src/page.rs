@@ -492,11 +492,7 @@ mod tests {
     #[test]
     fn decoding_random_and_mutated_pages_never_panics() {
         use rand::{Rng, SeedableRng, rngs::StdRng};
-        let seed: u64 = std::env::var("ENGINE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        eprintln!("page fuzz seed {seed}");
+        let seed = crate::test_seed("page fuzz");
         let mut rng = StdRng::seed_from_u64(seed);
         let mut leaf = vec![0u8; 1024];
         let cells: Vec<(&[u8], LeafValue<'_>)> = vec![
