@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::TryRecvError;
 use logbook_api::logbookpb::peer_client::PeerClient;
 use logbook_api::logbookpb::{ConfChangeContext, StoredMember};
 use logbook_api::logbookpb::{InternalRequest, RaftApplyState, internal_request};
@@ -42,6 +42,8 @@ use crate::auth::{AuthInfo, AuthStore, Requester};
 use crate::config::Config;
 use crate::engine_cell::EngineCell;
 use crate::error::{Error, Result};
+use crate::inbox::{Inbox, InboxReceiver};
+use crate::lane::Incoming;
 use crate::lessor::Lessor;
 use crate::membership::{MEMBERS_BUCKET, REMOVED_BUCKET, REMOVED_VALUE, member_key};
 use crate::raft_storage::{ApplyState, RaftStorage};
@@ -113,6 +115,8 @@ pub enum NodeMsg {
     TransferLeader(u64),
     /// The WAL finished a write the loop waits on: look at its tickets.
     WalProgress,
+    /// A peer's Raft lane, its hello answered: the loop reads it from now on.
+    Lane(Box<Incoming>),
     /// Shut down.
     Stop,
 }
@@ -120,7 +124,7 @@ pub enum NodeMsg {
 type Waiter = oneshot::Sender<Result<(Applied, i64)>>;
 
 /// Wakes the Raft loop by putting a [`NodeMsg::WalProgress`] in its inbox.
-struct InboxWaker(Sender<NodeMsg>);
+struct InboxWaker(Inbox);
 
 impl std::task::Wake for InboxWaker {
     fn wake(self: Arc<Self>) {
@@ -137,7 +141,7 @@ pub struct Shared {
     pub cfg: Config,
     pub engine: Arc<EngineCell>,
     pub engine_options: logbook_engine::Options,
-    pub inbox: Sender<NodeMsg>,
+    pub inbox: Inbox,
     waiters: Mutex<HashMap<u64, Waiter>>,
     next_id: AtomicU64,
     /// Member ID of the leader, 0 when unknown.
@@ -201,7 +205,7 @@ impl Shared {
         cfg: Config,
         engine: Arc<EngineCell>,
         engine_options: logbook_engine::Options,
-        inbox: Sender<NodeMsg>,
+        inbox: Inbox,
         apply_state: Arc<Mutex<ApplyState>>,
     ) -> Self {
         // Request IDs: the member's low 16 ID bits, then a counter seeded
@@ -496,8 +500,14 @@ pub struct RaftLoop {
     storage: RaftStorage,
     wal: Arc<Wal>,
     shared: Arc<Shared>,
-    rx: Receiver<NodeMsg>,
+    rx: InboxReceiver,
     transport: Transport,
+    /// Peers' Raft lanes, read whenever their sockets are ready.
+    lanes: Vec<Incoming>,
+    /// The doorbell's and the lanes' slots for `ppoll`.
+    pollfds: Vec<libc::pollfd>,
+    /// Messages read from the lanes, to step.
+    lane_msgs: Vec<Message>,
     /// Nudged after applies, so watchers see new revisions.
     hub: Arc<WatchHub>,
     reads: ReadQueue,
@@ -531,7 +541,7 @@ impl RaftLoop {
         storage: RaftStorage,
         wal: Arc<Wal>,
         shared: Arc<Shared>,
-        rx: Receiver<NodeMsg>,
+        rx: InboxReceiver,
         transport: Transport,
         hub: Arc<WatchHub>,
     ) -> Self {
@@ -544,6 +554,9 @@ impl RaftLoop {
             shared,
             rx,
             transport,
+            lanes: Vec::new(),
+            pollfds: Vec::new(),
+            lane_msgs: Vec::new(),
             hub,
             reads: ReadQueue::default(),
             last_compaction,
@@ -577,18 +590,17 @@ impl RaftLoop {
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
-            let mut stop = match self.rx.recv_timeout(wait) {
-                Ok(msg) => !self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => false,
-                Err(RecvTimeoutError::Disconnected) => true,
-            };
+            self.wait(wait);
             let turn = Instant::now();
             self.last_apply = (Duration::ZERO, 0);
+            self.read_lanes();
+            let mut stop = false;
             let mut drained = 0;
             while !stop && drained < MAX_DRAIN {
                 match self.rx.try_recv() {
                     Ok(msg) => stop = !self.handle(msg),
-                    Err(_) => break,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => stop = true,
                 }
                 drained += 1;
             }
@@ -607,6 +619,7 @@ impl RaftLoop {
                     next_tick = now + tick;
                 }
                 self.expire_reads(now);
+                self.drop_stalled_lanes(now);
             }
             self.ask_read_index();
             if let Err(e) = self.on_ready() {
@@ -645,6 +658,76 @@ impl RaftLoop {
         if let Err(e) = self.shared.engine.get().commit() {
             tracing::error!(error = %e, "final engine commit failed");
         }
+    }
+
+    /// Sleeps until the inbox or a lane has something, or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) {
+        self.pollfds.clear();
+        self.pollfds.push(libc::pollfd { fd: -1, events: 0, revents: 0 });
+        for lane in &self.lanes {
+            self.pollfds.push(libc::pollfd { fd: lane.fd(), events: libc::POLLIN, revents: 0 });
+        }
+        self.rx.wait(&mut self.pollfds, timeout);
+    }
+
+    /// Reads the lanes `wait` found ready and steps what they brought.
+    fn read_lanes(&mut self) {
+        let mut closed = Vec::new();
+        for i in 0..self.lanes.len() {
+            let ready = self.pollfds.get(i + 1).is_some_and(|p| p.revents != 0);
+            if ready && !self.read_lane(i) {
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            self.lanes.swap_remove(i);
+        }
+    }
+
+    /// Reads lane `i` and steps its messages; false when the lane is over.
+    fn read_lane(&mut self, i: usize) -> bool {
+        let lane = &mut self.lanes[i];
+        let from = lane.from();
+        let alive = match lane.read(&mut self.lane_msgs) {
+            Ok(false) => return true,
+            Ok(true) => true,
+            Err(e) => {
+                tracing::debug!(peer = format!("{from:x}"), error = %e, "raft lane from peer closed");
+                false
+            }
+        };
+        if self.lane_msgs.is_empty() {
+            return alive;
+        }
+        if crate::membership::is_removed(&self.shared.engine.get(), from) {
+            tracing::warn!(
+                member = format!("{from:x}"),
+                "refused peer traffic from a removed member"
+            );
+            self.lane_msgs.clear();
+            return false;
+        }
+        // Whole messages read before a lane's end still count.
+        for m in self.lane_msgs.drain(..) {
+            if let Err(e) = self.node.step(m) {
+                tracing::debug!(error = %e, "dropped a raft message");
+            }
+        }
+        alive
+    }
+
+    /// Closes lanes whose peer went silent (not even keep-alives).
+    fn drop_stalled_lanes(&mut self, now: Instant) {
+        self.lanes.retain(|l| {
+            let stalled = l.stalled(now);
+            if stalled {
+                tracing::warn!(
+                    peer = format!("{:x}", l.from()),
+                    "raft lane from peer went silent; closed"
+                );
+            }
+            !stalled
+        });
     }
 
     /// Handles one inbox message; false means stop.
@@ -688,6 +771,14 @@ impl RaftLoop {
             }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
             NodeMsg::WalProgress => {}
+            NodeMsg::Lane(lane) => {
+                tracing::debug!(peer = format!("{:x}", lane.from()), "raft lane from peer opened");
+                self.lanes.push(*lane);
+                // Its hello may have brought messages along already.
+                if !self.read_lane(self.lanes.len() - 1) {
+                    self.lanes.pop();
+                }
+            }
             NodeMsg::Stop => return false,
         }
         true
@@ -1020,8 +1111,10 @@ impl RaftLoop {
         state.index = entry.index;
         drop(state);
 
-        if let Some(Ok(Applied::MemberUpdated(m))) = &result {
-            self.transport.add_peer(m.id, m.peer_urls.clone());
+        if let Some(Ok(Applied::MemberUpdated(m))) = &result
+            && let Err(e) = self.transport.add_peer(m.id, m.peer_urls.clone())
+        {
+            tracing::error!(member = format!("{:x}", m.id), error = %e, "starting the peer link failed");
         }
         if let Some(Ok(Applied::Compaction(_, rev))) = &result {
             engine.compact(*rev)?;
@@ -1083,7 +1176,9 @@ impl RaftLoop {
                     learner = change == ConfChangeType::AddLearnerNode,
                     "member added to the cluster"
                 );
-                self.transport.add_peer(cc.node_id, member.peer_urls.clone());
+                if let Err(e) = self.transport.add_peer(cc.node_id, member.peer_urls.clone()) {
+                    tracing::error!(member = format!("{:x}", cc.node_id), error = %e, "starting the peer link failed");
+                }
             }
         }
         self.shared

@@ -1,14 +1,13 @@
 //! The peer side of the transport: the `Peer` gRPC service every member
-//! serves on its peer URLs. Incoming Raft messages go straight to the Raft
-//! thread's inbox. A member removed from the cluster is refused (etcd answers
-//! it 410 Gone): it hears [`REMOVED_MESSAGE`] and stops.
+//! serves on its peer URLs (snapshots, hellos, lease questions; Raft
+//! messages come on the Raft lane, [`crate::lane`], which answers its hello
+//! here too). A member removed from the cluster is refused (etcd answers it
+//! 410 Gone): it hears [`REMOVED_MESSAGE`] and stops.
 
 use bytes::BytesMut;
-use crossbeam::channel::Sender;
 use logbook_api::logbookpb::peer_server::Peer;
 use logbook_api::logbookpb::{
-    HelloRequest, HelloResponse, LeaseQueryRequest, LeaseQueryResponse, RaftBatch, RaftStreamEnd,
-    SnapshotAck, SnapshotChunk,
+    HelloRequest, HelloResponse, LeaseQueryRequest, LeaseQueryResponse, SnapshotAck, SnapshotChunk,
 };
 use protobuf::Message as _;
 use raft::prelude::Message;
@@ -17,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::inbox::Inbox;
 use crate::membership::{REMOVED_MESSAGE, is_removed};
 use crate::node::{NodeMsg, Shared};
 
@@ -26,7 +26,7 @@ pub struct PeerService {
     pub cluster_id: u64,
     pub name: String,
     pub client_urls: Vec<String>,
-    pub inbox: Sender<NodeMsg>,
+    pub inbox: Inbox,
     pub shared: Arc<Shared>,
 }
 
@@ -41,27 +41,35 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
         .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
+impl PeerService {
+    /// Who this member is, for a peer's hello (on gRPC or the Raft lane); a
+    /// removed member is refused with [`REMOVED_MESSAGE`].
+    pub(crate) fn answer_hello(&self, req: &HelloRequest) -> Result<HelloResponse, Status> {
+        if req.cluster_id != 0 && req.cluster_id != self.cluster_id {
+            tracing::warn!(
+                theirs = format!("{:x}", req.cluster_id),
+                from = format!("{:x}", req.member_id),
+                "a member of another cluster knocked"
+            );
+        }
+        // A member of this cluster (one joining sends no cluster ID yet: a member added
+        // again with the peer URLs of a removed one starts from the removed one's ID).
+        if req.cluster_id == self.cluster_id && is_removed(&self.shared.engine.get(), req.member_id)
+        {
+            return Err(removed(req.member_id));
+        }
+        Ok(HelloResponse {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            name: self.name.clone(),
+            client_urls: self.client_urls.clone(),
+            members: crate::membership::load_members(&self.shared.engine.get()),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn raft_stream(
-        &self,
-        request: Request<Streaming<RaftBatch>>,
-    ) -> Result<Response<RaftStreamEnd>, Status> {
-        let mut stream = request.into_inner();
-        while let Some(batch) = stream.message().await? {
-            if is_removed(&self.shared.engine.get(), batch.from) {
-                return Err(removed(batch.from));
-            }
-            for m in &batch.messages {
-                let msg = decode(m)?;
-                if self.inbox.send(NodeMsg::Step(msg)).is_err() {
-                    return Err(Status::unavailable("etcdserver: server stopped"));
-                }
-            }
-        }
-        Ok(Response::new(RaftStreamEnd {}))
-    }
-
     async fn send_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,
@@ -95,27 +103,7 @@ impl Peer for PeerService {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloResponse>, Status> {
-        let req = request.into_inner();
-        if req.cluster_id != 0 && req.cluster_id != self.cluster_id {
-            tracing::warn!(
-                theirs = format!("{:x}", req.cluster_id),
-                from = format!("{:x}", req.member_id),
-                "a member of another cluster knocked"
-            );
-        }
-        // A member of this cluster (one joining sends no cluster ID yet: a member added
-        // again with the peer URLs of a removed one starts from the removed one's ID).
-        if req.cluster_id == self.cluster_id && is_removed(&self.shared.engine.get(), req.member_id)
-        {
-            return Err(removed(req.member_id));
-        }
-        Ok(Response::new(HelloResponse {
-            cluster_id: self.cluster_id,
-            member_id: self.member_id,
-            name: self.name.clone(),
-            client_urls: self.client_urls.clone(),
-            members: crate::membership::load_members(&self.shared.engine.get()),
-        }))
+        self.answer_hello(&request.into_inner()).map(Response::new)
     }
 
     async fn lease_query(

@@ -299,7 +299,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let node =
         RawNode::new(&raft_config, storage.clone(), &crate::raft_log::logger(cfg.member_id))?;
 
-    let (inbox_tx, inbox_rx) = crossbeam::channel::unbounded();
+    let (inbox_tx, inbox_rx) =
+        crate::inbox::inbox().map_err(|e| Error::io("creating the raft loop's doorbell", e))?;
     let shared =
         Arc::new(Shared::new(cfg.clone(), engine, engine_options, inbox_tx.clone(), apply_state));
     shared.lessor.rebuild(&shared.engine.get())?;
@@ -316,7 +317,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
         },
         members.iter().map(|m| (m.id, m.peer_urls.clone())),
         inbox_tx.clone(),
-    );
+    )
+    .map_err(|e| Error::io("starting the peer links", e))?;
     let hub = WatchHub::new(
         shared.engine.clone(),
         HeaderSource { cluster_id: cfg.cluster_id, member_id: cfg.member_id },
@@ -338,21 +340,24 @@ async fn serve(mut cfg: Config) -> Result<()> {
         tracing::warn!("{w}");
     }
     for addr in &cfg.listen_peer {
-        let svc = PeerService {
+        let svc = Arc::new(PeerService {
             member_id: cfg.member_id,
             cluster_id: cfg.cluster_id,
             name: cfg.name.clone(),
             client_urls: cfg.advertise_client_urls.clone(),
             inbox: inbox_tx.clone(),
             shared: shared.clone(),
-        };
+        });
         let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
-            PeerServer::new(svc)
+            PeerServer::from_arc(svc.clone())
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
         let tls = cfg.tls_for(addr);
-        servers.push(spawn_server(*addr, "peer", router, tls, shutdown_rx.clone()).await?);
+        let lane: crate::tls::LaneSink =
+            Arc::new(move |conn| crate::lane::accept(conn, svc.clone()));
+        servers
+            .push(spawn_server(*addr, "peer", router, tls, Some(lane), shutdown_rx.clone()).await?);
     }
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     for addr in &cfg.listen_client {
@@ -433,6 +438,7 @@ async fn spawn_server(
     what: &'static str,
     router: tonic::transport::server::Router,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    lane: Option<crate::tls::LaneSink>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -446,7 +452,7 @@ async fn spawn_server(
             "serving {what} traffic securely (https)"
         ),
     }
-    let incoming = crate::tls::incoming(listener, addr, what, tls);
+    let incoming = crate::tls::incoming(listener, addr, what, tls, lane);
     Ok(tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;

@@ -302,7 +302,15 @@ pub async fn handshake(
 /// handshake.
 pub enum MaybeTls {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<TlsConn>),
+}
+
+/// A TLS connection and the first bytes already read from it (to tell a
+/// Raft lane from HTTP/2), which its reader gets first.
+pub struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    prefix: Vec<u8>,
+    at: usize,
 }
 
 impl Connected for MaybeTls {
@@ -310,7 +318,7 @@ impl Connected for MaybeTls {
     fn connect_info(&self) -> TcpConnectInfo {
         match self {
             MaybeTls::Plain(s) => s.connect_info(),
-            MaybeTls::Tls(s) => s.get_ref().0.connect_info(),
+            MaybeTls::Tls(s) => s.stream.get_ref().0.connect_info(),
         }
     }
 }
@@ -323,7 +331,15 @@ impl AsyncRead for MaybeTls {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Tls(s) => {
+                if s.at < s.prefix.len() {
+                    let n = (s.prefix.len() - s.at).min(buf.remaining());
+                    buf.put_slice(&s.prefix[s.at..s.at + n]);
+                    s.at += n;
+                    return Poll::Ready(Ok(()));
+                }
+                Pin::new(&mut s.stream).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -336,7 +352,7 @@ impl AsyncWrite for MaybeTls {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(&mut s.stream).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(
@@ -346,38 +362,43 @@ impl AsyncWrite for MaybeTls {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(s) => Pin::new(&mut s.stream).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
             MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.stream.is_write_vectored(),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(&mut s.stream).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(&mut s.stream).poll_shutdown(cx),
         }
     }
 }
 
+/// Takes the Raft lane connections a peer listener accepts.
+pub type LaneSink = Arc<dyn Fn(crate::lane::Accepted) + Send + Sync>;
+
 /// The accepted connections of a tonic listener, TLS-wrapped when `tls` is
 /// given. Handshakes run in their own tasks so a slow one never holds up the
-/// next accept; failed ones are logged and dropped. Ends when the receiving
-/// server drops the stream.
+/// next accept; failed ones are logged and dropped. With `lane`, a
+/// connection that opens with the Raft lane's magic goes there instead
+/// (as a blocking socket). Ends when the receiving server drops the stream.
 pub fn incoming(
     listener: TcpListener,
     addr: SocketAddr,
     what: &'static str,
     tls: Option<Arc<ServerTls>>,
+    lane: Option<LaneSink>,
 ) -> impl tokio_stream::Stream<Item = io::Result<MaybeTls>> {
     let (tx, rx) = mpsc::channel::<io::Result<MaybeTls>>(16);
     tokio::spawn(async move {
@@ -396,31 +417,108 @@ pub fn incoming(
             // Raft messages and client answers are small writes: never let
             // Nagle's algorithm hold one back waiting for an ACK.
             let _ = stream.set_nodelay(true);
-            match &tls {
-                None => {
-                    if tx.send(Ok(MaybeTls::Plain(stream))).await.is_err() {
-                        return;
-                    }
+            if tls.is_none() && lane.is_none() {
+                if tx.send(Ok(MaybeTls::Plain(stream))).await.is_err() {
+                    return;
                 }
-                Some(tls) => {
-                    let tls = tls.clone();
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let remote = stream.peer_addr().ok();
-                        match handshake(&tls, stream).await {
-                            Ok(s) => {
-                                let _ = tx.send(Ok(MaybeTls::Tls(Box::new(s)))).await;
+                continue;
+            }
+            let tls = tls.clone();
+            let lane = lane.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let remote = stream.peer_addr().ok();
+                let conn = match &tls {
+                    None => MaybeTls::Plain(stream),
+                    Some(tls) => match handshake(tls, stream).await {
+                        Ok(s) => MaybeTls::Tls(Box::new(TlsConn {
+                            stream: s,
+                            prefix: Vec::new(),
+                            at: 0,
+                        })),
+                        Err(e) => {
+                            tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                let conn = match lane {
+                    None => conn,
+                    Some(lane) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(conn)).await {
+                            Ok(Ok(Sniffed::Lane(c))) => {
+                                lane(c);
+                                return;
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS handshake failed");
+                            Ok(Ok(Sniffed::Other(c))) => c,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, remote = ?remote, address = %addr, "{what} connection dropped before its first request");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(remote = ?remote, address = %addr, "{what} connection sent nothing; dropped");
+                                return;
                             }
                         }
-                    });
-                }
-            }
+                    }
+                };
+                let _ = tx.send(Ok(conn)).await;
+            });
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+enum Sniffed {
+    Lane(crate::lane::Accepted),
+    Other(MaybeTls),
+}
+
+/// Tells a Raft lane connection from any other by its first bytes. A lane
+/// leaves as a blocking socket with the magic read; anything else stays
+/// as it was, its first bytes kept for its reader.
+async fn sniff(conn: MaybeTls) -> io::Result<Sniffed> {
+    use crate::lane::{Accepted, MAGIC};
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; MAGIC.len()];
+    let bad_magic = || io::Error::new(io::ErrorKind::InvalidData, "not a raft lane or HTTP/2");
+    match conn {
+        MaybeTls::Plain(stream) => {
+            let n = stream.peek(&mut first).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if first[0] != MAGIC[0] {
+                return Ok(Sniffed::Other(MaybeTls::Plain(stream)));
+            }
+            let mut stream = stream;
+            stream.read_exact(&mut first).await?;
+            if &first != MAGIC {
+                return Err(bad_magic());
+            }
+            let std = stream.into_std()?;
+            std.set_nonblocking(false)?;
+            Ok(Sniffed::Lane(Accepted::Plain(std)))
+        }
+        MaybeTls::Tls(mut tls) => {
+            let n = tls.stream.read(&mut first).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if first[0] != MAGIC[0] {
+                tls.prefix = first[..n].to_vec();
+                return Ok(Sniffed::Other(MaybeTls::Tls(tls)));
+            }
+            tls.stream.read_exact(&mut first[n..]).await?;
+            if &first != MAGIC {
+                return Err(bad_magic());
+            }
+            let (tcp, conn) = tls.stream.into_inner();
+            let std = tcp.into_std()?;
+            std.set_nonblocking(false)?;
+            Ok(Sniffed::Lane(Accepted::Tls(Box::new(conn), std)))
+        }
+    }
 }
 
 /// Dials peers: plain for `http://` URLs, TLS for `https://` ones.
@@ -444,6 +542,19 @@ impl PeerDialer {
     /// CA. Loads the files now.
     pub fn load(files: TlsFiles) -> Result<PeerDialer> {
         Ok(PeerDialer { tls: Some(Reloading::load("peer client", files, build_client)?) })
+    }
+
+    /// The TLS configuration for a Raft lane to an `https://` peer URL: the
+    /// peer certificates as they are now, without ALPN (a lane is not HTTP).
+    pub fn lane_tls(&self, url: &str) -> std::result::Result<Arc<ClientConfig>, String> {
+        let Some(tls) = &self.tls else {
+            return Err(format!(
+                "{url} is https but no --peer-trusted-ca-file (with --peer-cert-file and --peer-key-file) is configured"
+            ));
+        };
+        let mut config = (*tls.get()).clone();
+        config.alpn_protocols.clear();
+        Ok(Arc::new(config))
     }
 
     /// Connects a gRPC channel to a peer URL (connect timeout 1 s, with

@@ -1,41 +1,34 @@
-//! The peer transport: one long-lived gRPC stream to each peer, fed by a
-//! bounded queue the Raft thread never blocks on. A slow or dead peer only
-//! loses its own messages (Raft retransmits); the others keep flowing.
-//!
-//! Each peer has a task that connects (with backoff), checks the peer
-//! belongs to this cluster, then forwards queued messages in batches: every
-//! message queued while the last batch was in flight goes into the next one.
-//! Snapshots travel on their own RPC, in chunks, so a large one never holds
-//! up heartbeats.
+//! The peer transport: Raft messages go to each peer on its Raft lane
+//! ([`crate::lane::Link`]), written by the Raft thread itself and never
+//! blocking it. A slow or dead peer only loses its own messages (Raft
+//! retransmits); the others keep flowing. Snapshots travel on their own
+//! gRPC call, in chunks, from a task per peer, so a large one never holds up
+//! heartbeats.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam::channel::Sender;
 use logbook_api::logbookpb::peer_client::PeerClient;
-use logbook_api::logbookpb::{HelloRequest, RaftBatch, SnapshotChunk};
+use logbook_api::logbookpb::{HelloRequest, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
+use crate::inbox::Inbox;
+use crate::lane::Link;
 use crate::membership::REMOVED_MESSAGE;
 use crate::node::NodeMsg;
 use crate::tls::PeerDialer;
 
-/// Messages waiting for one peer beyond this are dropped.
-const QUEUE_DEPTH: usize = 8192;
-/// At most this many messages in one batch.
-const MAX_BATCH: usize = 512;
 /// Snapshot data is sent in chunks of this size.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Largest peer message either side accepts (snapshots are chunked).
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
 
 struct Peer {
-    messages: mpsc::Sender<Message>,
+    link: Arc<Link>,
     snapshots: mpsc::Sender<Message>,
 }
 
@@ -44,7 +37,7 @@ pub struct Transport {
     peers: HashMap<u64, Peer>,
     runtime: tokio::runtime::Handle,
     me: LocalIdentity,
-    inbox: Sender<NodeMsg>,
+    inbox: Inbox,
 }
 
 /// Who we are, for the peer tasks.
@@ -57,53 +50,76 @@ pub struct LocalIdentity {
 }
 
 impl Transport {
-    /// Starts a task per peer on `runtime`. `peers` maps member IDs to peer URLs.
+    /// Starts a link and a snapshot task per peer. `peers` maps member IDs
+    /// to peer URLs.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         me: LocalIdentity,
         peers: impl IntoIterator<Item = (u64, Vec<String>)>,
-        inbox: Sender<NodeMsg>,
-    ) -> Transport {
+        inbox: Inbox,
+    ) -> std::io::Result<Transport> {
         let mut t = Transport { peers: HashMap::new(), runtime: runtime.clone(), me, inbox };
         for (id, urls) in peers {
-            t.add_peer(id, urls);
+            t.add_peer(id, urls)?;
         }
-        t
+        Ok(t)
     }
 
     /// Starts talking to a member (added, or with new peer URLs).
-    pub fn add_peer(&mut self, id: u64, urls: Vec<String>) {
+    pub fn add_peer(&mut self, id: u64, urls: Vec<String>) -> std::io::Result<()> {
         if id == self.me.member_id {
-            return;
+            return Ok(());
         }
         self.remove_peer(id);
-        let (mtx, mrx) = mpsc::channel(QUEUE_DEPTH);
+        let link = Link::start(self.me.clone(), id, urls.clone(), self.inbox.clone())?;
         let (stx, srx) = mpsc::channel(4);
-        self.runtime.spawn(stream_task(self.me.clone(), id, urls.clone(), mrx, self.inbox.clone()));
         self.runtime.spawn(snapshot_task(self.me.clone(), id, urls, srx, self.inbox.clone()));
-        self.peers.insert(id, Peer { messages: mtx, snapshots: stx });
+        self.peers.insert(id, Peer { link, snapshots: stx });
+        Ok(())
     }
 
-    /// Stops talking to a removed member (its tasks end with their queues).
+    /// Stops talking to a removed member (its link closes, its snapshot
+    /// task ends with its queue).
     pub fn remove_peer(&mut self, id: u64) {
-        self.peers.remove(&id);
+        if let Some(peer) = self.peers.remove(&id) {
+            peer.link.close();
+        }
     }
 
-    /// Queues messages for their peers without blocking.
+    /// Sends messages to their peers without blocking: all of one peer's in
+    /// one write.
     pub fn send(&self, messages: Vec<Message>) {
-        for m in messages {
-            let Some(peer) = self.peers.get(&m.to) else {
-                tracing::debug!(to = format!("{:x}", m.to), "message for an unknown peer dropped");
-                continue;
-            };
-            let queue = if m.get_msg_type() == MessageType::MsgSnapshot {
-                &peer.snapshots
-            } else {
-                &peer.messages
-            };
-            if queue.try_send(m).is_err() {
-                tracing::debug!("peer queue full; message dropped for raft to retransmit");
+        let mut others = 0;
+        for (id, peer) in &self.peers {
+            let mut mine = messages
+                .iter()
+                .filter(|m| m.to == *id && m.get_msg_type() != MessageType::MsgSnapshot)
+                .peekable();
+            if mine.peek().is_some() {
+                peer.link.send(mine);
             }
+        }
+        for m in messages {
+            match self.peers.get(&m.to) {
+                Some(peer) if m.get_msg_type() == MessageType::MsgSnapshot => {
+                    if peer.snapshots.try_send(m).is_err() {
+                        tracing::debug!("a snapshot is already on its way; this one dropped");
+                    }
+                }
+                Some(_) => {}
+                None => others += 1,
+            }
+        }
+        if others > 0 {
+            tracing::debug!(count = others, "messages for unknown peers dropped");
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for peer in self.peers.values() {
+            peer.link.close();
         }
     }
 }
@@ -114,7 +130,7 @@ async fn connect(
     me: &LocalIdentity,
     peer: u64,
     urls: &[String],
-    inbox: &Sender<NodeMsg>,
+    inbox: &Inbox,
 ) -> Option<PeerClient<Channel>> {
     #[cfg(feature = "failpoints")]
     let routed = failpoint_routes(urls);
@@ -173,71 +189,11 @@ async fn connect(
     None
 }
 
-async fn stream_task(
-    me: LocalIdentity,
-    peer: u64,
-    urls: Vec<String>,
-    mut queue: mpsc::Receiver<Message>,
-    inbox: Sender<NodeMsg>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    let mut was_up = false;
-    loop {
-        let Some(mut client) = connect(&me, peer, &urls, &inbox).await else {
-            if was_up {
-                tracing::warn!(peer = format!("{peer:x}"), "lost connection to peer");
-                was_up = false;
-            }
-            let _ = inbox.send(NodeMsg::Unreachable(peer));
-            // Messages queued for an unreachable peer are stale by the time it
-            // is back; Raft resends what matters.
-            while queue.try_recv().is_ok() {}
-            if queue.is_closed() {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-            continue;
-        };
-        if !was_up {
-            tracing::info!(peer = format!("{peer:x}"), "connected to peer");
-            was_up = true;
-        }
-        backoff = Duration::from_millis(50);
-
-        let (btx, brx) = mpsc::channel::<RaftBatch>(16);
-        let call = tokio::spawn(async move {
-            client.raft_stream(tokio_stream::wrappers::ReceiverStream::new(brx)).await
-        });
-        loop {
-            let Some(first) = queue.recv().await else {
-                call.abort();
-                return;
-            };
-            let mut messages = Vec::with_capacity(8);
-            messages.push(encode(&first));
-            while messages.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(m) => messages.push(encode(&m)),
-                    Err(_) => break,
-                }
-            }
-            if btx.send(RaftBatch { from: me.member_id, messages }).await.is_err()
-                || call.is_finished()
-            {
-                break;
-            }
-        }
-        call.abort();
-        let _ = inbox.send(NodeMsg::Unreachable(peer));
-    }
-}
-
 /// Test-only (`failpoints` feature): `LOGBOOK_FAILPOINT_PEER_ROUTES=URL=HOST:PORT,...` makes
 /// this member dial HOST:PORT wherever a peer advertises URL, so the robustness harness can put
 /// a fault-injecting proxy on each directed link. The `Hello` check still runs end to end.
 #[cfg(feature = "failpoints")]
-fn failpoint_routes(urls: &[String]) -> Vec<String> {
+pub(crate) fn failpoint_routes(urls: &[String]) -> Vec<String> {
     let Ok(routes) = std::env::var("LOGBOOK_FAILPOINT_PEER_ROUTES") else {
         return urls.to_vec();
     };
@@ -267,7 +223,7 @@ async fn snapshot_task(
     peer: u64,
     urls: Vec<String>,
     mut queue: mpsc::Receiver<Message>,
-    inbox: Sender<NodeMsg>,
+    inbox: Inbox,
 ) {
     while let Some(mut msg) = queue.recv().await {
         let data: Bytes = std::mem::take(&mut msg.mut_snapshot().data);
