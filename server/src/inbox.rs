@@ -97,6 +97,11 @@ impl InboxReceiver {
         self.rx.try_recv()
     }
 
+    /// True when no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Sleeps until a message is queued, a socket in `fds[1..]` is ready
     /// (their `revents` say which), or `timeout` passes. `fds[0]` is the
     /// doorbell's slot, filled in here. A zero timeout only looks.

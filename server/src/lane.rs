@@ -1049,7 +1049,8 @@ mod tests {
 
     fn start_link(listener: &TcpListener) -> (Arc<Link>, InboxReceiver) {
         let (tx, rx) = inbox().unwrap();
-        let me = LocalIdentity { member_id: 1, cluster_id: 9, dialer: Arc::new(PeerDialer::plain()) };
+        let me =
+            LocalIdentity { member_id: 1, cluster_id: 9, dialer: Arc::new(PeerDialer::plain()) };
         let url = format!("http://{}", listener.local_addr().unwrap());
         (Link::start(me, 2, vec![url], tx).unwrap(), rx)
     }

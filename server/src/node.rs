@@ -87,6 +87,10 @@ const CATCH_UP_ENTRIES: u64 = 5000;
 /// `--warning-apply-duration`).
 const SLOW_TURN: Duration = Duration::from_millis(100);
 
+/// Appends of at most this many entries are committed on the Raft thread itself when its
+/// inbox is empty (see `RaftLoop::commit_in_place`).
+const COMMIT_IN_PLACE_MAX: usize = 16;
+
 /// At most this many inbox messages go into one turn of the loop.
 const MAX_DRAIN: usize = 4096;
 
@@ -979,6 +983,18 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// Whether to write and fdatasync `entries` new entries on this thread rather than
+    /// hand them to the WAL's writer thread: for a small append with nothing waiting in
+    /// the inbox, committing in place saves the two hand-offs (to the writer and back) on
+    /// the write's path. Larger appends mean load, where the loop had better keep taking
+    /// proposals and acknowledgements while the writer syncs. Measured with 3 members on
+    /// one disk: every append in place lost throughput at 256 clients (the Raft thread
+    /// stalls on each fsync); up to [`COMMIT_IN_PLACE_MAX`] entries gained at 1 and at
+    /// 256 clients.
+    fn commit_in_place(&self, entries: usize) -> bool {
+        entries <= COMMIT_IN_PLACE_MAX && self.rx.is_empty()
+    }
+
     /// Starts making new entries and the hard state durable, in one group
     /// commit; the returned ticket completes when they are.
     fn persist(&mut self, entries: &[Entry], hs: Option<HardState>) -> Result<Option<Ticket>> {
@@ -1024,7 +1040,11 @@ impl RaftLoop {
                 .map(|e| e.write_to_bytes().expect("raft entries always encode"))
                 .collect();
             let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-            let ticket = self.wal.append_with_state(&records, wal_hs)?;
+            let ticket = if self.commit_in_place(entries.len()) {
+                self.wal.append_with_state_now(&records, wal_hs)?
+            } else {
+                self.wal.append_with_state(&records, wal_hs)?
+            };
             self.storage.append(entries)?;
             ticket
         };

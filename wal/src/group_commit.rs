@@ -1,4 +1,6 @@
-//! Group commit: the submission queue appenders fill and the writer thread that drains it.
+//! Group commit: the submission queue appenders fill and the writer that drains it (the
+//! writer thread, or an appender with nothing better to do, see
+//! [`crate::Wal::append_with_state_now`]).
 //!
 //! Appenders encode their records straight into the open [`Batch`] at the back of the queue
 //! (no per-record allocation: batches and their buffers are recycled) and notify the writer.
@@ -16,6 +18,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use parking_lot::Mutex;
 
 use crate::backend::CommitIo;
 use crate::hard_state::HardState;
@@ -103,7 +107,8 @@ impl Queue {
     }
 }
 
-/// The writer thread's state. It alone writes to segment files.
+/// The writer's state: whoever holds it (the writer thread, or a caller committing in its
+/// own thread, see [`crate::Wal::append_with_state_now`]) alone writes to segment files.
 pub(crate) struct Writer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) io: Box<dyn CommitIo>,
@@ -115,6 +120,8 @@ pub(crate) struct Writer {
     pub(crate) hs: HardState,
     preamble: Vec<u8>,
     wake_scratch: Vec<Wake>,
+    /// A commit failed: the log is poisoned and nothing more is written.
+    failed: bool,
 }
 
 impl Writer {
@@ -136,23 +143,39 @@ impl Writer {
             hs,
             preamble: Vec::new(),
             wake_scratch: Vec::new(),
+            failed: false,
         }
     }
 
-    /// The thread's body: commit batches until shutdown or the first failure.
-    pub(crate) fn run(mut self) {
+    /// The writer thread's body: whenever batches are queued, takes the writer (from a
+    /// caller committing in its own thread, if one is) and commits them, until shutdown or
+    /// the first failure.
+    pub(crate) fn run(shared: Arc<Shared>, core: Arc<Mutex<Writer>>) {
         loop {
-            let batch = {
-                let mut q = self.shared.queue.lock();
-                loop {
-                    if let Some(b) = q.batches.pop_front() {
-                        break b;
-                    }
+            {
+                let mut q = shared.queue.lock();
+                while q.batches.is_empty() {
                     if q.shutdown {
                         return;
                     }
-                    self.shared.work.wait(&mut q);
+                    shared.work.wait(&mut q);
                 }
+            }
+            if !core.lock().drain() {
+                return;
+            }
+        }
+    }
+
+    /// Commits every queued batch, in order; false once the log has failed (this call's
+    /// failure is logged and poisons the log).
+    pub(crate) fn drain(&mut self) -> bool {
+        if self.failed {
+            return false;
+        }
+        loop {
+            let Some(batch) = self.shared.queue.lock().batches.pop_front() else {
+                return true;
             };
             if let Err(e) = self.commit(&batch) {
                 tracing::error!(
@@ -160,8 +183,9 @@ impl Writer {
                     segment = %self.active.path.display(),
                     "wal: write or fsync failed; the log is poisoned until reopened"
                 );
+                self.failed = true;
                 self.shared.durability.fail(&e);
-                return;
+                return false;
             }
             let mut batch = batch;
             batch.bytes.clear();

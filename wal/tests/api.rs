@@ -490,3 +490,85 @@ fn torn_tail_on_real_files_is_cut() {
     let wal = Wal::open(dir.path(), Options::default()).unwrap();
     assert_eq!(wal.read(300, 302).unwrap(), vec![rec(300), b"after".to_vec()]);
 }
+
+#[test]
+fn committing_in_place_is_durable_on_return_and_mixes_with_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small(Backend::Sync);
+    let hs = HardState { term: 7, vote: 3, commit: 40 };
+    {
+        let wal = Wal::open(dir.path(), opts.clone()).unwrap();
+        // Alone, every call finds the writer idle: durable before it returns, across rolls.
+        for i in 1..=150u64 {
+            let state = (i == 75).then_some(hs);
+            let t = wal.append_with_state_now(&[&rec(i)], state).unwrap();
+            assert!(t.is_complete(), "record {i} was not committed in place");
+            assert_eq!(t.first_index(), i);
+        }
+        assert!(segment_files(dir.path()).len() > 1, "expected segment rolls");
+        assert_eq!(wal.hard_state(), hs);
+    }
+    {
+        let wal = Arc::new(Wal::open(dir.path(), opts.clone()).unwrap());
+        assert_eq!(wal.last_index(), 150);
+        // Beside appenders handing their records to the writer thread: order and indexes
+        // stay those of the calls, whoever commits them.
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..50u64 {
+                        let data = format!("t{t}-{i}");
+                        let tk = if t == 0 {
+                            wal.append_with_state_now(&[data.as_bytes()], None).unwrap()
+                        } else {
+                            wal.append(&[data.as_bytes()]).unwrap()
+                        };
+                        mine.push((tk.first_index(), data));
+                        tk.wait().unwrap();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<(u64, String)> =
+            threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort();
+        assert_eq!(wal.last_index(), 350);
+        let got = wal.read(151, 351).unwrap();
+        for (i, (index, data)) in all.iter().enumerate() {
+            assert_eq!(*index, 151 + i as u64);
+            assert_eq!(got[i], data.as_bytes());
+        }
+    }
+    let wal = Wal::open(dir.path(), opts).unwrap();
+    assert_eq!(wal.last_index(), 350);
+    assert_eq!(wal.read(1, 151).unwrap(), (1..=150).map(rec).collect::<Vec<_>>());
+    assert_eq!(wal.hard_state(), hs);
+}
+
+#[test]
+fn a_failed_fsync_in_place_poisons_and_loses_nothing_acknowledged() {
+    let sim = SimStorage::new();
+    let opts = small(Backend::Sync);
+    {
+        let wal = Wal::open_with_storage("/w", opts.clone(), Arc::new(sim.clone())).unwrap();
+        for i in 1..=5 {
+            let t = wal.append_with_state_now(&[&rec(i)], None).unwrap();
+            assert!(t.is_complete());
+            t.wait().unwrap();
+        }
+        sim.fail_sync_after(0);
+        let t = wal.append_with_state_now(&[b"doomed"], None).unwrap();
+        assert!(t.is_complete(), "a failed commit in place still answers at once");
+        assert!(matches!(t.wait(), Err(Error::Io(_))));
+        assert!(wal.is_poisoned());
+        assert!(matches!(wal.append_with_state_now(&[b"later"], None), Err(Error::Poisoned)));
+        assert!(matches!(wal.append(&[b"later"]), Err(Error::Poisoned)));
+    }
+    sim.clear_faults();
+    let wal = Wal::open_with_storage("/w", opts, Arc::new(sim)).unwrap();
+    assert!(wal.last_index() >= 5);
+    assert_eq!(wal.read(1, 6).unwrap(), (1..=5).map(rec).collect::<Vec<_>>());
+}
