@@ -101,7 +101,7 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
     let (data, _guard) = targets::data_dir(&args.systems)?;
     let out = targets::out_dir(&args.systems, "logbook-bench")?;
     eprintln!("probing fdatasync latency in {} ...", data.display());
-    let floor = {
+    let mut floor = {
         let d = data.clone();
         tokio::task::spawn_blocking(move || disk_probe::probe(&d, PROBE_TIME, 5_000)).await??
     };
@@ -109,6 +109,22 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         "disk floor: fdatasync p50 {:.3} ms, p99 {:.3} ms",
         floor.fsync.latency_ms.p50, floor.fsync.latency_ms.p99
     );
+    let d = data.clone();
+    let members = args.systems.members.max(1);
+    match tokio::task::spawn_blocking(move || {
+        disk_probe::probe_shared(&d, members, PROBE_TIME, 5_000)
+    })
+    .await?
+    {
+        Ok(shared) => {
+            eprintln!(
+                "with {} syncers at once: fdatasync p50 {:.3} ms, p99 {:.3} ms",
+                shared.syncers, shared.fsync.latency_ms.p50, shared.fsync.latency_ms.p99
+            );
+            floor.shared = Some(shared);
+        }
+        Err(e) => notes.push(format!("shared-disk fdatasync not measured: {e:#}")),
+    }
     let rtt = match tokio::task::spawn_blocking(|| loopback::probe(PROBE_TIME, 20_000)).await? {
         Ok(rtt) => {
             eprintln!(

@@ -5,6 +5,11 @@
 //! data syncs only, not file growth or metadata, as a WAL on preallocated
 //! segments sees it. Then 4 KiB blocks are written in turn, each followed by
 //! `fdatasync`, for a bounded time and count.
+//!
+//! A local cluster keeps every member's WAL on this one disk, so each of its
+//! fsyncs competes with the others': [`probe_shared`] runs the same loop on
+//! several threads at once (one file each) and reports what one sync took
+//! then, the floor as the members see it.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -26,6 +31,17 @@ pub struct DiskFloor {
     pub dir: String,
     /// pwrite+fdatasync latencies (throughput = syncs per second, serially).
     pub fsync: Summary,
+    /// The same with several syncers at once, when measured.
+    #[serde(default)]
+    pub shared: Option<SharedFloor>,
+}
+
+/// pwrite+fdatasync latencies with `syncers` threads syncing at once, each
+/// on its own file (throughput = all their syncs per second).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedFloor {
+    pub syncers: usize,
+    pub fsync: Summary,
 }
 
 /// Probes `dir` for at most `duration` and `max_syncs` syncs; the probe file
@@ -35,10 +51,51 @@ pub fn probe(dir: &Path, duration: Duration, max_syncs: u64) -> Result<DiskFloor
     let path = dir.join(".logbook-fsync-probe");
     let result = run(&path, duration, max_syncs);
     let _ = std::fs::remove_file(&path);
-    Ok(DiskFloor { dir: dir.display().to_string(), fsync: result? })
+    Ok(DiskFloor { dir: dir.display().to_string(), fsync: result?, shared: None })
 }
 
-fn run(path: &Path, duration: Duration, max_syncs: u64) -> Result<Summary> {
+/// Runs the probe on `syncers` threads at once in `dir`, each on its own
+/// file, for at most `duration` and `max_syncs` syncs each; the files are
+/// removed afterwards.
+pub fn probe_shared(
+    dir: &Path,
+    syncers: usize,
+    duration: Duration,
+    max_syncs: u64,
+) -> Result<SharedFloor> {
+    std::fs::create_dir_all(dir)?;
+    let paths: Vec<_> =
+        (0..syncers).map(|i| dir.join(format!(".logbook-fsync-probe-{i}"))).collect();
+    let rec = Recorder::default();
+    let start = Instant::now();
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let rec = &rec;
+                scope.spawn(move || {
+                    let file = prepare(path)?;
+                    sync_loop(&file, duration, max_syncs, |took| rec.record(i, took))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("probe thread panicked")).collect()
+    });
+    for path in &paths {
+        let _ = std::fs::remove_file(path);
+    }
+    for r in results {
+        r?;
+    }
+    Ok(SharedFloor {
+        syncers,
+        fsync: Summary::from_histogram("fdatasync", &rec.merged(), 0, start.elapsed()),
+    })
+}
+
+/// Creates `path` and writes and syncs it whole once.
+fn prepare(path: &Path) -> Result<std::fs::File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -51,9 +108,17 @@ fn run(path: &Path, duration: Duration, max_syncs: u64) -> Result<Summary> {
         file.write_all_at(&zeros, off)?;
     }
     file.sync_all().context("preallocating the probe file")?;
+    Ok(file)
+}
 
+/// Writes a block and fdatasyncs, over and over, reporting each time.
+fn sync_loop(
+    file: &std::fs::File,
+    duration: Duration,
+    max_syncs: u64,
+    mut took: impl FnMut(Duration),
+) -> Result<()> {
     let block: Vec<u8> = (0..BLOCK).map(|i| (i % 251) as u8).collect();
-    let rec = Recorder::default();
     let start = Instant::now();
     let mut n = 0u64;
     while n < max_syncs && start.elapsed() < duration {
@@ -61,9 +126,17 @@ fn run(path: &Path, duration: Duration, max_syncs: u64) -> Result<Summary> {
         let t = Instant::now();
         file.write_all_at(&block, off)?;
         file.sync_data().context("fdatasync on the probe file")?;
-        rec.record(0, t.elapsed());
+        took(t.elapsed());
         n += 1;
     }
+    Ok(())
+}
+
+fn run(path: &Path, duration: Duration, max_syncs: u64) -> Result<Summary> {
+    let file = prepare(path)?;
+    let rec = Recorder::default();
+    let start = Instant::now();
+    sync_loop(&file, duration, max_syncs, |took| rec.record(0, took))?;
     Ok(Summary::from_histogram("fdatasync", &rec.merged(), 0, start.elapsed()))
 }
 
@@ -78,5 +151,15 @@ mod tests {
         assert_eq!(floor.fsync.count, 20);
         assert!(floor.fsync.latency_ms.max > 0.0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "probe file removed");
+    }
+
+    #[test]
+    fn shared_probe_counts_every_syncer_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = probe_shared(dir.path(), 3, Duration::from_secs(5), 15).unwrap();
+        assert_eq!(shared.syncers, 3);
+        assert_eq!(shared.fsync.count, 45);
+        assert!(shared.fsync.latency_ms.max > 0.0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "probe files removed");
     }
 }
