@@ -46,12 +46,14 @@ use std::time::{Duration, Instant};
 
 use logbook_api::logbookpb::{HelloRequest, HelloResponse};
 use parking_lot::Mutex;
+use prometheus::IntCounter;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::Message;
 
 use crate::inbox::Inbox;
 use crate::membership::REMOVED_MESSAGE;
+use crate::metrics::METRICS;
 use crate::node::NodeMsg;
 use crate::peer_service::PeerService;
 use crate::transport::{LocalIdentity, MAX_PEER_MESSAGE};
@@ -192,6 +194,9 @@ struct LinkState {
     last_write: Instant,
     /// Since when a backlog has been waiting without the socket taking any.
     stalled_since: Option<Instant>,
+    /// `etcd_network_peer_sent_bytes_total` and `..._sent_failures_total` for this peer.
+    sent_bytes: IntCounter,
+    failures: IntCounter,
 }
 
 impl LinkState {
@@ -206,6 +211,7 @@ impl LinkState {
         match conn.push(&self.out[self.sent..]) {
             Ok(n) => {
                 self.sent += n;
+                self.sent_bytes.inc_by(n as u64);
                 let now = Instant::now();
                 if n > 0 {
                     self.last_write = now;
@@ -226,6 +232,10 @@ impl LinkState {
             }
             Err(e) => {
                 tracing::warn!(peer = format!("{peer:x}"), error = %e, "lost connection to peer");
+                // What was still waiting is lost with the connection.
+                if self.backlog() > 0 {
+                    self.failures.inc();
+                }
                 self.disconnect();
                 false
             }
@@ -271,6 +281,8 @@ impl Link {
                 closed: false,
                 last_write: Instant::now(),
                 stalled_since: None,
+                sent_bytes: METRICS.peer_sent_bytes.with_label_values(&[&format!("{peer:x}")]),
+                failures: METRICS.peer_sent_failures.with_label_values(&[&format!("{peer:x}")]),
             }),
             wake,
             inbox,
@@ -288,6 +300,7 @@ impl Link {
     pub fn send<'a>(&self, messages: impl Iterator<Item = &'a Message>) {
         let mut st = self.state.lock();
         if st.closed || st.conn.is_none() {
+            st.failures.inc_by(messages.count() as u64);
             return;
         }
         if st.backlog() > MAX_BACKLOG {
@@ -295,6 +308,7 @@ impl Link {
                 peer = format!("{:x}", self.peer),
                 "peer backlog full; messages dropped for raft to retransmit"
             );
+            st.failures.inc_by(messages.count() as u64);
             return;
         }
         let waiting = st.backlog() > 0 || st.conn.as_ref().is_some_and(Conn::holds_output);
@@ -711,6 +725,8 @@ pub struct Incoming {
     start: usize,
     end: usize,
     last_heard: Instant,
+    /// `etcd_network_peer_received_bytes_total` for this peer.
+    received_bytes: IntCounter,
 }
 
 impl Incoming {
@@ -722,6 +738,7 @@ impl Incoming {
             start: 0,
             end: 0,
             last_heard: Instant::now(),
+            received_bytes: METRICS.peer_received_bytes.with_label_values(&[&format!("{from:x}")]),
         }
     }
 
@@ -766,6 +783,7 @@ impl Incoming {
         }
         if got > 0 {
             self.last_heard = Instant::now();
+            self.received_bytes.inc_by(got as u64);
         }
         Ok(got > 0)
     }
@@ -1079,6 +1097,10 @@ mod tests {
         assert!(link.state.lock().backlog() > 0, "expected a backlog behind a full socket");
         let got = read_all(&mut peer, sent.len()).unwrap();
         assert_eq!(got, sent);
+        // Both ends counted the bytes (other tests only add to these counters).
+        let bytes = frames(&sent, 0).len() as u64;
+        assert!(METRICS.peer_sent_bytes.with_label_values(&["2"]).get() >= bytes);
+        assert!(METRICS.peer_received_bytes.with_label_values(&["1"]).get() >= bytes);
 
         // The peer restarts: the link notices, dials again and delivers
         // what it is given from then on.

@@ -20,7 +20,9 @@ use std::sync::atomic::Ordering;
 
 use logbook_wal::Wal;
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
-use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::maintenance_service::SERVED_VERSION;
 use crate::node::Shared;
@@ -37,6 +39,13 @@ pub struct Metrics {
     pub leader_changes: IntCounter,
     /// `etcd_server_proposals_failed_total`.
     pub proposals_failed: IntCounter,
+    /// `etcd_network_peer_sent_bytes_total{To}`: Raft lane bytes written to a peer.
+    pub peer_sent_bytes: IntCounterVec,
+    /// `etcd_network_peer_received_bytes_total{From}`: Raft lane bytes read from a peer.
+    pub peer_received_bytes: IntCounterVec,
+    /// `etcd_network_peer_sent_failures_total{To}`: Raft messages that could not be sent
+    /// to a peer (not connected, backlog full, or lost with a broken connection).
+    pub peer_sent_failures: IntCounterVec,
     // State, set at scrape time.
     has_leader: IntGauge,
     is_leader: IntGauge,
@@ -79,7 +88,28 @@ impl Metrics {
             .expect("valid metric"),
         );
         server_version.with_label_values(&[SERVED_VERSION]).set(1);
+        let per_peer = |name: &str, help: &str, label: &str| {
+            reg(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
         Metrics {
+            peer_sent_bytes: per_peer(
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+                "To",
+            ),
+            peer_received_bytes: per_peer(
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                "From",
+            ),
+            peer_sent_failures: per_peer(
+                "etcd_network_peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                "To",
+            ),
             leader_changes: counter(
                 "etcd_server_leader_changes_seen_total",
                 "The number of leader changes seen.",
@@ -248,6 +278,9 @@ mod tests {
     #[test]
     fn metrics_render_under_etcds_names() {
         METRICS.leader_changes.inc();
+        METRICS.peer_sent_bytes.with_label_values(&["a1"]).inc_by(10);
+        METRICS.peer_received_bytes.with_label_values(&["b2"]).inc_by(20);
+        METRICS.peer_sent_failures.with_label_values(&["a1"]).inc();
         let mut stats = logbook_wal::Stats { commits: 3, entries: 7, ..Default::default() };
         stats.sync_buckets[8] = 2; // at most 0.25 ms
         stats.sync_buckets[11] = 1; // at most 2 ms
@@ -273,6 +306,9 @@ mod tests {
             "# TYPE logbook_wal_records_per_fsync histogram",
             "etcd_server_version{server_version=\"3.5.0\"} 1",
             "# TYPE etcd_server_has_leader gauge",
+            "etcd_network_peer_sent_bytes_total{To=\"a1\"} 10",
+            "etcd_network_peer_received_bytes_total{From=\"b2\"} 20",
+            "etcd_network_peer_sent_failures_total{To=\"a1\"} 1",
         ] {
             assert!(text.contains(name), "missing {name:?} in:\n{text}");
         }
