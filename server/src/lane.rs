@@ -535,22 +535,7 @@ fn dial_one(me: &LocalIdentity, peer: u64, url: &str) -> Result<Conn, DialOne> {
     };
     match answer {
         HelloAnswer::Ok(resp) => {
-            if resp.cluster_id != me.cluster_id {
-                tracing::error!(
-                    peer = format!("{peer:x}"),
-                    theirs = format!("{:x}", resp.cluster_id),
-                    ours = format!("{:x}", me.cluster_id),
-                    "peer belongs to another cluster; not talking to it"
-                );
-                return Err(DialOne::Refused);
-            }
-            if resp.member_id != peer {
-                tracing::error!(
-                    expected = format!("{peer:x}"),
-                    found = format!("{:x}", resp.member_id),
-                    url,
-                    "a different member answers at this peer URL"
-                );
+            if !me.accepts(peer, url, &resp) {
                 return Err(DialOne::Refused);
             }
         }
@@ -601,8 +586,9 @@ fn read_varint(r: &mut impl Read) -> io::Result<u64> {
     Err(io::Error::new(io::ErrorKind::InvalidData, "varint longer than 10 bytes"))
 }
 
-/// An accepted lane connection, its [`MAGIC`] already read, handed over from
-/// the async listener as a blocking socket.
+/// An accepted lane connection: its [`MAGIC`] already read, handed over from
+/// the async listener as a blocking socket; non-blocking once its hello is
+/// answered and the Raft thread reads it.
 pub enum Accepted {
     Plain(TcpStream),
     Tls(Box<rustls::ServerConnection>, TcpStream),
@@ -643,12 +629,12 @@ fn handshake(conn: Accepted, service: &PeerService) -> io::Result<Option<Incomin
     let (from, ok, conn) = match conn {
         Accepted::Plain(s) => {
             let (from, ok) = answer_hello(&mut &s, service)?;
-            (from, ok, In::Plain(s))
+            (from, ok, Accepted::Plain(s))
         }
         Accepted::Tls(c, s) => {
             let mut stream = rustls::StreamOwned::new(*c, s);
             let (from, ok) = answer_hello(&mut stream, service)?;
-            (from, ok, In::Tls(Box::new(stream.conn), stream.sock))
+            (from, ok, Accepted::Tls(Box::new(stream.conn), stream.sock))
         }
     };
     if !ok {
@@ -694,20 +680,6 @@ fn answer_hello(
     Ok((req.member_id, answer[0] == HELLO_OK))
 }
 
-/// An accepted lane connection after its hello, in non-blocking mode.
-enum In {
-    Plain(TcpStream),
-    Tls(Box<rustls::ServerConnection>, TcpStream),
-}
-
-impl In {
-    fn socket(&self) -> &TcpStream {
-        match self {
-            In::Plain(s) | In::Tls(_, s) => s,
-        }
-    }
-}
-
 /// Most bytes one [`Incoming::read`] takes, so one busy peer cannot hold
 /// the Raft thread; the rest is read on its next turn.
 const READ_BUDGET: usize = 4 << 20;
@@ -719,7 +691,7 @@ const READ_BUFFER: usize = 256 << 10;
 /// its socket is ready.
 pub struct Incoming {
     from: u64,
-    conn: In,
+    conn: Accepted,
     /// Bytes read and not yet parsed are `buf[start..end]`.
     buf: Vec<u8>,
     start: usize,
@@ -730,7 +702,7 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    fn new(from: u64, conn: In) -> Incoming {
+    fn new(from: u64, conn: Accepted) -> Incoming {
         Incoming {
             from,
             conn,
@@ -766,8 +738,8 @@ impl Incoming {
             self.make_room();
             let spare = &mut self.buf[self.end..];
             let n = match &mut self.conn {
-                In::Plain(s) => (&*s).read(spare),
-                In::Tls(c, s) => read_tls(c, s, spare),
+                Accepted::Plain(s) => (&*s).read(spare),
+                Accepted::Tls(c, s) => read_tls(c, s, spare),
             };
             match n {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -953,7 +925,7 @@ mod tests {
         let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (reader, _) = listener.accept().unwrap();
         reader.set_nonblocking(true).unwrap();
-        (writer, Incoming::new(7, In::Plain(reader)))
+        (writer, Incoming::new(7, Accepted::Plain(reader)))
     }
 
     /// Reads `incoming` until `want` messages came or it fails; bounded.
@@ -1062,7 +1034,7 @@ mod tests {
         }
         s.write_all(&answer).unwrap();
         s.set_nonblocking(true).unwrap();
-        Incoming::new(1, In::Plain(s))
+        Incoming::new(1, Accepted::Plain(s))
     }
 
     fn start_link(listener: &TcpListener) -> (Arc<Link>, InboxReceiver) {

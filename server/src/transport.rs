@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use logbook_api::logbookpb::peer_client::PeerClient;
-use logbook_api::logbookpb::{HelloRequest, SnapshotChunk};
+use logbook_api::logbookpb::{HelloRequest, HelloResponse, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -47,6 +47,32 @@ pub struct LocalIdentity {
     pub cluster_id: u64,
     /// Dials peer URLs: plainly, or with the peer TLS files for https.
     pub dialer: Arc<PeerDialer>,
+}
+
+impl LocalIdentity {
+    /// Whether the member that answered our hello at `url` is `peer` of our
+    /// cluster; logs why not.
+    pub(crate) fn accepts(&self, peer: u64, url: &str, resp: &HelloResponse) -> bool {
+        if resp.cluster_id != self.cluster_id {
+            tracing::error!(
+                peer = format!("{peer:x}"),
+                theirs = format!("{:x}", resp.cluster_id),
+                ours = format!("{:x}", self.cluster_id),
+                "peer belongs to another cluster; not talking to it"
+            );
+            return false;
+        }
+        if resp.member_id != peer {
+            tracing::error!(
+                expected = format!("{peer:x}"),
+                found = format!("{:x}", resp.member_id),
+                url,
+                "a different member answers at this peer URL"
+            );
+            return false;
+        }
+        true
+    }
 }
 
 impl Transport {
@@ -152,26 +178,7 @@ async fn connect(
             .await
         {
             Ok(resp) => {
-                let resp = resp.into_inner();
-                if resp.cluster_id != me.cluster_id {
-                    tracing::error!(
-                        peer = format!("{peer:x}"),
-                        theirs = format!("{:x}", resp.cluster_id),
-                        ours = format!("{:x}", me.cluster_id),
-                        "peer belongs to another cluster; not talking to it"
-                    );
-                    return None;
-                }
-                if resp.member_id != peer {
-                    tracing::error!(
-                        expected = format!("{peer:x}"),
-                        found = format!("{:x}", resp.member_id),
-                        url,
-                        "a different member answers at this peer URL"
-                    );
-                    return None;
-                }
-                return Some(client);
+                return me.accepts(peer, url, &resp.into_inner()).then_some(client);
             }
             Err(status)
                 if status.code() == tonic::Code::FailedPrecondition
