@@ -20,7 +20,7 @@ use crate::cli::CompareArgs;
 use crate::client::Pool;
 use crate::cluster::{Cluster, System};
 use crate::disk_probe::{self, DiskFloor};
-use crate::driver::{ErrorSample, Plan, drive};
+use crate::driver::{ErrorSample, Plan, drive, drive_on_one_thread};
 use crate::keys::{KeyGen, Rng, random_value};
 use crate::metrics::{self, WalMetrics};
 use crate::procstat;
@@ -80,6 +80,10 @@ pub struct Comparison {
     /// Loopback TCP round trips (the network part of the floor).
     #[serde(default)]
     pub rtt: Option<Summary>,
+    /// The bare put server ([`crate::bare`]) at the ladder's first rung and
+    /// at 256 clients, when the ladder has them.
+    #[serde(default)]
+    pub bare: Vec<Rung>,
     pub systems: Vec<SystemResult>,
     pub notes: Vec<String>,
 }
@@ -139,6 +143,14 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         }
     };
 
+    let bare = match run_bare(&data.join("bare"), args).await {
+        Ok(rungs) => rungs,
+        Err(e) => {
+            notes.push(format!("bare put server not measured: {e:#}"));
+            Vec::new()
+        }
+    };
+
     let mut systems = Vec::new();
     for t in &targets {
         eprintln!(
@@ -167,6 +179,7 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         machine: Machine::here(),
         floor: Some(floor),
         rtt,
+        bare,
         systems,
         notes,
     };
@@ -215,8 +228,6 @@ async fn run_system(
     let mut rungs = Vec::new();
     for (i, &clients) in args.rungs.iter().enumerate() {
         let sequential = i == 0 && clients == 1;
-        // A few connections carry any number of clients (HTTP/2 streams).
-        let pool = Pool::connect(std::slice::from_ref(&leader), clients.clamp(1, 4)).await?;
         let plan = Plan {
             clients,
             total: Some(args.rung_total),
@@ -227,7 +238,17 @@ async fn run_system(
         };
         let before = metrics::scrape_members(&members).await;
         let cpu_before = (procstat::sample(&pids), procstat::sample(&me));
-        let out = drive(Arc::new(Put::new(pool, keygen(sequential), value.clone())), &plan).await;
+        // A few connections carry any number of clients (HTTP/2 streams).
+        let (endpoint, keys, value) = (leader.clone(), keygen(sequential), value.clone());
+        let setup = async move || {
+            let pool = Pool::connect(std::slice::from_ref(&endpoint), clients.clamp(1, 4)).await?;
+            Ok(Arc::new(Put::new(pool, keys, value)))
+        };
+        let out = if clients <= 1 {
+            drive_on_one_thread(setup, plan).await?
+        } else {
+            drive(setup().await?, &plan).await
+        };
         let cpu_after = (procstat::sample(&pids), procstat::sample(&me));
         cluster.check_alive()?;
         let after = metrics::scrape_members(&members).await;
@@ -265,4 +286,74 @@ async fn run_system(
         rungs,
         failure: None,
     })
+}
+
+/// Measures the bare put server ([`crate::bare`]) at the ladder's first rung
+/// and at its 256-client rung: the floor of a durable gRPC put on this disk
+/// and these cores, with the same client and values as the clusters get.
+async fn run_bare(dir: &Path, args: &CompareArgs) -> Result<Vec<Rung>> {
+    let first = args.rungs.first().copied();
+    let chosen: Vec<(usize, bool)> = args
+        .rungs
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| i == 0 || (c == 256 && Some(c) != first))
+        .map(|(i, &c)| (c, i == 0 && c == 1))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    eprintln!("== bare put server: one fdatasync per batch of puts, nothing else");
+    let d = dir.to_owned();
+    let server = tokio::task::spawn_blocking(move || crate::bare::BareServer::start(&d)).await??;
+    let endpoint = server.endpoint();
+    let value = random_value(args.val_size, &mut Rng::new(0xbe7c));
+    let mut rungs = Vec::new();
+    let mut result = Ok(());
+    for (clients, sequential) in chosen {
+        let plan = Plan {
+            clients,
+            total: Some(args.rung_total),
+            duration: Some(args.rung_duration),
+            rate: None,
+            progress: !args.systems.quiet,
+            label: format!("bare {clients}c"),
+        };
+        let (ep, keys, value) = (
+            endpoint.clone(),
+            KeyGen::new("/bench/", 16, args.key_space_size, sequential),
+            value.clone(),
+        );
+        let setup = async move || {
+            let pool = Pool::connect(std::slice::from_ref(&ep), clients.clamp(1, 4)).await?;
+            Ok(Arc::new(Put::new(pool, keys, value)))
+        };
+        let out = if clients <= 1 {
+            drive_on_one_thread(setup, plan).await
+        } else {
+            match setup().await {
+                Ok(w) => Ok(drive(w, &plan).await),
+                Err(e) => Err(e),
+            }
+        };
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let put = out.total().clone();
+        eprintln!(
+            "{:>8} {clients:>5} clients: {:>9.0} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  errors {}",
+            "bare",
+            put.throughput,
+            put.latency_ms.p50,
+            put.latency_ms.p99,
+            out.error_count()
+        );
+        rungs.push(Rung { clients, sequential, put, errors: out.errors, wal: None, cpu: None });
+    }
+    tokio::task::spawn_blocking(move || server.stop()).await?;
+    result.map(|()| rungs)
 }

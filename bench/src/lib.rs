@@ -42,6 +42,7 @@
 //! logbook_bench::run(cli.bench).unwrap();
 //! ```
 
+pub mod bare;
 pub mod capacity;
 pub mod cli;
 pub mod client;

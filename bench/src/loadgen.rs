@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::cli::{LoadArgs, MixedArgs, RangeArgs, TxnPutArgs, WatchArgs};
 use crate::client::Pool;
-use crate::driver::{Plan, drive};
+use crate::driver::{Plan, drive, drive_on_one_thread};
 use crate::output::RunReport;
 use crate::workload::lease::KeepAlive;
 use crate::workload::mixed::Mixed;
@@ -23,9 +23,18 @@ const WATCH_DRAIN: Duration = Duration::from_secs(10);
 
 /// `put`.
 pub async fn put(args: &LoadArgs) -> Result<RunReport> {
-    let pool = Pool::connect(&args.endpoints, args.conns).await?;
-    let w = Arc::new(Put::new(pool, keygen(args), value(args)));
-    let out = drive(w, &plan(args, "put")).await;
+    let plan = plan(args, "put");
+    let (endpoints, conns, keys, value) =
+        (args.endpoints.clone(), args.conns, keygen(args), value(args));
+    let setup = async move || {
+        let pool = Pool::connect(&endpoints, conns).await?;
+        Ok(Arc::new(Put::new(pool, keys, value)))
+    };
+    let out = if plan.clients <= 1 {
+        drive_on_one_thread(setup, plan).await?
+    } else {
+        drive(setup().await?, &plan).await
+    };
     Ok(RunReport::new("put", args, out))
 }
 

@@ -176,6 +176,9 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     out += &comparison_rows(cmp).text();
     let _ = writeln!(out, "{}", floor_line(cmp));
     let _ = writeln!(out, "{}", rtt_line(cmp));
+    if let Some(line) = bare_line(cmp) {
+        let _ = writeln!(out, "{line}");
+    }
     for line in wal_lines(cmp).into_iter().chain(targets(cmp)) {
         let _ = writeln!(out, "{line}");
     }
@@ -246,6 +249,14 @@ fn targets(cmp: &Comparison) -> Vec<String> {
         if let Some(e) = one(System::Etcd) {
             let _ = write!(line, " (etcd: p50 {} ms, p99 {} ms)", ms(e.p50), ms(e.p99));
         }
+        if let Some(b) = cmp.bare.iter().find(|r| r.clients == 1) {
+            let _ = write!(
+                line,
+                " (bare put server, one fdatasync and no replication: p50 {} ms, p99 {} ms)",
+                ms(b.put.latency_ms.p50),
+                ms(b.put.latency_ms.p99)
+            );
+        }
         out.push(line);
     }
     out
@@ -261,6 +272,44 @@ fn rtt_line(cmp: &Comparison) -> String {
         ),
         None => "loopback round trip: not measured".to_owned(),
     }
+}
+
+/// The bare put server's rungs ([`crate::bare`]), with Logbook's latency and
+/// throughput at the same rungs against them.
+fn bare_line(cmp: &Comparison) -> Option<String> {
+    if cmp.bare.is_empty() {
+        return None;
+    }
+    let logbook = cmp.get(System::Logbook);
+    let rungs: Vec<String> = cmp
+        .bare
+        .iter()
+        .map(|r| {
+            let p = &r.put;
+            let mut s = format!(
+                "{} client{}: {:.0} req/s, p50 {} ms, p99 {} ms",
+                r.clients,
+                if r.clients == 1 { "" } else { "s" },
+                p.throughput,
+                ms(p.latency_ms.p50),
+                ms(p.latency_ms.p99)
+            );
+            if let Some(l) = logbook.and_then(|l| l.rungs.iter().find(|x| x.clients == r.clients)) {
+                let _ = write!(
+                    s,
+                    " (Logbook: {} its throughput, {} its p50)",
+                    ratio(l.put.throughput, p.throughput),
+                    ratio(l.put.latency_ms.p50, p.latency_ms.p50)
+                );
+            }
+            s
+        })
+        .collect();
+    Some(format!(
+        "bare put server (the floor of a durable gRPC put here: one process, each batch of puts \
+         written and fdatasynced once, no replication, no index; same client): {}",
+        rungs.join("; ")
+    ))
 }
 
 /// A system's WAL histograms over the whole ladder.
@@ -633,6 +682,9 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
     );
     let _ = writeln!(md, "{}.\n", floor_line(cmp));
     let _ = writeln!(md, "{}.\n", rtt_line(cmp));
+    if let Some(line) = bare_line(cmp) {
+        let _ = writeln!(md, "{line}.\n");
+    }
     md += &comparison_rows(cmp).markdown();
     if cmp.get(System::Logbook).is_some() && cmp.get(System::Etcd).is_some() {
         md += "\nL/E: Logbook divided by etcd.\n";
@@ -929,6 +981,14 @@ mod tests {
                 shared: Some(SharedFloor { syncers: 3, fsync: summary("fdatasync", &[450; 10]) }),
             }),
             rtt: Some(summary("loopback-rtt", &[50; 10])),
+            bare: vec![Rung {
+                clients: 1,
+                sequential: true,
+                put: summary("put", &[250, 250, 300]),
+                errors: BTreeMap::new(),
+                wal: None,
+                cpu: None,
+            }],
             systems: vec![
                 system(System::Logbook, &[400, 400, 500], logbook, (120.0, 40.0)),
                 system(System::Etcd, &[900, 1000, 1100], etcd, (300.0, 45.0)),
@@ -953,6 +1013,17 @@ mod tests {
         assert!(md.contains("p50 0.40 ms against 2 × 0.20 + 0.05 = 0.45 ms — met"), "{md}");
         assert!(md.contains("p99 0.50 ms against 2 × 0.20 + 0.05 = 0.45 ms — NOT met"), "{md}");
         assert!(md.contains("(etcd: p50 1.00 ms"), "{md}");
+        assert!(
+            md.contains(
+                "(bare put server, one fdatasync and no replication: p50 0.25 ms, p99 0.30 ms)"
+            ),
+            "{md}"
+        );
+        // 3 puts in 1 s each; p50 0.40 against 0.25 ms.
+        assert!(
+            md.contains("1 client: 3 req/s, p50 0.25 ms, p99 0.30 ms (Logbook: 1.00× its throughput, 1.60× its p50)"),
+            "{md}"
+        );
         assert!(md.contains("loopback round trip (1-byte TCP ping-pong, 10 round trips)"), "{md}");
         assert!(
             md.contains("with 3 syncers at once on this disk (one per member, as a local cluster keeps its WALs): p50 0.45 ms"),
