@@ -922,10 +922,17 @@ impl RaftLoop {
         }
         self.shared.term.store(self.node.raft.term, Ordering::Release);
 
-        if !ready.messages().is_empty() {
+        let has_snapshot = !ready.snapshot().is_empty();
+        // A ready that only commits (the leader hearing acknowledgements) applies
+        // first: its messages tell the followers the new commit index, which no
+        // client waits for, while the entries' proposers wait for the apply.
+        // Sending wakes each follower's thread, which costs the sender tens of
+        // microseconds on a small VM. A ready with new entries sends first: the
+        // followers' appends are on the write's path.
+        let apply_first = ready.entries().is_empty() && !has_snapshot;
+        if !apply_first && !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        let has_snapshot = !ready.snapshot().is_empty();
         if has_snapshot {
             self.install_snapshot(ready.snapshot().clone())?;
         }
@@ -933,6 +940,9 @@ impl RaftLoop {
         let applying = (Instant::now(), committed.len());
         self.apply_entries(committed)?;
         self.last_apply = (applying.0.elapsed(), applying.1);
+        if apply_first && !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
 
         // New entries and the hard state go to the WAL without waiting: the
         // loop keeps taking acknowledgements and proposals while the fsync
