@@ -162,11 +162,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for LenientAuthority<S> {
                 this.out = 0;
             }
             let start = this.buf.len();
-            this.buf.resize(start + READ_CHUNK, 0);
-            let mut chunk = ReadBuf::new(&mut this.buf[start..]);
+            // Read into the spare capacity as it is: zeroing 16 KiB before every
+            // read showed in profiles of small requests.
+            this.buf.reserve(READ_CHUNK);
+            let mut chunk = ReadBuf::uninit(&mut this.buf.spare_capacity_mut()[..READ_CHUNK]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut chunk);
             let n = chunk.filled().len();
-            this.buf.truncate(start + n);
+            // SAFETY: `ReadBuf` guarantees its first `filled().len()` bytes were
+            // initialized (written by the inner reader), and they lie in the
+            // vector's capacity right after its `start` initialized bytes.
+            unsafe { this.buf.set_len(start + n) };
             match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
