@@ -355,3 +355,47 @@ fn bench_compares_logbook_with_etcd_and_writes_the_report() {
         }
     }
 }
+
+/// Ctrl-C stops a run at once, also a 1-client run, whose client loop has a
+/// thread of its own; the run is against the bench's bare put server.
+#[test]
+fn an_interrupted_one_client_run_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = logbook_bench::bare::BareServer::start(dir.path()).unwrap();
+    let err_path = dir.path().join("interrupted.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(["bench", "put", "--clients", "1", "--duration", "60s", "--quiet", "--endpoints"])
+        .arg(server.endpoint())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawning logbook bench");
+    // Puts are flowing once the server's file holds some (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = dir.path().join("bare-put.log");
+    while Instant::now() < deadline
+        && !std::fs::read(&log).is_ok_and(|d| d.windows(6).any(|w| w == b"/bench"))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it was interrupted");
+    // SAFETY: signals a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let interrupted = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if interrupted.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("logbook bench put still running 20 s after SIGINT (its run lasts 60 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "an interrupted run reports failure");
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    server.stop();
+}

@@ -75,12 +75,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting tokio")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         tokio::select! {
             r = dispatch(args) => r,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         }
-    })
+    });
+    // An interrupted run may leave a client loop on a thread of its own
+    // (`driver::drive_on_one_thread`): do not wait for it to reach its bounds.
+    rt.shutdown_background();
+    result
 }
 
 async fn dispatch(args: BenchArgs) -> Result<()> {
