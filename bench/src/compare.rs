@@ -5,8 +5,11 @@
 //! writing sequential keys, then 16, 64, 256 and 1024 clients writing random
 //! keys, 256-byte values, each rung bounded in time and count. The disk's
 //! fdatasync latency and a loopback round trip are probed first: together
-//! they are the floor of any quorum write. Every member's WAL fsync
-//! histogram is scraped from its `/metrics` before and after each rung.
+//! they are the floor of any quorum write. Then the bare put server
+//! ([`crate::bare`]) runs the ladder's first and 256-client rungs: the floor
+//! of a durable gRPC put with this client on this machine. Every member's
+//! WAL fsync histogram is scraped from its `/metrics` before and after each
+//! rung.
 
 use std::collections::BTreeMap;
 use std::path::Path;
