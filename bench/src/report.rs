@@ -81,6 +81,10 @@ fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}×", a / b) } else { "–".to_owned() }
 }
 
+/// The bare put server's palette color, apart from both systems' and the
+/// first rungs' (CDF plots color rungs from 2 on).
+const BARE_COLOR: usize = 5;
+
 fn color(system: System) -> usize {
     match system {
         System::Logbook => 0,
@@ -600,6 +604,21 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
             points: pts(|p| p.latency_ms.p50),
         });
     }
+    if !cmp.bare.is_empty() {
+        let pts = |f: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
+            cmp.bare.iter().map(|r| (r.put.throughput, f(&r.put))).collect()
+        };
+        lat.push(Series {
+            name: "bare put server p99".to_owned(),
+            color: BARE_COLOR,
+            points: pts(|p| p.latency_ms.p99),
+        });
+        lat.push(Series {
+            name: "bare put server p50".to_owned(),
+            color: BARE_COLOR + LIGHT,
+            points: pts(|p| p.latency_ms.p50),
+        });
+    }
     let floor = cmp.floor.as_ref().map(|f| (f.fsync.latency_ms.p50, "fdatasync p50 (floor)"));
     let file = "latency-vs-throughput.svg";
     line_chart(
@@ -613,7 +632,9 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
     )?;
     plots.push((
         file.to_owned(),
-        "Put latency percentiles against throughput, one point per rung".to_owned(),
+        "Put latency percentiles against throughput, one point per rung (the bare put \
+         server's: the floor of a durable gRPC put here)"
+            .to_owned(),
     ));
 
     for s in &ran {
@@ -1041,6 +1062,9 @@ mod tests {
         let doc = roxmltree::Document::parse(&svg).unwrap();
         assert_eq!(doc.root_element().tag_name().name(), "svg");
         assert!(md.contains("(wal-fsync.svg)"), "{md}");
+        let lat = std::fs::read_to_string(dir.path().join("latency-vs-throughput.svg")).unwrap();
+        roxmltree::Document::parse(&lat).unwrap();
+        assert!(lat.contains("bare put server p50"), "no bare series in the plot");
         let text = comparison_table(&cmp);
         assert!(text.contains("logbook WAL fsyncs (all members, all rungs): 5"), "{text}");
         assert!(text.contains("2.4 WAL records per fsync"), "{text}");
