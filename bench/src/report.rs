@@ -581,6 +581,21 @@ fn cdf_series(name: String, color: usize, s: &Summary) -> Series {
     Series { name, color, points }
 }
 
+/// The ladder's client counts as "first → last clients", from the rungs run.
+fn ladder_span(cmp: &Comparison) -> String {
+    let counts: Vec<usize> = cmp
+        .systems
+        .iter()
+        .flat_map(|s| s.rungs.iter().map(|r| r.clients))
+        .chain(cmp.bare.iter().map(|r| r.clients))
+        .collect();
+    match (counts.iter().min(), counts.iter().max()) {
+        (Some(lo), Some(hi)) if lo != hi => format!("{lo} → {hi} clients"),
+        (Some(n), _) => format!("{n} client{}", if *n == 1 { "" } else { "s" }),
+        _ => "no rungs".to_owned(),
+    }
+}
+
 /// Writes `results.json`, the plots and `report.md` into `dir`.
 pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -623,7 +638,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
     let file = "latency-vs-throughput.svg";
     line_chart(
         &dir.join(file),
-        "Put latency vs throughput (1 → 1024 clients)",
+        &format!("Put latency vs throughput ({})", ladder_span(cmp)),
         "puts/s",
         "latency (ms)",
         XAxis::Linear,
@@ -1065,6 +1080,8 @@ mod tests {
         let lat = std::fs::read_to_string(dir.path().join("latency-vs-throughput.svg")).unwrap();
         roxmltree::Document::parse(&lat).unwrap();
         assert!(lat.contains("bare put server p50"), "no bare series in the plot");
+        // Every rung of this comparison has 1 client.
+        assert!(lat.contains("Put latency vs throughput (1 client)"), "{lat}");
         let text = comparison_table(&cmp);
         assert!(text.contains("logbook WAL fsyncs (all members, all rungs): 5"), "{text}");
         assert!(text.contains("2.4 WAL records per fsync"), "{text}");
