@@ -10,31 +10,33 @@
 //! clusters, so their latencies and throughputs can be read against it.
 //!
 //! The server runs in the load generator's process, on its own runtime with
-//! two workers (as a Logbook member's client port has). It answers `Put`
-//! only; every other KV call fails with `UNIMPLEMENTED`. The file is a ring:
-//! records that reach its end continue at its start, since nothing reads
-//! them back.
+//! two workers (as a Logbook member's client port has), for the length of a
+//! comparison. Its one gRPC method is etcd's `KV/Put`, what the ladder sends;
+//! it serves no other (a call to one gets gRPC's answer for a method a
+//! server does not have). The file is a ring: records that reach its end
+//! continue at its start, since nothing reads them back.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use logbook_api::etcdserverpb::kv_server::{Kv, KvServer};
-use logbook_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
-};
+use logbook_api::etcdserverpb::{PutRequest, PutResponse, ResponseHeader};
 use tokio::sync::oneshot;
+use tonic::server::{Grpc, UnaryService};
 use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
 
 /// Size of the ring file, written once before the first put.
 const FILE_SIZE: u64 = 64 << 20;
 /// At most this many puts share one sync.
 const MAX_BATCH: usize = 4096;
-const UNSUPPORTED: &str = "the bare put server answers Put only (it is a benchmark floor)";
+/// The gRPC path of etcd's `KV/Put`.
+const PUT_PATH: &str = "/etcdserverpb.KV/Put";
 
 /// One queued put: its record and who waits for its revision.
 type Pending = (Vec<u8>, oneshot::Sender<i64>);
@@ -53,7 +55,7 @@ impl BareServer {
     pub fn start(dir: &Path) -> Result<BareServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("bare-put.log");
-        let file = preallocate(&path)?;
+        let file = crate::disk_probe::preallocate(&path, FILE_SIZE)?;
         let (tx, rx) = mpsc::channel::<Pending>();
         let writer = std::thread::Builder::new()
             .name("bare-writer".into())
@@ -71,7 +73,19 @@ impl BareServer {
             .build()
             .context("starting the bare server's runtime")?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let service = KvServer::new(BareKv { writer: tx });
+        let put = BarePut { writer: tx };
+        // Only the Put route: tonic's fallback answers any other path.
+        let routes = tonic::service::Routes::default().into_axum_router().route(
+            PUT_PATH,
+            axum::routing::post(move |request: axum::extract::Request| {
+                let put = put.clone();
+                async move {
+                    let mut grpc = Grpc::new(ProstCodec::<PutResponse, PutRequest>::default());
+                    grpc.unary(put, request).await
+                }
+            }),
+        );
+        let routes = tonic::service::Routes::from(routes);
         let server = std::thread::Builder::new()
             .name("bare-server".into())
             .spawn(move || {
@@ -83,7 +97,7 @@ impl BareServer {
                     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                     let serve = tonic::transport::Server::builder()
                         .tcp_nodelay(true)
-                        .add_service(service)
+                        .add_routes(routes)
                         .serve_with_incoming(incoming);
                     tokio::select! {
                         r = serve => if let Err(e) = r { eprintln!("bare put server: {e}") },
@@ -134,24 +148,6 @@ impl Drop for BareServer {
     }
 }
 
-/// Creates the file at its full size with data (not a hole) and syncs it, so
-/// each later sync covers data blocks only, as on a WAL's preallocated segment.
-fn preallocate(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    let zeros = vec![0u8; 1 << 20];
-    for i in 0..FILE_SIZE / zeros.len() as u64 {
-        file.write_all_at(&zeros, i * zeros.len() as u64)?;
-    }
-    file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    Ok(file)
-}
-
 /// Takes batches off the queue until every sender is gone: one write and one
 /// `fdatasync` per batch, then every put of it answered with its revision.
 fn write_loop(file: &File, rx: &mpsc::Receiver<Pending>) {
@@ -200,50 +196,36 @@ fn file_name(file: &File) -> String {
         .map_or_else(|_| "its file".to_owned(), |p| p.display().to_string())
 }
 
-struct BareKv {
+/// The Put method: queues the put's record and answers once it is synced.
+#[derive(Clone)]
+struct BarePut {
     writer: mpsc::Sender<Pending>,
 }
 
-#[tonic::async_trait]
-impl Kv for BareKv {
-    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let put = request.into_inner();
-        let mut record = Vec::with_capacity(8 + put.key.len() + put.value.len());
-        record.extend_from_slice(&(put.key.len() as u32).to_le_bytes());
-        record.extend_from_slice(&(put.value.len() as u32).to_le_bytes());
-        record.extend_from_slice(&put.key);
-        record.extend_from_slice(&put.value);
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((record, tx))
-            .map_err(|_| Status::unavailable("the bare server is stopping"))?;
-        let revision = rx.await.map_err(|_| Status::internal("the bare server's write failed"))?;
-        Ok(Response::new(PutResponse {
-            header: Some(ResponseHeader { revision, ..Default::default() }),
-            prev_kv: None,
-        }))
-    }
+impl UnaryService<PutRequest> for BarePut {
+    type Response = PutResponse;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<PutResponse>, Status>> + Send>>;
 
-    async fn range(&self, _: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        Err(Status::unimplemented(UNSUPPORTED))
-    }
-
-    async fn delete_range(
-        &self,
-        _: Request<DeleteRangeRequest>,
-    ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Err(Status::unimplemented(UNSUPPORTED))
-    }
-
-    async fn txn(&self, _: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Err(Status::unimplemented(UNSUPPORTED))
-    }
-
-    async fn compact(
-        &self,
-        _: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
-        Err(Status::unimplemented(UNSUPPORTED))
+    fn call(&mut self, request: Request<PutRequest>) -> Self::Future {
+        let writer = self.writer.clone();
+        Box::pin(async move {
+            let put = request.into_inner();
+            let mut record = Vec::with_capacity(8 + put.key.len() + put.value.len());
+            record.extend_from_slice(&(put.key.len() as u32).to_le_bytes());
+            record.extend_from_slice(&(put.value.len() as u32).to_le_bytes());
+            record.extend_from_slice(&put.key);
+            record.extend_from_slice(&put.value);
+            let (tx, rx) = oneshot::channel();
+            writer
+                .send((record, tx))
+                .map_err(|_| Status::unavailable("the bare server is stopping"))?;
+            let revision =
+                rx.await.map_err(|_| Status::internal("the bare server's write failed"))?;
+            Ok(Response::new(PutResponse {
+                header: Some(ResponseHeader { revision, ..Default::default() }),
+                prev_kv: None,
+            }))
+        })
     }
 }
 
@@ -253,7 +235,7 @@ mod tests {
     use crate::client::Pool;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn puts_are_written_and_numbered_and_other_calls_refused() {
+    async fn puts_are_written_and_numbered_and_nothing_else_is_served() {
         let dir = tempfile::tempdir().unwrap();
         let server = BareServer::start(dir.path()).unwrap();
         let path = dir.path().join("bare-put.log");
@@ -289,10 +271,15 @@ mod tests {
         assert!(find(b"bare-key-00value-0"), "the first put is not in the file");
         assert!(find(b"bare-key-19value-19"), "the last put is not in the file");
 
+        // The server has no Range method: a client asking for one hears so.
         let err = kv
-            .range(RangeRequest { key: bytes::Bytes::from_static(b"a"), ..Default::default() })
-            .await;
-        assert_eq!(err.unwrap_err().code(), tonic::Code::Unimplemented);
+            .range(logbook_api::etcdserverpb::RangeRequest {
+                key: bytes::Bytes::from_static(b"a"),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
         server.stop();
         assert!(!path.exists(), "stop leaves the file behind");
     }

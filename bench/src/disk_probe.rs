@@ -96,6 +96,13 @@ pub fn probe_shared(
 
 /// Creates `path` and writes and syncs it whole once.
 fn prepare(path: &Path) -> Result<std::fs::File> {
+    preallocate(path, FILE_SIZE)
+}
+
+/// Creates `path` with `size` bytes of data (not a hole) and syncs it, so that
+/// later syncs of writes into it cover data blocks only, as on a WAL's
+/// preallocated segment.
+pub(crate) fn preallocate(path: &Path, size: u64) -> Result<std::fs::File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -104,10 +111,11 @@ fn prepare(path: &Path) -> Result<std::fs::File> {
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     let zeros = vec![0u8; 1 << 20];
-    for off in (0..FILE_SIZE).step_by(zeros.len()) {
-        file.write_all_at(&zeros, off)?;
+    for off in (0..size).step_by(zeros.len()) {
+        let n = zeros.len().min((size - off) as usize);
+        file.write_all_at(&zeros[..n], off)?;
     }
-    file.sync_all().context("preallocating the probe file")?;
+    file.sync_all().with_context(|| format!("preallocating {}", path.display()))?;
     Ok(file)
 }
 
