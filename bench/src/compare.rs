@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CompareArgs;
 use crate::client::Pool;
 use crate::cluster::{Cluster, System};
 use crate::disk_probe::{self, DiskFloor};
-use crate::driver::{ErrorSample, Plan, drive, drive_on_one_thread};
+use crate::driver::{ErrorSample, Outcome, Plan, drive, drive_on_one_thread};
 use crate::keys::{KeyGen, Rng, random_value};
 use crate::metrics::{self, WalMetrics};
 use crate::procstat;
@@ -241,17 +242,7 @@ async fn run_system(
         };
         let before = metrics::scrape_members(&members).await;
         let cpu_before = (procstat::sample(&pids), procstat::sample(&me));
-        // A few connections carry any number of clients (HTTP/2 streams).
-        let (endpoint, keys, value) = (leader.clone(), keygen(sequential), value.clone());
-        let setup = async move || {
-            let pool = Pool::connect(std::slice::from_ref(&endpoint), clients.clamp(1, 4)).await?;
-            Ok(Arc::new(Put::new(pool, keys, value)))
-        };
-        let out = if clients <= 1 {
-            drive_on_one_thread(setup, plan).await?
-        } else {
-            drive(setup().await?, &plan).await
-        };
+        let out = put_rung(&leader, keygen(sequential), value.clone(), plan).await?;
         let cpu_after = (procstat::sample(&pids), procstat::sample(&me));
         cluster.check_alive()?;
         let after = metrics::scrape_members(&members).await;
@@ -322,24 +313,8 @@ async fn run_bare(dir: &Path, args: &CompareArgs) -> Result<Vec<Rung>> {
             progress: !args.systems.quiet,
             label: format!("bare {clients}c"),
         };
-        let (ep, keys, value) = (
-            endpoint.clone(),
-            KeyGen::new("/bench/", 16, args.key_space_size, sequential),
-            value.clone(),
-        );
-        let setup = async move || {
-            let pool = Pool::connect(std::slice::from_ref(&ep), clients.clamp(1, 4)).await?;
-            Ok(Arc::new(Put::new(pool, keys, value)))
-        };
-        let out = if clients <= 1 {
-            drive_on_one_thread(setup, plan).await
-        } else {
-            match setup().await {
-                Ok(w) => Ok(drive(w, &plan).await),
-                Err(e) => Err(e),
-            }
-        };
-        let out = match out {
+        let keys = KeyGen::new("/bench/", 16, args.key_space_size, sequential);
+        let out = match put_rung(&endpoint, keys, value.clone(), plan).await {
             Ok(out) => out,
             Err(e) => {
                 result = Err(e);
@@ -359,4 +334,21 @@ async fn run_bare(dir: &Path, args: &CompareArgs) -> Result<Vec<Rung>> {
     }
     tokio::task::spawn_blocking(move || server.stop()).await?;
     result.map(|()| rungs)
+}
+
+/// Runs one rung of puts against `endpoint`. A few connections carry any
+/// number of clients (HTTP/2 streams); a single client runs on a thread of
+/// its own ([`drive_on_one_thread`]).
+async fn put_rung(endpoint: &str, keys: KeyGen, value: Bytes, plan: Plan) -> Result<Outcome> {
+    let clients = plan.clients;
+    let endpoint = endpoint.to_owned();
+    let setup = async move || {
+        let pool = Pool::connect(std::slice::from_ref(&endpoint), clients.clamp(1, 4)).await?;
+        Ok(Arc::new(Put::new(pool, keys, value)))
+    };
+    if clients <= 1 {
+        drive_on_one_thread(setup, plan).await
+    } else {
+        Ok(drive(setup().await?, &plan).await)
+    }
 }
