@@ -24,7 +24,7 @@ enum Command {
     /// this disk; or a load generator against any etcd v3 endpoint.
     Bench(logbook_bench::BenchArgs),
     /// Snapshots in etcd's format: restore a data directory from one, print one's status.
-    Snapshot(logbook_server::etcd_snapshot::SnapshotArgs),
+    Snapshot(logbook_server::state::etcd_snapshot::SnapshotArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,10 +35,10 @@ fn main() -> anyhow::Result<()> {
             println!("etcd API Version: 3.5");
             Ok(())
         }
-        Command::Serve(args) => Ok(logbook_server::server::run(args)?),
+        Command::Serve(args) => Ok(logbook_server::member::run(args)?),
         Command::Bench(args) => logbook_bench::run(args),
         Command::Snapshot(args) => {
-            logbook_server::etcd_snapshot::run(args).map_err(|e| anyhow::anyhow!(e))
+            logbook_server::state::etcd_snapshot::run(args).map_err(|e| anyhow::anyhow!(e))
         }
     }
 }

@@ -1,36 +1,43 @@
 //! Logbook's replicated server: a Raft member (the `raft` crate's `RawNode`)
 //! persisting its log through the WAL, applying committed entries to the MVCC
-//! engine, talking to peers over gRPC, and serving etcd's v3 client API.
+//! engine, talking to peers on its own Raft lanes, and serving etcd's v3
+//! client API over gRPC and HTTP.
 //!
 //! # Layout
-//! - [`config`]: `logbook serve`'s flags (etcd's names, defaults, `ETCD_*`).
-//! - [`ids`]: member and cluster IDs derived as etcd derives them.
-//! - [`server`]: start-up, bootstrap, listeners, shutdown.
-//! - [`node`]: the Raft thread: ready loop, proposals, read index, apply.
-//! - [`raft_storage`]: the `raft::Storage` over the in-memory log tail, with
-//!   snapshots taken from the engine.
-//! - [`raft_log`]: raft's slog output forwarded to tracing.
-//! - [`transport`] and [`peer_service`]: the peer gRPC streams, both ends.
-//! - [`apply`]: one committed request applied to the engine.
-//! - [`range`], [`txn`], [`kv_view`]: etcd's Range and Txn semantics.
-//! - [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
-//!   gRPC services.
-//! - [`watch_hub`] and [`watch_service`]: watchers, their dispatcher and
-//!   catch-up, and the Watch gRPC service.
-//! - [`http`]: the HTTP side of the client port (health, version,
-//!   metrics, the v3 JSON gateway) and the listener both protocols share.
-//! - [`metrics`]: Prometheus metrics under etcd's names.
-//! - [`lessor`] and [`lease_service`]: leases and the Lease gRPC service.
-//! - [`auth`] and [`auth_service`]: users, roles, tokens and permission
-//!   checks, and the Auth gRPC service.
-//! - [`alarms`]: NOSPACE/CORRUPT alarms and the backend quota.
-//! - [`membership`]: the members stored in the engine.
-//! - [`engine_cell`]: the replaceable engine handle.
-//! - [`error`]: the server's errors and their gRPC statuses.
-//! - [`tls`]: TLS for the client and peer ports (etcd's cert flags),
-//!   reloaded when the files change.
-//! - [`etcd_snapshot`]: snapshots in etcd's format: the Maintenance.Snapshot
-//!   stream, `logbook snapshot restore|status`.
+//! One folder per concern; imports run one way, down this list (checked by
+//! `tests/layers.rs`):
+//! - [`member`]: the wiring: bootstrap, serve, background tasks, shutdown.
+//! - [`http`]: the HTTP side of the client port (health, version, metrics,
+//!   the v3 JSON gateway) and the listener both protocols share.
+//! - [`services`]: the etcd gRPC services, one file each, over one context.
+//! - [`raft`]: the Raft thread: inbox, ready loop, proposals, reads, log storage.
+//! - [`watch`]: watchers and their dispatcher.
+//! - [`peer`]: the transport between members (Raft lanes, peer gRPC), handing
+//!   what it receives to Raft through a trait.
+//! - [`state`]: the state machine: applying entries; the engine, leases,
+//!   alarms, members and auth; etcd's Range and Txn semantics.
+//! - the leaves: [`config`] (etcd's flags), [`schema`] (every bucket and key),
+//!   [`status`] (leader, term, indexes; response headers), [`error`], [`ids`],
+//!   [`metrics`], [`tls`], [`version`].
+//!
+//! # A Put, file by file
+//! 1. `services/kv.rs`: `Kv::put` checks the request and the quota
+//!    (`services/quota.rs`) and calls `RaftHandle::propose_as`.
+//! 2. `raft/handle.rs`: encodes the request with a fresh ID, registers a
+//!    waiter (`raft/proposals.rs`) and puts it in the inbox (`raft/inbox.rs`).
+//! 3. `raft/raft_loop.rs`: the Raft thread drains the inbox, steps the turn's
+//!    proposals into Raft as one batch, and on the ready sends the new
+//!    entries to the followers (`peer/transport.rs` → `peer/lane.rs`) while it
+//!    appends them to the WAL (`logbook-wal`, one fdatasync per batch).
+//! 4. The followers' acknowledgements come back on their lanes
+//!    (`peer/lane.rs`, read by the Raft thread); once a quorum holds the
+//!    entries they are committed.
+//! 5. `state/machine.rs` applies each committed entry in one engine
+//!    transaction (`state/apply.rs` → `state/txn.rs`), recording the applied
+//!    index with it; `raft/proposals.rs` answers the waiter with the result
+//!    and the new revision, and the loop nudges the watch hub (`watch/hub.rs`).
+//! 6. Back in `services/kv.rs`, the handler puts the header
+//!    (`status.rs`) on the response.
 //!
 //! # Example
 //! ```no_run
@@ -44,39 +51,23 @@
 //! }
 //!
 //! // Serves on 127.0.0.1:2379 from ./default.logbook until SIGINT/SIGTERM.
-//! logbook_server::server::run(Cli::parse_from(["logbook"]).serve).unwrap();
+//! logbook_server::member::run(Cli::parse_from(["logbook"]).serve).unwrap();
 //! ```
 
-pub mod alarms;
-pub mod apply;
-pub mod auth;
-pub mod auth_service;
-pub mod cluster_service;
 pub mod config;
-pub mod engine_cell;
 pub mod error;
-pub mod etcd_snapshot;
 pub mod http;
 pub mod ids;
-pub mod inbox;
-pub mod kv_service;
-pub mod kv_view;
-pub mod lane;
-pub mod lease_service;
-pub mod lessor;
-pub mod maintenance_service;
-pub mod membership;
+pub mod member;
 pub mod metrics;
-pub mod node;
-pub mod peer_service;
-pub mod raft_log;
-pub mod raft_storage;
-pub mod range;
-pub mod server;
+pub mod peer;
+pub mod raft;
+pub mod schema;
+pub mod services;
+pub mod state;
+pub mod status;
 pub mod tls;
-pub mod transport;
-pub mod txn;
-pub mod watch_hub;
-pub mod watch_service;
+pub mod version;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -16,7 +16,6 @@
 //! `/metrics` of every client URL and of every `--listen-metrics-urls` URL.
 
 use std::sync::LazyLock;
-use std::sync::atomic::Ordering;
 
 use logbook_wal::Wal;
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
@@ -24,8 +23,8 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::maintenance_service::SERVED_VERSION;
-use crate::node::Shared;
+use crate::status::RaftStatus;
+use crate::version::SERVED_VERSION;
 
 /// The process's metrics. One member per process, as with etcd's default
 /// Prometheus registry.
@@ -178,14 +177,19 @@ impl Metrics {
 
     /// Reads the member's state into the gauges and renders every metric in
     /// Prometheus' text format.
-    pub fn render(&self, shared: &Shared, wal: Option<&Wal>) -> String {
-        let leader = shared.leader.load(Ordering::Acquire);
-        self.has_leader.set((leader != 0) as i64);
-        self.is_leader.set((leader != 0 && leader == shared.cfg.member_id) as i64);
-        self.proposals_committed.set(shared.commit_index.load(Ordering::Acquire) as i64);
-        self.proposals_applied.set(shared.applied_index.load(Ordering::Acquire) as i64);
-        self.proposals_pending.set(shared.pending_proposals() as i64);
-        let engine = shared.engine.get();
+    pub fn render(
+        &self,
+        status: &RaftStatus,
+        engine: &logbook_engine::Engine,
+        pending_proposals: usize,
+        wal: Option<&Wal>,
+    ) -> String {
+        let leader = status.leader();
+        self.has_leader.set(leader.is_some() as i64);
+        self.is_leader.set(status.is_leader() as i64);
+        self.proposals_committed.set(status.commit_index() as i64);
+        self.proposals_applied.set(status.applied_index() as i64);
+        self.proposals_pending.set(pending_proposals as i64);
         self.db_size.set(engine.size() as i64);
         self.db_size_in_use.set(engine.size_in_use() as i64);
         self.keys_total.set(engine.key_count() as i64);
@@ -197,7 +201,7 @@ impl Metrics {
             self.wal_records.set(stats.entries as i64);
             self.wal_bytes.set(stats.bytes as i64);
         }
-        self.server_id.with_label_values(&[&format!("{:x}", shared.cfg.member_id)]).set(1);
+        self.server_id.with_label_values(&[&format!("{:x}", status.member_id)]).set(1);
 
         let mut families = self.registry.gather();
         if let Some(wal) = wal {

@@ -308,8 +308,9 @@ pub enum MaybeTls {
 /// A TLS connection and the first bytes already read from it (to tell a
 /// Raft lane from HTTP/2), which its reader gets first.
 pub struct TlsConn {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
-    prefix: Vec<u8>,
+    pub(crate) stream: tokio_rustls::server::TlsStream<TcpStream>,
+    /// Bytes read ahead of the connection's reader, which it gets first.
+    pub(crate) prefix: Vec<u8>,
     at: usize,
 }
 
@@ -385,20 +386,26 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
-/// Takes the Raft lane connections a peer listener accepts.
-pub type LaneSink = Arc<dyn Fn(crate::lane::Accepted) + Send + Sync>;
+/// Looks at each connection a listener accepts before its server does, and
+/// takes it (`Ok(None)`) or hands it back (`Ok(Some(conn))`): the peer port
+/// takes its Raft lanes this way. Bounded by the handshake timeout.
+pub type Divert = Arc<
+    dyn Fn(MaybeTls) -> Pin<Box<dyn Future<Output = io::Result<Option<MaybeTls>>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The accepted connections of a tonic listener, TLS-wrapped when `tls` is
 /// given. Handshakes run in their own tasks so a slow one never holds up the
-/// next accept; failed ones are logged and dropped. With `lane`, a
-/// connection that opens with the Raft lane's magic goes there instead
-/// (as a blocking socket). Ends when the receiving server drops the stream.
+/// next accept; failed ones are logged and dropped. With `divert`, a
+/// connection may be taken before its server sees it (the peer port's Raft
+/// lanes). Ends when the receiving server drops the stream.
 pub fn incoming(
     listener: TcpListener,
     addr: SocketAddr,
     what: &'static str,
     tls: Option<Arc<ServerTls>>,
-    lane: Option<LaneSink>,
+    divert: Option<Divert>,
 ) -> impl tokio_stream::Stream<Item = io::Result<MaybeTls>> {
     let (tx, rx) = mpsc::channel::<io::Result<MaybeTls>>(16);
     tokio::spawn(async move {
@@ -417,14 +424,14 @@ pub fn incoming(
             // Raft messages and client answers are small writes: never let
             // Nagle's algorithm hold one back waiting for an ACK.
             let _ = stream.set_nodelay(true);
-            if tls.is_none() && lane.is_none() {
+            if tls.is_none() && divert.is_none() {
                 if tx.send(Ok(MaybeTls::Plain(stream))).await.is_err() {
                     return;
                 }
                 continue;
             }
             let tls = tls.clone();
-            let lane = lane.clone();
+            let divert = divert.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let remote = stream.peer_addr().ok();
@@ -442,15 +449,12 @@ pub fn incoming(
                         }
                     },
                 };
-                let conn = match lane {
+                let conn = match divert {
                     None => conn,
-                    Some(lane) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(conn)).await {
-                            Ok(Ok(Sniffed::Lane(c))) => {
-                                lane(c);
-                                return;
-                            }
-                            Ok(Ok(Sniffed::Other(c))) => c,
+                    Some(divert) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, divert(conn)).await {
+                            Ok(Ok(None)) => return,
+                            Ok(Ok(Some(c))) => c,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, remote = ?remote, address = %addr, "{what} connection dropped before its first request");
                                 return;
@@ -467,58 +471,6 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-enum Sniffed {
-    Lane(crate::lane::Accepted),
-    Other(MaybeTls),
-}
-
-/// Tells a Raft lane connection from any other by its first bytes. A lane
-/// leaves as a blocking socket with the magic read; anything else stays
-/// as it was, its first bytes kept for its reader.
-async fn sniff(conn: MaybeTls) -> io::Result<Sniffed> {
-    use crate::lane::{Accepted, MAGIC};
-    use tokio::io::AsyncReadExt;
-    let mut first = [0u8; MAGIC.len()];
-    let bad_magic = || io::Error::new(io::ErrorKind::InvalidData, "not a raft lane or HTTP/2");
-    match conn {
-        MaybeTls::Plain(stream) => {
-            let n = stream.peek(&mut first).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            if first[0] != MAGIC[0] {
-                return Ok(Sniffed::Other(MaybeTls::Plain(stream)));
-            }
-            let mut stream = stream;
-            stream.read_exact(&mut first).await?;
-            if &first != MAGIC {
-                return Err(bad_magic());
-            }
-            let std = stream.into_std()?;
-            std.set_nonblocking(false)?;
-            Ok(Sniffed::Lane(Accepted::Plain(std)))
-        }
-        MaybeTls::Tls(mut tls) => {
-            let n = tls.stream.read(&mut first).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            if first[0] != MAGIC[0] {
-                tls.prefix = first[..n].to_vec();
-                return Ok(Sniffed::Other(MaybeTls::Tls(tls)));
-            }
-            tls.stream.read_exact(&mut first[n..]).await?;
-            if &first != MAGIC {
-                return Err(bad_magic());
-            }
-            let (tcp, conn) = tls.stream.into_inner();
-            let std = tcp.into_std()?;
-            std.set_nonblocking(false)?;
-            Ok(Sniffed::Lane(Accepted::Tls(Box::new(conn), std)))
-        }
-    }
 }
 
 /// Dials peers: plain for `http://` URLs, TLS for `https://` ones.

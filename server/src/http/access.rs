@@ -12,13 +12,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use axum::middleware::Next;
 
-use crate::node::Shared;
+use crate::services::context::Context;
 use crate::tls::{ClientCertCommonName, TlsConnection};
 
 /// The rules, from the member's flags.
 #[derive(Clone)]
 pub struct AccessRules {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     any_origin: bool,
     origins: Vec<String>,
     any_host: bool,
@@ -26,14 +26,14 @@ pub struct AccessRules {
 }
 
 impl AccessRules {
-    pub fn new(shared: Arc<Shared>) -> AccessRules {
-        let cfg = &shared.cfg;
+    pub fn new(ctx: Arc<Context>) -> AccessRules {
+        let cfg = &ctx.cfg;
         AccessRules {
             any_origin: cfg.cors.iter().any(|o| o == "*"),
             origins: cfg.cors.clone(),
             any_host: cfg.host_whitelist.iter().any(|h| h == "*"),
             hosts: cfg.host_whitelist.clone(),
-            shared,
+            ctx,
         }
     }
 
@@ -84,7 +84,7 @@ pub async fn check(
             tracing::warn!(host = %host, "rejecting HTTP request to prevent DNS rebinding attacks");
             return plain(StatusCode::MISDIRECTED_REQUEST, rebinding_message(&host));
         }
-    } else if rules.shared.auth.enabled()
+    } else if rules.ctx.stores.auth.enabled()
         && req.uri().path().starts_with("/v3/")
         && common_name.is_some_and(|cn| !cn.is_empty())
     {

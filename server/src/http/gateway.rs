@@ -42,15 +42,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
-use crate::auth_service::AuthService;
-use crate::cluster_service::ClusterService;
-use crate::kv_service::KvService;
-use crate::lease_service::LeaseService;
-use crate::maintenance_service::MaintenanceService;
-use crate::node::Shared;
+use crate::services::auth::AuthService;
+use crate::services::cluster::ClusterService;
+use crate::services::context::Context;
+use crate::services::kv::KvService;
+use crate::services::lease::LeaseService;
+use crate::services::maintenance::MaintenanceService;
 
 /// etcd lets a gRPC message exceed --max-request-bytes by this much (as the
-/// gRPC server's limit in `server.rs`).
+/// gRPC server's limit in `member/mod.rs`).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The services the gateway calls, and its size limits.
@@ -82,14 +82,14 @@ macro_rules! unary {
 }
 
 /// The `/v3/...` routes.
-pub fn router(shared: Arc<Shared>, grpc: tonic::service::Routes) -> Router {
-    let max_message = shared.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+pub fn router(ctx: Arc<Context>, grpc: tonic::service::Routes) -> Router {
+    let max_message = ctx.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let gw = Gateway {
-        kv: Arc::new(KvService { shared: shared.clone() }),
-        cluster: Arc::new(ClusterService { shared: shared.clone() }),
-        maintenance: Arc::new(MaintenanceService { shared: shared.clone() }),
-        lease: Arc::new(LeaseService { shared: shared.clone() }),
-        auth: Arc::new(AuthService { shared }),
+        kv: Arc::new(KvService { ctx: ctx.clone() }),
+        cluster: Arc::new(ClusterService { ctx: ctx.clone() }),
+        maintenance: Arc::new(MaintenanceService { ctx: ctx.clone() }),
+        lease: Arc::new(LeaseService { ctx: ctx.clone() }),
+        auth: Arc::new(AuthService { ctx }),
         grpc,
         max_message,
     };

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::HttpState;
 use crate::error::Error;
-use crate::kv_service::KvService;
-use crate::maintenance_service::SERVED_VERSION;
 use crate::metrics::METRICS;
+use crate::services::kv::KvService;
+use crate::version::SERVED_VERSION;
 
 /// The routes, for the client and the metrics URLs alike.
 pub fn router(state: HttpState) -> Router {
@@ -96,7 +96,7 @@ async fn health(State(st): State<HttpState>, RawQuery(query): RawQuery) -> Respo
 /// etcd 3.5's alarm check, made before the others: the first raised alarm
 /// not excluded by name, as `ALARM NOSPACE`.
 fn alarm_reason(st: &HttpState, exclude: &[String]) -> Option<String> {
-    st.shared.alarms.list(0, AlarmType::None as i32).into_iter().find_map(|a| {
+    st.ctx.stores.alarms.list(0, AlarmType::None as i32).into_iter().find_map(|a| {
         let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
         if exclude.iter().any(|e| e == name) {
             tracing::debug!(alarm = name, "/health excluded alarm");
@@ -109,10 +109,10 @@ fn alarm_reason(st: &HttpState, exclude: &[String]) -> Option<String> {
 
 /// etcd's health checks in etcd's order: leader, then a one-key read.
 async fn check(st: &HttpState, serializable: bool) -> Result<(), String> {
-    if !serializable && st.shared.leader().is_none() {
+    if !serializable && st.ctx.status.leader().is_none() {
         return Err("RAFT NO LEADER".into());
     }
-    let kv = KvService { shared: st.shared.clone() };
+    let kv = KvService { ctx: st.ctx.clone() };
     let probe = RangeRequest {
         key: "health".into(),
         keys_only: true,
@@ -180,7 +180,9 @@ fn probe_response(checks: &[(&str, Result<(), String>)], verbose: bool) -> Respo
 
 /// `/metrics`: Prometheus text format.
 async fn metrics(State(st): State<HttpState>) -> Response {
-    let body = METRICS.render(&st.shared, st.wal.as_deref());
+    let engine = st.ctx.engine();
+    let pending = st.ctx.raft.pending_proposals();
+    let body = METRICS.render(&st.ctx.status, &engine, pending, st.wal.as_deref());
     text(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8")
 }
 

@@ -19,6 +19,10 @@
 //!   connection task before hyper sees it, and every request of a client
 //!   that presented a verified certificate carries its subject CN as a
 //!   [`crate::tls::ClientCertCommonName`] extension.
+//!
+//! Sits above `services` (the gateway calls their methods): may import
+//! `services`, `raft`, `watch`, `peer`, `state` and the leaves, never the
+//! member wiring.
 
 pub mod access;
 pub mod authority;
@@ -42,14 +46,13 @@ use tokio::sync::watch;
 
 use self::authority::LenientAuthority;
 use crate::error::{Error, Result};
-use crate::node::Shared;
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
 
-/// What the HTTP handlers read: the member's shared state and, for
+/// What the HTTP handlers read: the handlers' context and, for
 /// `/metrics`, its WAL's counters.
 #[derive(Clone)]
 pub struct HttpState {
-    pub shared: Arc<Shared>,
+    pub ctx: Arc<crate::services::context::Context>,
     pub wal: Option<Arc<Wal>>,
 }
 
@@ -57,16 +60,16 @@ pub struct HttpState {
 /// with its message limits), the HTTP endpoints and the v3 gateway.
 pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
     // etcd's access rules wrap the HTTP routes only: gRPC calls skip them.
-    let rules = access::AccessRules::new(state.shared.clone());
+    let rules = access::AccessRules::new(state.ctx.clone());
     let http = health::router(state.clone())
-        .merge(gateway::router(state.shared.clone(), grpc.clone()))
+        .merge(gateway::router(state.ctx.clone(), grpc.clone()))
         .layer(axum::middleware::from_fn_with_state(rules, access::check));
     grpc.into_axum_router().merge(http).fallback(fallback)
 }
 
 /// The router of a `--listen-metrics-urls` URL: the endpoints only.
 pub fn metrics_router(state: HttpState) -> Router {
-    let rules = access::AccessRules::new(state.shared.clone());
+    let rules = access::AccessRules::new(state.ctx.clone());
     health::router(state)
         .layer(axum::middleware::from_fn_with_state(rules, access::check))
         .fallback(fallback)

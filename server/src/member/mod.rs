@@ -1,0 +1,297 @@
+//! The member's wiring: `logbook serve` opens (or bootstraps) a member's
+//! data directory ([`bootstrap`]), builds the state machine's stores, the
+//! Raft thread, the peer transport, the watch hub and the services' context,
+//! serves the client and peer ports, runs the background [`tasks`], and on
+//! SIGINT or SIGTERM shuts everything down in order.
+//!
+//! The top of the import order: may import every folder of the crate.
+
+mod bootstrap;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbook_api::etcdserverpb::auth_server::AuthServer;
+use logbook_api::etcdserverpb::cluster_server::ClusterServer;
+use logbook_api::etcdserverpb::kv_server::KvServer;
+use logbook_api::etcdserverpb::lease_server::LeaseServer;
+use logbook_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use logbook_api::etcdserverpb::watch_server::WatchServer;
+use logbook_api::logbookpb::peer_server::PeerServer;
+use raft::RawNode;
+use tokio::sync::watch;
+
+use crate::config::{Config, ServeArgs};
+use crate::error::{Error, Result};
+use crate::peer::lane;
+use crate::peer::service::PeerService;
+use crate::peer::transport::{LocalIdentity, MAX_PEER_MESSAGE, Transport};
+use crate::raft::handle::RaftHandle;
+use crate::raft::proposals::Proposals;
+use crate::raft::raft_loop::{RaftLoop, RaftParts};
+use crate::services::auth::AuthService;
+use crate::services::cluster::ClusterService;
+use crate::services::context::Context;
+use crate::services::kv::KvService;
+use crate::services::lease::LeaseService;
+use crate::services::maintenance::MaintenanceService;
+use crate::services::watch::WatchService;
+use crate::state::auth::AuthStore;
+use crate::state::engine_cell::EngineCell;
+use crate::state::lessor::Lessor;
+use crate::state::machine::StateMachine;
+use crate::state::stores::Stores;
+use crate::status::RaftStatus;
+use crate::watch::hub::WatchHub;
+
+/// etcd lets a gRPC message exceed --max-request-bytes by this much, for
+/// the envelope around the payload.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// How often synced watchers that asked for progress notifications get one
+/// (etcd's default).
+const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Parses the flags, sets up logging and runs the member until a signal.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let cfg = args.into_config()?;
+    init_logging(&cfg.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("logbook-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    runtime.block_on(serve(cfg))
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "panic" | "fatal" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn serve(mut cfg: Config) -> Result<()> {
+    let (engine, members, engine_options) = bootstrap::open_engine(&mut cfg).await?;
+    let cfg = Arc::new(cfg);
+
+    // The state machine's stores, and the Raft log past what they reflect.
+    let apply_state = bootstrap::load_apply_state(&engine)?;
+    let applied = apply_state.index;
+    let stores = Arc::new(Stores::open(
+        Arc::new(EngineCell::new(engine)),
+        engine_options,
+        apply_state,
+        Lessor::new(Lessor::min_ttl_for(cfg.election_timeout())),
+        AuthStore::new(cfg.auth_token_ttl, cfg.bcrypt_cost),
+    )?);
+    let (wal, storage) =
+        bootstrap::recover_raft_log(&cfg, stores.engine.clone(), &stores.apply_state)?;
+
+    let raft_config = raft::Config {
+        id: cfg.member_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: 1,
+        applied,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let node =
+        RawNode::new(&raft_config, storage.clone(), &crate::raft::log::logger(cfg.member_id))?;
+
+    let (inbox_tx, inbox_rx) = crate::raft::inbox::inbox()
+        .map_err(|e| Error::io("creating the raft loop's doorbell", e))?;
+    let status = Arc::new(RaftStatus::new(cfg.cluster_id, cfg.member_id, applied));
+    let proposals = Arc::new(Proposals::new(cfg.member_id));
+    let raft = RaftHandle::new(
+        inbox_tx.clone(),
+        proposals.clone(),
+        status.clone(),
+        cfg.max_request_bytes,
+        cfg.request_timeout(),
+    );
+    let ctx = Context::new(cfg.clone(), raft.clone(), status.clone(), stores.clone());
+    let http_state = crate::http::HttpState { ctx: ctx.clone(), wal: Some(wal.clone()) };
+    let sink: crate::peer::Sink = Arc::new(inbox_tx.clone());
+    let transport = Transport::start(
+        &tokio::runtime::Handle::current(),
+        LocalIdentity {
+            member_id: cfg.member_id,
+            cluster_id: cfg.cluster_id,
+            dialer: cfg.peer_dialer.clone(),
+        },
+        members.iter().map(|m| (m.id, m.peer_urls.clone())),
+        sink.clone(),
+    )
+    .map_err(|e| Error::io("starting the peer links", e))?;
+    let hub = WatchHub::new(
+        stores.engine.clone(),
+        status.clone(),
+        cfg.max_request_bytes,
+        WATCH_PROGRESS_INTERVAL,
+    );
+    let dispatcher = hub.start().map_err(|e| Error::io("starting the watch dispatcher", e))?;
+    let parts = RaftParts {
+        cfg: cfg.clone(),
+        status: status.clone(),
+        proposals,
+        machine: StateMachine::new(stores.clone(), cfg.db_path.clone(), cfg.member_id),
+        inbox: inbox_tx,
+    };
+    let raft_loop = RaftLoop::new(node, storage, wal, parts, inbox_rx, transport, hub.clone());
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || raft_loop.run())
+        .map_err(|e| Error::io("starting the raft thread", e))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    for addr in &cfg.listen_peer {
+        let svc = Arc::new(PeerService {
+            member_id: cfg.member_id,
+            cluster_id: cfg.cluster_id,
+            name: cfg.name.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+            raft: sink.clone(),
+            stores: stores.clone(),
+        });
+        let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
+            PeerServer::from_arc(svc.clone())
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        );
+        let tls = cfg.tls_for(addr);
+        let divert = lane::divert(svc);
+        servers.push(
+            spawn_server(*addr, "peer", router, tls, Some(divert), shutdown_rx.clone()).await?,
+        );
+    }
+    let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    for addr in &cfg.listen_client {
+        let router = crate::http::grpc_routes()
+            .add_service(
+                KvServer::new(KvService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(WatchService::new(hub.clone(), ctx.clone()))
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                AuthServer::new(AuthService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            );
+        let app = crate::http::client_router(http_state.clone(), router);
+        let tls = cfg.tls_for(addr);
+        servers.push(crate::http::serve(*addr, "client", app, tls, shutdown_rx.clone()).await?);
+    }
+    for addr in &cfg.listen_metrics {
+        let app = crate::http::metrics_router(http_state.clone());
+        let tls = cfg.tls_for(addr);
+        servers.push(crate::http::serve(*addr, "metrics", app, tls, shutdown_rx.clone()).await?);
+    }
+
+    let publisher = tokio::spawn(tasks::publish(ctx.clone()));
+    let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
+
+    let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
+    let raft_finished_first = tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("received a shutdown signal; stopping");
+            false
+        }
+        _ = &mut raft_done => {
+            // Removed from the cluster, or a fatal storage error (logged).
+            tracing::warn!("the raft loop has stopped; shutting the member down");
+            true
+        }
+    };
+    publisher.abort();
+    expirer.abort();
+    let _ = shutdown_tx.send(true);
+    raft.stop();
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    hub.stop();
+    let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+    if !raft_finished_first {
+        raft_done
+            .await
+            .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
+            .map_err(|_| Error::Internal("the raft thread panicked".into()))?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn spawn_server(
+    addr: SocketAddr,
+    what: &'static str,
+    router: tonic::transport::server::Router,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+    divert: Option<crate::tls::Divert>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
+    match &tls {
+        None => tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)"),
+        Some(t) => tracing::info!(
+            address = %addr,
+            client_cert_auth = t.verifies_clients(),
+            "serving {what} traffic securely (https)"
+        ),
+    }
+    let incoming = crate::tls::incoming(listener, addr, what, tls, divert);
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, address = %addr, "{what} server failed");
+        }
+    }))
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

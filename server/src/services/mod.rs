@@ -1,0 +1,21 @@
+//! The etcd v3 gRPC services, one file each, over one [`context::Context`]
+//! built by the member's wiring.
+//!
+//! - [`kv`], [`watch`], [`lease`], [`cluster`], [`maintenance`], [`auth`]:
+//!   the services.
+//! - [`context`]: what every handler works with.
+//! - [`quota`]: the backend quota checked before growing writes.
+//! - [`leader`]: the connection to the leader's peer port.
+//!
+//! May import `raft`, `watch`, `peer`, `state` and the leaves; never `http`
+//! or the member wiring.
+
+pub mod auth;
+pub mod cluster;
+pub mod context;
+pub mod kv;
+pub mod leader;
+pub mod lease;
+pub mod maintenance;
+pub mod quota;
+pub mod watch;

@@ -1,0 +1,30 @@
+//! The replicated state machine and its stores: everything every member
+//! holds alike, changed only by applying committed entries in log order.
+//!
+//! - [`machine`]: entries applied: requests, membership changes, snapshot
+//!   installs.
+//! - [`apply`]: one client request applied to the engine.
+//! - [`stores`]: the engine, leases, alarms and auth together, rebuilt from
+//!   the engine; the Raft position of the engine's data.
+//! - [`range`], [`txn`], [`kv_view`]: etcd's Range and Txn semantics over a
+//!   view of the engine.
+//! - [`lessor`], [`alarms`], [`membership`], [`auth`]: leases, alarms,
+//!   members, users and roles.
+//! - [`engine_cell`]: the replaceable engine handle.
+//! - [`etcd_snapshot`]: the engine to and from etcd's snapshot format.
+//!
+//! Imports only the leaves (`schema`, `error`, `config`, `tls`, ...), never
+//! `raft`, `peer`, `watch`, `services` or `http`.
+
+pub mod alarms;
+pub mod apply;
+pub mod auth;
+pub mod engine_cell;
+pub mod etcd_snapshot;
+pub mod kv_view;
+pub mod lessor;
+pub mod machine;
+pub mod membership;
+pub mod range;
+pub mod stores;
+pub mod txn;
