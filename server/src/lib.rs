@@ -3,7 +3,9 @@
 //! engine, talking to peers over gRPC, and serving etcd's v3 client API.
 //!
 //! # Layout
-//! - [`config`]: `logbook serve`'s flags (etcd's names, defaults, `ETCD_*`).
+//! - [`config`]: `logbook serve`'s configuration: every etcd flag, `ETCD_*`
+//!   variables and `--config-file` YAML.
+//! - [`version`]: the etcd version Logbook reports.
 //! - [`ids`]: member and cluster IDs derived as etcd derives them.
 //! - [`server`]: start-up, bootstrap, listeners, shutdown.
 //! - [`node`]: the Raft thread: ready loop, proposals, read index, apply.
@@ -76,6 +78,7 @@ pub mod server;
 pub mod tls;
 pub mod transport;
 pub mod txn;
+pub mod version;
 pub mod watch_hub;
 pub mod watch_service;
 

@@ -24,7 +24,7 @@ use crate::membership::load_members;
 use crate::node::{NodeMsg, Shared};
 
 /// The etcd version whose API Logbook serves, as Status reports it.
-pub const SERVED_VERSION: &str = "3.5.0";
+pub const SERVED_VERSION: &str = crate::version::ETCD_VERSION;
 
 /// Serves Maintenance.
 pub struct MaintenanceService {
