@@ -14,6 +14,8 @@
 //!   prints it.
 //! - [`Handling::Warn`]: accepted; a value other than etcd's default logs the
 //!   one-line warning at start-up (the setting cannot change correctness).
+//!   [`Handling::WarnIfGiven`] warns whenever the flag is given, even with
+//!   etcd's default (`--logger=zap`: Logbook's log lines are not zap's).
 //! - [`Handling::Refused`]: a value other than etcd's default is refused with
 //!   one line naming the flag and the reason (a feature Logbook deliberately
 //!   lacks: the v2 API and its proxy, the discovery service).
@@ -61,6 +63,8 @@ pub enum Handling {
     Pending(&'static str),
     /// The warning logged when it is set to anything but its default.
     Warn(&'static str),
+    /// The warning logged whenever it is given.
+    WarnIfGiven(&'static str),
     /// Why Logbook refuses it (when set to anything but its default).
     Refused(&'static str),
     /// The flag that replaced it in etcd 3.6.
@@ -223,11 +227,11 @@ pub static FLAGS: &[Flag] = &[
     flag!("metrics", Str, "basic", Warn("Logbook exports the basic metrics; --metrics=extensive (server side gRPC histograms) is not implemented"), "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     flag!("listen-metrics-urls", List, "", Used, "List of URLs to listen on for the /metrics and /health endpoints."),
     // ---- Logging ----
-    flag!("logger", Choice(&["zap", "capnslog"]), "zap", Warn(LOG_FORMAT), "Currently only supports 'zap' for structured logging."),
+    flag!("logger", Choice(&["zap", "capnslog"]), "zap", WarnIfGiven(LOG_FORMAT), "Currently only supports 'zap' for structured logging."),
     flag!("log-outputs", List, "default", Pending("log_outputs"), "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
     flag!("log-output", List, "default", Renamed("log-outputs"), "[etcd 3.4, deprecated] use '--log-outputs'."),
     flag!("log-level", Choice(&["debug", "info", "warn", "error", "panic", "fatal"]), "info", Used, "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
-    flag!("log-format", Choice(&["json", "console"]), "json", Warn(LOG_FORMAT), "Configures log format. Only supports json, console."),
+    flag!("log-format", Choice(&["json", "console"]), "json", WarnIfGiven(LOG_FORMAT), "Configures log format. Only supports json, console."),
     flag!("enable-log-rotation", Bool, "false", Pending("log_rotation"), "Enable log rotation of a single log-outputs file target."),
     flag!("log-rotation-config-json", Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, Pending("log_rotation"), "Configures log rotation if enabled with a JSON logger config."),
     flag!("warning-unary-request-duration", Duration, "300ms", Pending("warning_unary_request_duration"), "Set time duration after which a warning is logged if a unary request takes more than this duration."),
@@ -358,7 +362,7 @@ pub fn help_text() -> String {
         let note = match f.handling {
             Used => String::new(),
             Pending(_) => " [accepted; not yet acted on by Logbook]".to_string(),
-            Warn(_) => " [accepted and ignored, with a warning]".to_string(),
+            Warn(_) | WarnIfGiven(_) => " [accepted and ignored, with a warning]".to_string(),
             Refused(why) => format!(" [refused: {why}]"),
             Renamed(to) => format!(" [deprecated: use --{to}]"),
             Gate(g) => format!(" [deprecated: use --feature-gates={g}=true]"),

@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::ids::{cluster_id, member_id};
 use crate::tls::{Alpn, PeerDialer, ServerTls, TlsFiles};
 use flags::{FLAGS, Handling};
-use settings::{Settings, Value};
+use settings::{Settings, Source, Value};
 
 /// etcd's default request size limit, 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1536 * 1024;
@@ -370,6 +370,11 @@ fn build(s: Settings) -> Result<Config> {
 
     // What Logbook refuses, ignores, or has not wired yet, flag by flag.
     for flag in FLAGS {
+        if let Handling::WarnIfGiven(why) = flag.handling
+            && s.is_set(flag.name)
+        {
+            warnings.push(format!("--{}={}: {why}", flag.name, shown(&s, flag.name)));
+        }
         if !s.differs_from_default(flag.name) {
             continue;
         }
@@ -416,7 +421,9 @@ fn build(s: Settings) -> Result<Config> {
     let listen_client_http = client_http_urls.iter().map(|u| u.addr).collect();
     let listen_peer = peer_urls.iter().map(|u| u.addr).collect();
     let listen_metrics = metrics_urls.iter().map(|u| u.addr).collect();
-    if s.is_set("listen-client-urls") && !s.is_set("advertise-client-urls") {
+    // etcd's command-line rule (its config file keeps the default instead).
+    let from_command_line = |n: &str| matches!(s.source(n), Some(Source::Flag | Source::Env));
+    if from_command_line("listen-client-urls") && !s.is_set("advertise-client-urls") {
         return Err(bad(
             "--advertise-client-urls is required when --listen-client-urls is set explicitly"
                 .into(),
@@ -1205,7 +1212,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
-        assert!(c.warnings[0].starts_with("--enable-pprof=true: "), "{:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("--enable-pprof=true: ")),
+            "{:?}",
+            c.warnings
+        );
+        // etcd's default logger still warns: Logbook's lines are not zap's.
+        let c = config(&["--logger=zap"]).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         let c = config(&["--debug"]).unwrap();
         assert_eq!(c.log_level, "debug");
         let err = config(&["--log-level=loud"]).unwrap_err().to_string();
@@ -1324,6 +1338,15 @@ mod tests {
             c.warnings
         );
         assert!(c.notices.iter().any(|n| n.contains("loaded server configuration")));
+        // etcd's config file may set listen-client-urls alone.
+        std::fs::write(&path, "listen-client-urls: http://127.0.0.1:12379\n").unwrap();
+        let c = config(&[&format!("--config-file={p}")]).unwrap();
+        assert_eq!(c.listen_client, vec!["127.0.0.1:12379".parse().unwrap()]);
+        std::fs::write(
+            &path,
+            "name: from-file\ninitial-advertise-peer-urls: http://127.0.0.1:12380\ninitial-cluster: from-file=http://127.0.0.1:12380\n",
+        )
+        .unwrap();
         // ETCD_CONFIG_FILE works too.
         let c = config_env(&[], &[("ETCD_CONFIG_FILE", &p)]).unwrap();
         assert_eq!(c.name, "from-file");

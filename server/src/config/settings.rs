@@ -75,6 +75,11 @@ impl Settings {
         self.values.contains_key(name)
     }
 
+    /// Where `name` was given from, if it was.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.values.get(name).map(|(_, s)| s)
+    }
+
     /// The flags given, with their sources.
     pub fn given(&self) -> impl Iterator<Item = (&'static str, &Value, &Source)> {
         self.values.iter().map(|(n, (v, s))| (*n, v, s))
