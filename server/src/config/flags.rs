@@ -408,8 +408,13 @@ mod tests {
     #[test]
     fn pending_flags() {
         // The lead's wiring list; printed with --nocapture.
-        for (flag, field) in pending() {
-            println!("--{flag:<45} -> Config::{field}");
+        for (name, field) in pending() {
+            let what = if name.starts_with(char::is_uppercase) {
+                format!("feature gate {name}")
+            } else {
+                format!("--{name}")
+            };
+            println!("{what:<47} -> Config::{field}");
         }
         assert!(pending().any(|(f, _)| f == "auto-compaction-retention"));
     }
