@@ -16,6 +16,11 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Today's etcd releases (3.6, 3.7) and their etcdctl, built from the Go module
+# proxy into a cache outside the clone (nothing to do when already there): the
+# flag tests compare against etcd 3.6's --help.
+scripts/etcd-bin.sh >/dev/null
+
 # A packaged etcd may start itself as a service on install; tests pick their
 # own free ports, so it is left alone.
 

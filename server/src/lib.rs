@@ -16,7 +16,8 @@
 //!   what it receives to Raft through a trait.
 //! - [`state`]: the state machine: applying entries; the engine, leases,
 //!   alarms, members and auth; etcd's Range and Txn semantics.
-//! - the leaves: [`config`] (etcd's flags), [`schema`] (every bucket and key),
+//! - the leaves: [`config`] (every etcd flag, `ETCD_*` variables and
+//!   `--config-file` YAML), [`schema`] (every bucket and key),
 //!   [`status`] (leader, term, indexes; response headers), [`error`], [`ids`],
 //!   [`metrics`], [`tls`], [`version`].
 //!

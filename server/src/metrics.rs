@@ -24,7 +24,7 @@ use prometheus::{
 };
 
 use crate::status::RaftStatus;
-use crate::version::SERVED_VERSION;
+use crate::version::ETCD_VERSION;
 
 /// The process's metrics. One member per process, as with etcd's default
 /// Prometheus registry.
@@ -86,7 +86,7 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
-        server_version.with_label_values(&[SERVED_VERSION]).set(1);
+        server_version.with_label_values(&[ETCD_VERSION]).set(1);
         let per_peer = |name: &str, help: &str, label: &str| {
             reg(
                 &registry,

@@ -16,7 +16,7 @@ use super::HttpState;
 use crate::error::Error;
 use crate::metrics::METRICS;
 use crate::services::kv::KvService;
-use crate::version::SERVED_VERSION;
+use crate::version::ETCD_VERSION;
 
 /// The routes, for the client and the metrics URLs alike.
 pub fn router(state: HttpState) -> Router {
@@ -38,10 +38,10 @@ struct Version {
 }
 
 async fn version() -> Response {
-    let minor = SERVED_VERSION.rsplit_once('.').map_or(SERVED_VERSION, |(minor, _)| minor);
+    let minor = ETCD_VERSION.rsplit_once('.').map_or(ETCD_VERSION, |(minor, _)| minor);
     let mut cluster = minor.to_string();
     cluster.push_str(".0");
-    json(StatusCode::OK, &Version { etcdserver: SERVED_VERSION, etcdcluster: cluster })
+    json(StatusCode::OK, &Version { etcdserver: ETCD_VERSION, etcdcluster: cluster })
 }
 
 /// `/health`'s answer, as etcd 3.5 writes it (`"true"`/`"false"` strings).

@@ -160,6 +160,9 @@ async fn serve(mut cfg: Config) -> Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
+    for n in &cfg.notices {
+        tracing::info!("{n}");
+    }
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -20,7 +20,7 @@ use super::context::Context;
 use crate::error::Error;
 use crate::state::apply::Applied;
 use crate::state::membership::load_members;
-use crate::version::SERVED_VERSION;
+use crate::version::ETCD_VERSION;
 
 /// Serves Maintenance.
 pub struct MaintenanceService {
@@ -72,7 +72,7 @@ impl Maintenance for MaintenanceService {
         let engine = s.engine();
         Ok(Response::new(StatusResponse {
             header: Some(s.header(engine.current_revision())),
-            version: SERVED_VERSION.to_string(),
+            version: ETCD_VERSION.to_string(),
             db_size: engine.size() as i64,
             leader: s.status.leader().unwrap_or(0),
             raft_index: s.status.commit_index(),
