@@ -118,8 +118,8 @@ pub async fn run_comparison(args: &CompareArgs) -> Result<PathBuf> {
 /// then writes its report and prints its table; returns the report directory.
 pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
     let (cap, dir) = capacity::run(args).await?;
-    report::write_capacity(&cap, &dir)?;
-    println!("{}", report::capacity_table(&cap));
+    report::capacity::write_capacity(&cap, &dir)?;
+    println!("{}", report::capacity::capacity_table(&cap));
     let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
     finish_suite(&cap.notes, &dir, none_ran)?;
     Ok(dir)
