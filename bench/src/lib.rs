@@ -24,7 +24,8 @@
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
-//! - [`report`]: tables, `report.md` and `results.json`.
+//! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
+//!   [`report::capacity`].
 //! - [`plot`]: the SVG plots.
 //!
 //! # Example
@@ -107,8 +108,8 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
 /// report and prints its table; returns the report directory.
 pub async fn run_comparison(args: &CompareArgs) -> Result<PathBuf> {
     let (cmp, dir) = compare::run(args).await?;
-    report::write_comparison(&cmp, &dir)?;
-    println!("{}", report::comparison_table(&cmp));
+    report::comparison::write_comparison(&cmp, &dir)?;
+    println!("{}", report::comparison::comparison_table(&cmp));
     let none_ran = cmp.systems.iter().all(|s| s.failure.is_some());
     finish_suite(&cmp.notes, &dir, none_ran)?;
     Ok(dir)
