@@ -21,9 +21,18 @@ use crate::btree::{self, Fill, TxPages};
 use crate::codec::encode_rev;
 use crate::engine::{CommitState, Inner, Version};
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::page;
 use crate::pager::PageRef;
 use crate::revision::Revision;
+
+/// Pages one relocation commit (defragment's, `defrag.rs`) may rewrite: a quarter of the
+/// page cache's pages (at least 64). Moving every live page in one commit held the whole
+/// live tree in memory at once (as dirty pages), which the allocator then kept: memory that
+/// grew with the database.
+pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
+    (opts.cache_size / page_size / 4).max(64)
+}
 
 /// The background committer's loop.
 pub(crate) fn run_committer(inner: Arc<Inner>) {
@@ -132,7 +141,7 @@ impl Inner {
             meta.rev_root = btree::apply(&mut tx, meta.rev_root, &rev_ops, Fill::Greedy)?;
             meta.meta_root = btree::apply(&mut tx, meta.meta_root, &meta_ops, Fill::Even)?;
             if let Some(limit) = relocate {
-                let mut budget = crate::defrag::relocate_budget(&self.opts, page_size);
+                let mut budget = relocate_budget(&self.opts, page_size);
                 meta.rev_root = btree::relocate(&mut tx, meta.rev_root, limit, &mut budget)?;
                 meta.meta_root = btree::relocate(&mut tx, meta.meta_root, limit, &mut budget)?;
             }

@@ -11,21 +11,14 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::commit::relocate_budget;
 use crate::engine::Inner;
 use crate::error::Result;
 use crate::meta::META_PAGES;
-use crate::options::Options;
 
 /// Relocation rounds beyond those the budget needs (each moves what the previous could
 /// not: rewriting a page's parents frees pages low in the file only after the commit).
 const ROUNDS: usize = 4;
-
-/// Pages one relocation commit may rewrite: a quarter of the page cache's pages (at least
-/// 64). Moving every live page in one commit held the whole live tree in memory at once
-/// (as dirty pages), which the allocator then kept: memory that grew with the database.
-pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
-    (opts.cache_size / page_size / 4).max(64)
-}
 
 pub(crate) fn defragment(inner: &Inner) -> Result<()> {
     inner.commit_now()?;
