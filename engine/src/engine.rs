@@ -28,6 +28,7 @@ use crate::codec::{self, decode_record, encode_rev};
 use crate::compaction::CompactionJob;
 use crate::error::{Error, Result};
 use crate::freelist::Freelist;
+use crate::history::{BulkLoad, History};
 use crate::io::{FileStorage, Storage};
 use crate::key_index::Hit;
 use crate::key_map::{Key, KeyMap};
@@ -341,6 +342,17 @@ impl Engine {
         crate::snapshot::restore(path.as_ref(), from)
     }
 
+    /// A consistent view of every stored revision and side bucket, now.
+    pub fn history(&self) -> Result<History> {
+        History::new(&self.inner)
+    }
+
+    /// Starts loading a history into this engine, which must be empty (nothing ever written).
+    /// `compact_revision` (0: none) is the compaction the history was taken after.
+    pub fn bulk_load(&self, compact_revision: i64) -> Result<BulkLoad<'_>> {
+        BulkLoad::new(&self.inner, compact_revision)
+    }
+
     /// Shrinks the file by moving live pages from its tail into free pages, online: readers
     /// and writers keep going; only the background commit waits.
     pub fn defragment(&self) -> Result<()> {
@@ -383,6 +395,13 @@ impl Engine {
     /// Fails if an earlier background commit failed (the engine must then be reopened).
     pub fn check_health(&self) -> Result<()> {
         self.inner.check_poison()
+    }
+
+    /// Walks the committed trees and the freelist and checks that every page below the
+    /// high-water mark is exactly one of: meta, tree, overflow, freelist, free. Reads every
+    /// page (verifying checksums). Holds the commit lock meanwhile (writes continue).
+    pub fn verify(&self) -> Result<()> {
+        crate::check::verify(&self.inner)
     }
 }
 

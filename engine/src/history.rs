@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
 use crate::codec::{self, decode_record, encode_rev};
-use crate::engine::{Engine, Inner, Version};
+use crate::engine::{Inner, Version};
 use crate::error::{Error, Result};
 use crate::revision::Revision;
 
@@ -55,28 +55,9 @@ pub struct History {
     metas: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-impl Engine {
-    /// A consistent view of every stored revision and side bucket, now.
-    pub fn history(&self) -> Result<History> {
-        History::new(&self.inner)
-    }
-
-    /// Starts loading a history into this engine, which must be empty (nothing ever written).
-    /// `compact_revision` (0: none) is the compaction the history was taken after.
-    pub fn bulk_load(&self, compact_revision: i64) -> Result<BulkLoad<'_>> {
-        let inner = &*self.inner;
-        if inner.current_rev.load(Ordering::Acquire) != 1 || !inner.index.read().is_empty() {
-            return Err(Error::InvalidArgument("bulk load needs an empty engine".into()));
-        }
-        if compact_revision < 0 {
-            return Err(Error::InvalidArgument("negative compaction revision".into()));
-        }
-        Ok(BulkLoad { inner, compact: compact_revision, last: None, pending: 0, metas: Vec::new() })
-    }
-}
-
 impl History {
-    fn new(inner: &Arc<Inner>) -> Result<History> {
+    /// Takes the view ([`Engine::history`](crate::Engine::history)).
+    pub(crate) fn new(inner: &Arc<Inner>) -> Result<History> {
         // Most of it into the tree first, so that iterating rarely needs the memtable.
         inner.commit_now()?;
         // Under the writer lock nothing is half-applied: revision, applied index and side
@@ -242,7 +223,18 @@ pub struct BulkLoad<'a> {
     metas: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl BulkLoad<'_> {
+impl<'a> BulkLoad<'a> {
+    /// Starts a bulk load ([`Engine::bulk_load`](crate::Engine::bulk_load)).
+    pub(crate) fn new(inner: &'a Inner, compact_revision: i64) -> Result<BulkLoad<'a>> {
+        if inner.current_rev.load(Ordering::Acquire) != 1 || !inner.index.read().is_empty() {
+            return Err(Error::InvalidArgument("bulk load needs an empty engine".into()));
+        }
+        if compact_revision < 0 {
+            return Err(Error::InvalidArgument("negative compaction revision".into()));
+        }
+        Ok(BulkLoad { inner, compact: compact_revision, last: None, pending: 0, metas: Vec::new() })
+    }
+
     fn advance(&mut self, rev: Revision) -> Result<()> {
         if rev.main < 1 || rev.sub < 0 {
             return Err(Error::InvalidArgument(format!("revision {rev} is not a write revision")));
@@ -366,7 +358,7 @@ impl BulkLoad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Options, RangeOptions};
+    use crate::{Engine, Options, RangeOptions};
 
     fn open(dir: &tempfile::TempDir, name: &str) -> Engine {
         Engine::open(dir.path().join(name), Options::default()).unwrap()
