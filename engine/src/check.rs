@@ -1,9 +1,9 @@
 //! Integrity check: every page of the file is accounted for exactly once.
 
 use crate::btree;
-use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::meta::META_PAGES;
+use crate::shared::Inner;
 
 /// Walks the committed trees and the freelist and checks that every page below the
 /// high-water mark is exactly one of: meta, tree, overflow, freelist, free

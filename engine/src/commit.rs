@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use crate::btree::{self, Fill, TxPages};
 use crate::codec::encode_rev;
-use crate::engine::{CommitState, Inner, Version};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::page;
 use crate::pager::PageRef;
 use crate::revision::Revision;
+use crate::shared::{CommitState, Inner, Version};
 
 /// Pages one relocation commit (defragment's, `defrag.rs`) may rewrite: a quarter of the
 /// page cache's pages (at least 64). Moving every live page in one commit held the whole

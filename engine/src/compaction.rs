@@ -24,9 +24,9 @@ use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
 use crate::codec::{decode_record, decode_rev, encode_rev};
-use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::revision::Revision;
+use crate::shared::{CompactionJob, Inner};
 
 /// Revisions the tree pass visits per batch, per key of `compaction_batch_limit`: a key
 /// batch drops about this many revisions when keys have a few versions each.
@@ -34,22 +34,6 @@ pub const TREE_BATCH_FACTOR: usize = 16;
 
 /// Index lookups per hold of the index lock in the tree pass (writers wait at most this long).
 const LOOKUP_CHUNK: usize = 1024;
-
-/// A compaction in progress.
-#[derive(Debug)]
-pub(crate) struct CompactionJob {
-    pub target: i64,
-    /// Index pass: resume after this key (`None`: from the first key).
-    pub after: Option<Vec<u8>>,
-    /// Tree pass: resume at this revision; `None` while the index pass runs.
-    pub tree_from: Option<Revision>,
-}
-
-impl CompactionJob {
-    pub fn new(target: i64) -> CompactionJob {
-        CompactionJob { target, after: None, tree_from: None }
-    }
-}
 
 impl Inner {
     /// Records a compaction at `rev`, in write order.

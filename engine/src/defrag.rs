@@ -12,9 +12,9 @@
 use std::sync::atomic::Ordering;
 
 use crate::commit::relocate_budget;
-use crate::engine::Inner;
 use crate::error::Result;
 use crate::meta::META_PAGES;
+use crate::shared::Inner;
 
 /// Relocation rounds beyond those the budget needs (each moves what the previous could
 /// not: rewriting a page's parents frees pages low in the file only after the commit).

@@ -1,109 +1,29 @@
-//! The engine: opening the file, the shared state, and every read.
-//!
-//! State and who guards it (locks are always taken in this order: `commit`, `writer`,
-//! `version`/`index`/`memtable`/`metas`, each of the last four held only briefly):
-//!
-//! - `writer`: the single-writer lock a [`WriteTxn`] holds; orders writes and compactions
-//!   (Raft order) and gives the committer a consistent cut (revision, applied index).
-//! - `index`: key -> revisions and cached latest record (see `key_map.rs`), updated by
-//!   writes, read by reads.
-//! - `memtable`: revision -> record for every write not yet released after its commit:
-//!   readers find applied-but-uncommitted writes here.
-//! - `version`: the latest committed tree version. A reader clones the `Arc` first and
-//!   reads tree pages only through it; the committer reuses a freed page, or drops a
-//!   memtable entry, only once every version that might need it is no longer held.
-//! - `commit`: held by whoever commits (the background committer, `commit`, `defragment`).
+//! The engine: [`Engine`], the public handle, a thin wrapper over the shared state
+//! (`shared.rs`) and the committer thread; and every read.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-
-use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::btree::{self, Cursor};
 use crate::codec::{self, decode_record, encode_rev};
-use crate::compaction::CompactionJob;
 use crate::error::{Error, Result};
-use crate::freelist::Freelist;
 use crate::history::{BulkLoad, History};
 use crate::io::{FileStorage, Storage};
 use crate::key_index::Hit;
-use crate::key_map::{Key, KeyMap};
+use crate::key_map::Key;
 use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
-use crate::meta::{META_PAGES, Meta};
 use crate::options::Options;
-use crate::page::{self, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::pager::PageStore;
 use crate::revision::Revision;
+use crate::shared::{Inner, Version};
 use crate::txn::WriteTxn;
 
 /// Keys looked up per hold of the index lock in a range (writers wait at most this long).
 const INDEX_CHUNK: usize = 1024;
-
-/// A committed tree version, as readers hold it.
-#[derive(Debug)]
-pub(crate) struct Version {
-    pub meta: Meta,
-}
-
-/// What the committer owns.
-pub(crate) struct CommitState {
-    /// The last durable commit.
-    pub meta: Meta,
-    pub freelist: Freelist,
-    /// Pages of the persisted freelist chain of `meta`.
-    pub freelist_pages: Vec<u64>,
-    /// Superseded versions that readers may still hold, oldest first, each with the txid and
-    /// persisted revision of the commit that superseded it.
-    pub old: VecDeque<(Arc<Version>, u64, i64)>,
-    pub job: Option<CompactionJob>,
-    /// Highest compaction whose index pass is done.
-    pub compacted_through: i64,
-    /// Revisions compaction dropped from the index, to delete from the tree.
-    pub deletions: Vec<Revision>,
-    /// Set when a compaction's index pass is done: the next commit records it finished.
-    pub finishing: Option<i64>,
-    /// Set by defragment: cut the free tail of the file in the next commit (down to at
-    /// least this many pages).
-    pub truncate_to: Option<u64>,
-    /// Set by defragment: the next commit moves every live page at or above this id.
-    pub relocate_below: Option<u64>,
-}
-
-/// State the single writer owns.
-#[derive(Default)]
-pub(crate) struct WriterState {
-    /// Side-bucket changes applied but not yet committed, in order.
-    pub pending_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-pub(crate) struct Inner {
-    pub path: PathBuf,
-    pub opts: Options,
-    pub store: PageStore,
-    pub writer: Mutex<WriterState>,
-    pub index: RwLock<KeyMap>,
-    pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
-    pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
-    pub version: RwLock<Arc<Version>>,
-    pub commit: Mutex<CommitState>,
-    pub current_rev: AtomicI64,
-    pub applied_index: AtomicU64,
-    pub compact_rev: AtomicI64,
-    pub durable_applied: AtomicU64,
-    /// Highest compaction physically finished; waiters sleep on `compacted_cv`.
-    pub finished_compact: Mutex<i64>,
-    pub compacted_cv: Condvar,
-    pub poisoned: Mutex<Option<String>>,
-    /// Wakes the background committer early.
-    pub wake: Mutex<bool>,
-    pub wake_cv: Condvar,
-    pub writes_since_commit: AtomicUsize,
-    pub shutdown: AtomicBool,
-}
 
 /// The MVCC storage engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
@@ -133,113 +53,7 @@ impl Engine {
         path: impl AsRef<Path>,
         options: Options,
     ) -> Result<Engine> {
-        let path = path.as_ref().to_path_buf();
-        let ps = options.page_size;
-        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) || !ps.is_power_of_two() {
-            return Err(Error::InvalidArgument(format!(
-                "page size {ps} is not a power of two in 1 KiB..=32 KiB"
-            )));
-        }
-        if storage.is_empty()? {
-            let meta = Meta {
-                page_size: ps as u32,
-                page_count: META_PAGES,
-                current_revision: 1,
-                ..Meta::default()
-            };
-            let mut p = vec![0u8; ps];
-            meta.encode(&mut p);
-            storage.write_at(&p, 0)?;
-            storage.write_at(&vec![0u8; ps], ps as u64)?;
-            storage.sync()?;
-        }
-        let meta = read_meta(storage.as_ref(), &path, ps)?;
-        let page_size = meta.page_size as usize;
-        let store = PageStore::new(storage, &path, page_size, options.cache_size);
-
-        // Freelist.
-        let mut free = Vec::new();
-        let mut freelist_pages = Vec::new();
-        let mut id = meta.freelist_root;
-        while id != 0 {
-            let p = store.read(id)?;
-            page::freelist_page_ids(&p, META_PAGES..meta.page_count, &mut free)
-                .map_err(|reason| store.corrupted(id, reason))?;
-            freelist_pages.push(id);
-            if freelist_pages.len() as u64 > meta.page_count {
-                return Err(store.corrupted(id, "freelist chain loops"));
-            }
-            id = page::freelist_next(&p);
-        }
-        if let Some(bad) = free.iter().find(|id| **id < META_PAGES || **id >= meta.page_count) {
-            return Err(store.corrupted(
-                meta.freelist_root,
-                format!("freelist names page {bad} outside the file"),
-            ));
-        }
-
-        // Side buckets.
-        let mut metas = BTreeMap::new();
-        let mut c = Cursor::seek(&store, meta.meta_root, b"")?;
-        while let Some((k, v)) = c.next()? {
-            metas.insert(k, v);
-        }
-
-        // Rebuild the index from the revision tree (this also verifies every page of it),
-        // caching each key's latest record.
-        let mut index = KeyMap::new(options.latest_cache_size, options.latest_cache_max_record);
-        let mut c = Cursor::seek(&store, meta.rev_root, b"")?;
-        while let Some((k, v)) = c.next()? {
-            let rev = codec::decode_rev(&k)
-                .ok_or_else(|| store.corrupted(meta.rev_root, "malformed revision key"))?;
-            let rec = decode_record(&v).ok_or_else(|| {
-                store.corrupted(meta.rev_root, format!("malformed record at revision {rev}"))
-            })?;
-            let put = rec.put.map(|p| (p.create_revision, p.version));
-            let mut ki = index.get_or_insert(rec.key);
-            if put.is_none() {
-                ki.clear_latest();
-            }
-            ki.restore(rev, put);
-            if put.is_some() && ki.live().is_some_and(|h| h.rev == rev) {
-                ki.set_latest(rev, &v);
-            }
-        }
-
-        let version = Arc::new(Version { meta: meta.clone() });
-        let inner = Arc::new(Inner {
-            path,
-            store,
-            writer: Mutex::new(WriterState::default()),
-            index: RwLock::new(index),
-            memtable: RwLock::new(BTreeMap::new()),
-            metas: RwLock::new(metas),
-            version: RwLock::new(version),
-            current_rev: AtomicI64::new(meta.current_revision.max(1)),
-            applied_index: AtomicU64::new(meta.applied_index),
-            compact_rev: AtomicI64::new(meta.scheduled_compact),
-            durable_applied: AtomicU64::new(meta.applied_index),
-            finished_compact: Mutex::new(meta.finished_compact),
-            compacted_cv: Condvar::new(),
-            poisoned: Mutex::new(None),
-            wake: Mutex::new(false),
-            wake_cv: Condvar::new(),
-            writes_since_commit: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-            commit: Mutex::new(CommitState {
-                compacted_through: meta.finished_compact,
-                relocate_below: None,
-                freelist: Freelist::from_free(free),
-                freelist_pages,
-                meta,
-                old: VecDeque::new(),
-                job: None,
-                deletions: Vec::new(),
-                finishing: None,
-                truncate_to: None,
-            }),
-            opts: options,
-        });
+        let inner = Arc::new(Inner::open(storage, path.as_ref().to_path_buf(), options)?);
         let bg = inner.clone();
         let committer = std::thread::Builder::new()
             .name("engine-commit".into())
@@ -419,54 +233,6 @@ impl Drop for Engine {
     }
 }
 
-/// Reads and picks the newest valid meta page.
-fn read_meta(storage: &dyn Storage, path: &Path, default_page_size: usize) -> Result<Meta> {
-    let len = storage.len()?;
-    let mut head = vec![0u8; 64.min(len as usize)];
-    storage.read_at(&mut head, 0)?;
-    let mut sizes = vec![default_page_size];
-    if let Some(ps) = Meta::peek_page_size(&head)
-        && ps != default_page_size
-        && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps)
-    {
-        sizes.insert(0, ps);
-    }
-    let mut reasons = Vec::new();
-    for ps in sizes {
-        let mut best: Option<Meta> = None;
-        for slot in 0..2u64 {
-            let mut p = vec![0u8; ps];
-            if storage.read_at(&mut p, slot * ps as u64).is_err() {
-                reasons.push(format!("meta page {slot}: file too short"));
-                continue;
-            }
-            match Meta::decode(&p, slot) {
-                Ok(m) if best.as_ref().is_none_or(|b| m.txid > b.txid) => best = Some(m),
-                Ok(_) => {}
-                Err(r) => reasons.push(format!("meta page {slot}: {r}")),
-            }
-        }
-        if let Some(m) = best {
-            if m.page_count * ps as u64 > len {
-                return Err(Error::Corrupted {
-                    file: path.to_path_buf(),
-                    offset: len,
-                    reason: format!(
-                        "file is {len} bytes, meta page txid {} needs {} pages",
-                        m.txid, m.page_count
-                    ),
-                });
-            }
-            return Ok(m);
-        }
-    }
-    Err(Error::Corrupted {
-        file: path.to_path_buf(),
-        offset: 0,
-        reason: format!("no valid meta page: {}", reasons.join("; ")),
-    })
-}
-
 /// Turns a stored record into a `KeyValue` at revision `rev`.
 pub(crate) fn to_kv(
     store: &PageStore,
@@ -494,22 +260,6 @@ pub(crate) fn to_kv(
 }
 
 impl Inner {
-    pub(crate) fn pin(&self) -> Arc<Version> {
-        self.version.read().clone()
-    }
-
-    pub(crate) fn check_poison(&self) -> Result<()> {
-        match &*self.poisoned.lock() {
-            Some(e) => Err(Error::Poisoned(e.clone())),
-            None => Ok(()),
-        }
-    }
-
-    pub(crate) fn wake_committer(&self) {
-        *self.wake.lock() = true;
-        self.wake_cv.notify_one();
-    }
-
     /// The record of `rev`: from the memtable, else from the tree version `ver`.
     /// `ver` must have been pinned before `rev` was looked up in the index.
     pub(crate) fn fetch(&self, ver: &Version, rev: Revision) -> Result<Arc<[u8]>> {

@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
 use crate::codec::{self, decode_record, encode_rev};
-use crate::engine::{Inner, Version};
 use crate::error::{Error, Result};
 use crate::revision::Revision;
+use crate::shared::{Inner, Version};
 
 /// Records read from the tree per seek while iterating.
 const BATCH: usize = 512;

@@ -10,7 +10,9 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: [`Engine`], opening a file, the shared state, every read.
+//! - [`engine`]: [`Engine`], the public handle over the shared state; every read.
+//! - `shared`: that state (index, memtable, committed version, the committer's state, ...),
+//!   who guards what, and opening it from the file.
 //! - [`txn`]: [`WriteTxn`], one Raft entry's writes under one main revision.
 //! - [`commit`]: turning applied writes into a durable tree version; the background committer.
 //! - [`compaction`]: dropping history below a revision, in bounded batches.
@@ -69,6 +71,7 @@ pub mod options;
 pub mod page;
 pub mod pager;
 pub mod revision;
+mod shared;
 pub mod snapshot;
 pub mod txn;
 

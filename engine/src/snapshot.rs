@@ -15,10 +15,10 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{Inner, Version};
 use crate::error::{Error, Result};
 use crate::meta::{META_PAGES, Meta};
 use crate::page;
+use crate::shared::{Inner, Version};
 
 pub const TRAILER_MAGIC: &[u8; 8] = b"LBSNAP01";
 pub const TRAILER_LEN: usize = 16;

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use parking_lot::MutexGuard;
 
 use crate::codec::{self, decode_record};
-use crate::engine::{Inner, WriterState};
 use crate::error::Result;
 use crate::key_index::Hit;
 use crate::kv::{KeyValue, RangeOptions, RangeResult};
 use crate::revision::Revision;
+use crate::shared::{Inner, WriterState};
 
 /// An encoded record (`codec::encode_put` / `encode_tombstone`), shared.
 type Record = Arc<[u8]>;
