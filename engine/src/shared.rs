@@ -1,7 +1,7 @@
 //! The engine's shared state: everything the [`Engine`](crate::Engine) handle, the
 //! background committer, write transactions, snapshots and history views hold (one `Arc`
 //! of it), and building it from the file at open. What is done with it lives with each
-//! concern: reads in `engine.rs`, writes in `txn.rs`, commits in `commit.rs`, compaction
+//! concern: reads in `read.rs`, writes in `txn.rs`, commits in `commit.rs`, compaction
 //! in `compaction.rs`, and so on; each of them depends on this module, none on `Engine`.
 //!
 //! State and who guards it (locks are always taken in this order: `commit`, `writer`,

@@ -9,6 +9,7 @@ use crate::codec::{self, decode_record};
 use crate::error::Result;
 use crate::key_index::Hit;
 use crate::kv::{KeyValue, RangeOptions, RangeResult};
+use crate::read::to_kv;
 use crate::revision::Revision;
 use crate::shared::{Inner, WriterState};
 
@@ -63,7 +64,7 @@ impl<'a> WriteTxn<'a> {
         let prev = self.put_inner(key, value, lease, true)?;
         match prev {
             Some((h, Some(rec))) => {
-                let mut kv = crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?;
+                let mut kv = to_kv(&self.inner.store, h.rev, &rec, false)?;
                 kv.create_revision = h.create_revision;
                 kv.version = h.version;
                 Ok(Some(kv))
@@ -148,7 +149,7 @@ impl<'a> WriteTxn<'a> {
         let mut out = Vec::with_capacity(deleted.len());
         for (_, h, rec, _) in deleted {
             let mut kv = match rec {
-                Some(rec) => crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?,
+                Some(rec) => to_kv(&self.inner.store, h.rev, &rec, false)?,
                 None => self.inner.fetch_kv(&ver, h.rev, false)?,
             };
             kv.create_revision = h.create_revision;
