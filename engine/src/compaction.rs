@@ -54,6 +54,20 @@ impl Inner {
         self.wake_committer();
         Ok(())
     }
+
+    /// Blocks until the physical work of every compaction up to `revision` is done
+    /// ([`Engine::wait_compacted`](crate::Engine::wait_compacted)).
+    pub(crate) fn wait_compacted(&self, revision: i64) {
+        let target = revision.min(self.compact_rev.load(Ordering::Acquire));
+        let mut done = self.finished_compact.lock();
+        while *done < target
+            && self.poisoned.lock().is_none()
+            && !self.shutdown.load(Ordering::Acquire)
+        {
+            self.wake_committer();
+            self.compacted_cv.wait_for(&mut done, std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// One batch of compaction work, if any is due. Called by the committer before it commits.

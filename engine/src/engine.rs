@@ -75,16 +75,7 @@ impl Engine {
 
     /// Reads a range at a revision (see [`RangeOptions`]).
     pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
-        let mut attempt = 0;
-        loop {
-            let cur = self.current_revision();
-            match self.inner.range_at(opts, cur) {
-                // A read at the current revision overtaken by writes and a compaction above
-                // the revision it started at: read again at the new current revision.
-                Err(Error::Compacted) if opts.revision <= 0 && attempt < 8 => attempt += 1,
-                r => return r,
-            }
-        }
+        self.inner.range(opts)
     }
 
     /// Begins the write transaction for Raft entry `raft_index` (waits for the writer lock).
@@ -115,15 +106,7 @@ impl Engine {
     /// Blocks until the physical work of every compaction up to `revision` is done (returns
     /// at once if no such compaction was requested, or if the engine is poisoned).
     pub fn wait_compacted(&self, revision: i64) {
-        let target = revision.min(self.compact_revision());
-        let mut done = self.inner.finished_compact.lock();
-        while *done < target
-            && self.inner.poisoned.lock().is_none()
-            && !self.inner.shutdown.load(Ordering::Acquire)
-        {
-            self.inner.wake_committer();
-            self.inner.compacted_cv.wait_for(&mut done, std::time::Duration::from_millis(50));
-        }
+        self.inner.wait_compacted(revision)
     }
 
     /// A hash of every key version visible at `revision` (`<= 0`: current) and not

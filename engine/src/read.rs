@@ -129,6 +129,22 @@ impl Inner {
         Ok(())
     }
 
+    /// A range read at the current revision, or at `opts.revision` ([`Engine::range`]).
+    ///
+    /// [`Engine::range`]: crate::Engine::range
+    pub(crate) fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
+        let mut attempt = 0;
+        loop {
+            let cur = self.current_rev.load(Ordering::Acquire);
+            match self.range_at(opts, cur) {
+                // A read at the current revision overtaken by writes and a compaction above
+                // the revision it started at: read again at the new current revision.
+                Err(Error::Compacted) if opts.revision <= 0 && attempt < 8 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
     /// A range read; `cur` is the revision the reader stands at (the current revision, or
     /// a write transaction's own).
     ///
