@@ -41,21 +41,21 @@ use crate::revision::Revision;
 /// A committed tree version, as readers hold it.
 #[derive(Debug)]
 pub(crate) struct Version {
-    pub meta: Meta,
+    pub(crate) meta: Meta,
 }
 
 /// A compaction in progress (see `compaction.rs`), as the committer keeps it.
 #[derive(Debug)]
 pub(crate) struct CompactionJob {
-    pub target: i64,
+    pub(crate) target: i64,
     /// Index pass: resume after this key (`None`: from the first key).
-    pub after: Option<Vec<u8>>,
+    pub(crate) after: Option<Vec<u8>>,
     /// Tree pass: resume at this revision; `None` while the index pass runs.
-    pub tree_from: Option<Revision>,
+    pub(crate) tree_from: Option<Revision>,
 }
 
 impl CompactionJob {
-    pub fn new(target: i64) -> CompactionJob {
+    pub(crate) fn new(target: i64) -> CompactionJob {
         CompactionJob { target, after: None, tree_from: None }
     }
 }
@@ -63,57 +63,60 @@ impl CompactionJob {
 /// What the committer owns.
 pub(crate) struct CommitState {
     /// The last durable commit.
-    pub meta: Meta,
-    pub freelist: Freelist,
+    pub(crate) meta: Meta,
+    pub(crate) freelist: Freelist,
     /// Pages of the persisted freelist chain of `meta`.
-    pub freelist_pages: Vec<u64>,
+    pub(crate) freelist_pages: Vec<u64>,
     /// Superseded versions that readers may still hold, oldest first, each with the txid and
     /// persisted revision of the commit that superseded it.
-    pub old: VecDeque<(Arc<Version>, u64, i64)>,
-    pub job: Option<CompactionJob>,
+    pub(crate) old: VecDeque<(Arc<Version>, u64, i64)>,
+    pub(crate) job: Option<CompactionJob>,
     /// Highest compaction whose index pass is done.
-    pub compacted_through: i64,
+    pub(crate) compacted_through: i64,
     /// Revisions compaction dropped from the index, to delete from the tree.
-    pub deletions: Vec<Revision>,
+    pub(crate) deletions: Vec<Revision>,
     /// Set when a compaction's index pass is done: the next commit records it finished.
-    pub finishing: Option<i64>,
+    pub(crate) finishing: Option<i64>,
     /// Set by defragment: cut the free tail of the file in the next commit (down to at
     /// least this many pages).
-    pub truncate_to: Option<u64>,
+    pub(crate) truncate_to: Option<u64>,
     /// Set by defragment: the next commit moves every live page at or above this id.
-    pub relocate_below: Option<u64>,
+    pub(crate) relocate_below: Option<u64>,
 }
 
 /// State the single writer owns.
 #[derive(Default)]
 pub(crate) struct WriterState {
     /// Side-bucket changes applied but not yet committed, in order.
-    pub pending_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) pending_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
+/// The engine's state, shared behind one `Arc` (see the module doc for who guards what).
+/// Its fields are the crate's own: outside it, only [`Engine`](crate::Engine)'s methods
+/// reach them.
 pub(crate) struct Inner {
-    pub path: PathBuf,
-    pub opts: Options,
-    pub store: PageStore,
-    pub writer: Mutex<WriterState>,
-    pub index: RwLock<KeyMap>,
-    pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
-    pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
-    pub version: RwLock<Arc<Version>>,
-    pub commit: Mutex<CommitState>,
-    pub current_rev: AtomicI64,
-    pub applied_index: AtomicU64,
-    pub compact_rev: AtomicI64,
-    pub durable_applied: AtomicU64,
+    pub(crate) path: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) store: PageStore,
+    pub(crate) writer: Mutex<WriterState>,
+    pub(crate) index: RwLock<KeyMap>,
+    pub(crate) memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
+    pub(crate) metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    pub(crate) version: RwLock<Arc<Version>>,
+    pub(crate) commit: Mutex<CommitState>,
+    pub(crate) current_rev: AtomicI64,
+    pub(crate) applied_index: AtomicU64,
+    pub(crate) compact_rev: AtomicI64,
+    pub(crate) durable_applied: AtomicU64,
     /// Highest compaction physically finished; waiters sleep on `compacted_cv`.
-    pub finished_compact: Mutex<i64>,
-    pub compacted_cv: Condvar,
-    pub poisoned: Mutex<Option<String>>,
+    pub(crate) finished_compact: Mutex<i64>,
+    pub(crate) compacted_cv: Condvar,
+    pub(crate) poisoned: Mutex<Option<String>>,
     /// Wakes the background committer early.
-    pub wake: Mutex<bool>,
-    pub wake_cv: Condvar,
-    pub writes_since_commit: AtomicUsize,
-    pub shutdown: AtomicBool,
+    pub(crate) wake: Mutex<bool>,
+    pub(crate) wake_cv: Condvar,
+    pub(crate) writes_since_commit: AtomicUsize,
+    pub(crate) shutdown: AtomicBool,
 }
 
 impl Inner {
