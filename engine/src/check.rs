@@ -3,20 +3,20 @@
 use crate::btree;
 use crate::error::{Error, Result};
 use crate::meta::META_PAGES;
-use crate::shared::Inner;
+use crate::shared::Shared;
 
 /// Walks the committed trees and the freelist and checks that every page below the
 /// high-water mark is exactly one of: meta, tree, overflow, freelist, free
 /// ([`Engine::verify`](crate::Engine::verify)).
-pub(crate) fn verify(inner: &Inner) -> Result<()> {
-    let cs = inner.commit.lock();
+pub(crate) fn verify(shared: &Shared) -> Result<()> {
+    let cs = shared.commit.lock();
     let mut pages = Vec::new();
-    btree::collect_pages(&inner.store, cs.meta.rev_root, &mut pages)?;
-    btree::collect_pages(&inner.store, cs.meta.meta_root, &mut pages)?;
+    btree::collect_pages(&shared.store, cs.meta.rev_root, &mut pages)?;
+    btree::collect_pages(&shared.store, cs.meta.meta_root, &mut pages)?;
     pages.extend(cs.freelist_pages.iter().copied());
     pages.extend(cs.freelist.all());
     pages.sort_unstable();
-    let bad = |reason: String| Error::Corrupted { file: inner.path.clone(), offset: 0, reason };
+    let bad = |reason: String| Error::Corrupted { file: shared.path.clone(), offset: 0, reason };
     for w in pages.windows(2) {
         if w[0] == w[1] {
             return Err(bad(format!("page {} is owned twice", w[0])));

@@ -24,7 +24,7 @@ use crate::options::Options;
 use crate::page;
 use crate::pager::PageRef;
 use crate::revision::Revision;
-use crate::shared::{CommitState, Inner, Version};
+use crate::shared::{CommitState, Shared, Version};
 
 /// Pages one relocation commit (defragment's, `defrag.rs`) may rewrite: a quarter of the
 /// page cache's pages (at least 64). Moving every live page in one commit held the whole
@@ -35,37 +35,37 @@ pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
 }
 
 /// The background committer's loop.
-pub(crate) fn run_committer(inner: Arc<Inner>) {
+pub(crate) fn run_committer(shared: Arc<Shared>) {
     loop {
-        let busy = inner.commit.lock().job.is_some();
+        let busy = shared.commit.lock().job.is_some();
         let wait =
-            if busy { inner.opts.compaction_sleep_interval } else { inner.opts.commit_interval };
+            if busy { shared.opts.compaction_sleep_interval } else { shared.opts.commit_interval };
         {
-            let mut woken = inner.wake.lock();
-            if !*woken && !inner.shutdown.load(Ordering::Acquire) {
-                inner.wake_cv.wait_for(&mut woken, wait.min(Duration::from_secs(3600)));
+            let mut woken = shared.wake.lock();
+            if !*woken && !shared.shutdown.load(Ordering::Acquire) {
+                shared.wake_cv.wait_for(&mut woken, wait.min(Duration::from_secs(3600)));
             }
             *woken = false;
         }
-        if inner.poisoned.lock().is_some() {
-            if inner.shutdown.load(Ordering::Acquire) {
+        if shared.poisoned.lock().is_some() {
+            if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
             continue;
         }
-        if let Err(e) = crate::compaction::step(&inner) {
+        if let Err(e) = crate::compaction::step(&shared) {
             tracing::error!(error = %e, "compaction step failed");
         }
-        if let Err(e) = inner.commit_now() {
-            tracing::error!(error = %e, path = %inner.path.display(), "background commit failed");
+        if let Err(e) = shared.commit_now() {
+            tracing::error!(error = %e, path = %shared.path.display(), "background commit failed");
         }
-        if inner.shutdown.load(Ordering::Acquire) {
+        if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
     }
 }
 
-impl Inner {
+impl Shared {
     /// Commits everything applied so far (see the module doc).
     pub(crate) fn commit_now(&self) -> Result<()> {
         let mut cs = self.commit.lock();

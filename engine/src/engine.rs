@@ -14,12 +14,12 @@ use crate::history::{BulkLoad, History};
 use crate::io::{FileStorage, Storage};
 use crate::kv::{Event, RangeOptions, RangeResult};
 use crate::options::Options;
-use crate::shared::Inner;
+use crate::shared::Shared;
 use crate::txn::WriteTxn;
 
 /// The MVCC storage engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) shared: Arc<Shared>,
     committer: Option<JoinHandle<()>>,
 }
 
@@ -45,42 +45,42 @@ impl Engine {
         path: impl AsRef<Path>,
         options: Options,
     ) -> Result<Engine> {
-        let inner = Arc::new(Inner::open(storage, path.as_ref().to_path_buf(), options)?);
-        let bg = inner.clone();
+        let shared = Arc::new(Shared::open(storage, path.as_ref().to_path_buf(), options)?);
+        let bg = shared.clone();
         let committer = std::thread::Builder::new()
             .name("engine-commit".into())
             .spawn(move || crate::commit::run_committer(bg))?;
-        Ok(Engine { inner, committer: Some(committer) })
+        Ok(Engine { shared, committer: Some(committer) })
     }
 
     /// The store's revision: 1 for an empty store, then the main revision of the last write.
     pub fn current_revision(&self) -> i64 {
-        self.inner.current_rev.load(Ordering::Acquire)
+        self.shared.current_rev.load(Ordering::Acquire)
     }
 
     /// The highest compaction revision requested; 0 if never compacted.
     pub fn compact_revision(&self) -> i64 {
-        self.inner.compact_rev.load(Ordering::Acquire)
+        self.shared.compact_rev.load(Ordering::Acquire)
     }
 
     /// The last Raft index applied (in memory).
     pub fn applied_index(&self) -> u64 {
-        self.inner.applied_index.load(Ordering::Acquire)
+        self.shared.applied_index.load(Ordering::Acquire)
     }
 
     /// The last Raft index recorded by a completed commit.
     pub fn durable_applied_index(&self) -> u64 {
-        self.inner.durable_applied.load(Ordering::Acquire)
+        self.shared.durable_applied.load(Ordering::Acquire)
     }
 
     /// Reads a range at a revision (see [`RangeOptions`]).
     pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
-        self.inner.range(opts)
+        self.shared.range(opts)
     }
 
     /// Begins the write transaction for Raft entry `raft_index` (waits for the writer lock).
     pub fn write(&self, raft_index: u64) -> WriteTxn<'_> {
-        WriteTxn::begin(&self.inner, raft_index)
+        WriteTxn::begin(&self.shared, raft_index)
     }
 
     /// Changes with revision `>= start_revision` to keys in `[key, range_end)`, in revision
@@ -94,36 +94,36 @@ impl Engine {
         prev_kv: bool,
         limit: usize,
     ) -> Result<(Vec<Event>, i64)> {
-        self.inner.changes(start_revision, key, range_end, prev_kv, limit)
+        self.shared.changes(start_revision, key, range_end, prev_kv, limit)
     }
 
     /// Compacts at `revision`: reads below it fail with `Compacted` from now on; the
     /// superseded versions are removed in the background, in bounded batches.
     pub fn compact(&self, revision: i64) -> Result<()> {
-        self.inner.schedule_compaction(revision)
+        self.shared.schedule_compaction(revision)
     }
 
     /// Blocks until the physical work of every compaction up to `revision` is done (returns
     /// at once if no such compaction was requested, or if the engine is poisoned).
     pub fn wait_compacted(&self, revision: i64) {
-        self.inner.wait_compacted(revision)
+        self.shared.wait_compacted(revision)
     }
 
     /// A hash of every key version visible at `revision` (`<= 0`: current) and not
     /// compacted, with the compaction revision it was computed against. Members that applied
     /// the same writes and compactions agree on it, whatever their physical compaction progress.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
-        self.inner.hash_kv(revision)
+        self.shared.hash_kv(revision)
     }
 
     /// Commits everything applied so far, durably, now.
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit_now()
+        self.shared.commit_now()
     }
 
     /// A consistent point-in-time copy of the database, as a stream.
     pub fn snapshot(&self) -> Result<crate::snapshot::Snapshot> {
-        crate::snapshot::Snapshot::new(&self.inner)
+        crate::snapshot::Snapshot::new(&self.shared)
     }
 
     /// Writes a database file at `path` from a snapshot stream (verifying it); open it after.
@@ -133,42 +133,42 @@ impl Engine {
 
     /// A consistent view of every stored revision and side bucket, now.
     pub fn history(&self) -> Result<History> {
-        History::new(&self.inner)
+        History::new(&self.shared)
     }
 
     /// Starts loading a history into this engine, which must be empty (nothing ever written).
     /// `compact_revision` (0: none) is the compaction the history was taken after.
     pub fn bulk_load(&self, compact_revision: i64) -> Result<BulkLoad<'_>> {
-        BulkLoad::new(&self.inner, compact_revision)
+        BulkLoad::new(&self.shared, compact_revision)
     }
 
     /// Shrinks the file by moving live pages from its tail into free pages, online: readers
     /// and writers keep going; only the background commit waits.
     pub fn defragment(&self) -> Result<()> {
-        crate::defrag::defragment(&self.inner)
+        crate::defrag::defragment(&self.shared)
     }
 
     /// Length of the database file in bytes.
     pub fn size(&self) -> u64 {
-        self.inner.store.storage().len().unwrap_or(0)
+        self.shared.store.storage().len().unwrap_or(0)
     }
 
     /// Bytes of the file holding live data (pages in use).
     pub fn size_in_use(&self) -> u64 {
-        let cs = self.inner.commit.lock();
+        let cs = self.shared.commit.lock();
         let free = (cs.freelist.free_count() + cs.freelist.pending_count()) as u64;
-        (cs.meta.page_count.saturating_sub(free)) * self.inner.store.page_size() as u64
+        (cs.meta.page_count.saturating_sub(free)) * self.shared.store.page_size() as u64
     }
 
     /// A side-bucket value (committed or applied).
     pub fn meta_get(&self, bucket: &str, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.metas.read().get(&codec::encode_meta_key(bucket, key)).cloned()
+        self.shared.metas.read().get(&codec::encode_meta_key(bucket, key)).cloned()
     }
 
     /// Every (key, value) of a side bucket, in key order.
     pub fn meta_scan(&self, bucket: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         let prefix = codec::encode_meta_key(bucket, b"");
-        let metas = self.inner.metas.read();
+        let metas = self.shared.metas.read();
         metas
             .range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -178,31 +178,31 @@ impl Engine {
 
     /// Number of keys in the index (live or with history), for stats.
     pub fn key_count(&self) -> usize {
-        self.inner.index.read().len()
+        self.shared.index.read().len()
     }
 
     /// Fails if an earlier background commit failed (the engine must then be reopened).
     pub fn check_health(&self) -> Result<()> {
-        self.inner.check_poison()
+        self.shared.check_poison()
     }
 
     /// Walks the committed trees and the freelist and checks that every page below the
     /// high-water mark is exactly one of: meta, tree, overflow, freelist, free. Reads every
     /// page (verifying checksums). Holds the commit lock meanwhile (writes continue).
     pub fn verify(&self) -> Result<()> {
-        crate::check::verify(&self.inner)
+        crate::check::verify(&self.shared)
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.inner.shutdown.store(true, Ordering::Release);
-        self.inner.wake_committer();
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_committer();
         if let Some(h) = self.committer.take() {
             let _ = h.join();
         }
         // The committer may have been mid-commit when told to stop: a last one, clean shutdown.
-        if let Err(e) = self.inner.commit_now() {
+        if let Err(e) = self.shared.commit_now() {
             tracing::warn!(error = %e, "final commit at close failed");
         }
     }

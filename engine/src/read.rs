@@ -1,6 +1,6 @@
 //! Reads: ranges, the change feed (watch), the store's hash, and fetching records, from the
 //! memtable and a pinned tree version (see `shared.rs` for who guards what). Write
-//! transactions read their own writes through the same code ([`Inner::range_at`]).
+//! transactions read their own writes through the same code ([`Shared::range_at`]).
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -15,7 +15,7 @@ use crate::key_map::Key;
 use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
 use crate::pager::PageStore;
 use crate::revision::Revision;
-use crate::shared::{Inner, Version};
+use crate::shared::{Shared, Version};
 
 /// Keys looked up per hold of the index lock in a range (writers wait at most this long).
 const INDEX_CHUNK: usize = 1024;
@@ -46,7 +46,7 @@ pub(crate) fn to_kv(
     })
 }
 
-impl Inner {
+impl Shared {
     /// The record of `rev`: from the memtable, else from the tree version `ver`.
     /// `ver` must have been pinned before `rev` was looked up in the index.
     pub(crate) fn fetch(&self, ver: &Version, rev: Revision) -> Result<Arc<[u8]>> {

@@ -94,7 +94,7 @@ pub(crate) struct WriterState {
 /// The engine's state, shared behind one `Arc` (see the module doc for who guards what).
 /// Its fields are the crate's own: outside it, only [`Engine`](crate::Engine)'s methods
 /// reach them.
-pub(crate) struct Inner {
+pub(crate) struct Shared {
     pub(crate) path: PathBuf,
     pub(crate) opts: Options,
     pub(crate) store: PageStore,
@@ -119,7 +119,7 @@ pub(crate) struct Inner {
     pub(crate) shutdown: AtomicBool,
 }
 
-impl Inner {
+impl Shared {
     /// Opens the state of the database on `storage` (writing an empty database first if
     /// it is empty): the newest valid meta page, the freelist, the side buckets, and the
     /// index rebuilt from the revision tree. `path` names the file in errors.
@@ -127,7 +127,7 @@ impl Inner {
         storage: Arc<dyn Storage>,
         path: PathBuf,
         options: Options,
-    ) -> Result<Inner> {
+    ) -> Result<Shared> {
         let ps = options.page_size;
         if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) || !ps.is_power_of_two() {
             return Err(Error::InvalidArgument(format!(
@@ -201,7 +201,7 @@ impl Inner {
         }
 
         let version = Arc::new(Version { meta: meta.clone() });
-        Ok(Inner {
+        Ok(Shared {
             path,
             store,
             writer: Mutex::new(WriterState::default()),
