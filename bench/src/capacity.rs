@@ -14,11 +14,11 @@
 //! wrote to storage per million writes (which file sizes hide when WAL
 //! segments are preallocated).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{CapacityArgs, Consistency};
@@ -29,10 +29,10 @@ use crate::driver::{Plan, Workload, drive};
 use crate::keys::{KeyGen, Rng, random_value};
 use crate::procstat::{self, Usage, disk_usage};
 use crate::stats::Summary;
+use crate::status;
 use crate::targets::{self, Machine, Target};
 use crate::workload::put::Put;
 use crate::workload::range::Range;
-use crate::{report, status};
 
 /// A step achieving less than this share of its offered rate is saturated.
 const MIN_ACHIEVED: f64 = 0.9;
@@ -128,8 +128,9 @@ pub struct Capacity {
     pub notes: Vec<String>,
 }
 
-/// Runs the capacity search and writes the report; returns the report directory.
-pub async fn run(args: &CapacityArgs) -> Result<std::path::PathBuf> {
+/// Runs the capacity search; returns what it measured and the report directory
+/// it created for it (the caller writes the report: [`crate::run_capacity`]).
+pub async fn run(args: &CapacityArgs) -> Result<(Capacity, PathBuf)> {
     let mut notes = Vec::new();
     let targets = targets::resolve(&args.systems, &mut notes)?;
     for n in &notes {
@@ -167,16 +168,7 @@ pub async fn run(args: &CapacityArgs) -> Result<std::path::PathBuf> {
         systems,
         notes,
     };
-    report::write_capacity(&cap, &out)?;
-    println!("{}", report::capacity_table(&cap));
-    for n in &cap.notes {
-        println!("{n}");
-    }
-    println!("report: {}", out.join("report.md").display());
-    if cap.systems.iter().all(|s| s.failure.is_some()) {
-        bail!("no system could be measured (see above)");
-    }
-    Ok(out)
+    Ok((cap, out))
 }
 
 fn member_sizes(cluster: &Cluster) -> (u64, u64) {

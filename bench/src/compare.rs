@@ -12,11 +12,11 @@
 //! rung.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ use crate::procstat;
 use crate::stats::Summary;
 use crate::targets::{self, Machine, Target};
 use crate::workload::put::Put;
-use crate::{loopback, report, status};
+use crate::{loopback, status};
 
 /// A cluster has this long to elect a leader and serve a read.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,8 +99,9 @@ impl Comparison {
     }
 }
 
-/// Runs the comparison and writes the report; returns the report directory.
-pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
+/// Runs the comparison; returns what it measured and the report directory it
+/// created for it (the caller writes the report: [`crate::run_comparison`]).
+pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
     let mut notes = Vec::new();
     let targets = targets::resolve(&args.systems, &mut notes)?;
     for n in &notes {
@@ -187,16 +188,7 @@ pub async fn run(args: &CompareArgs) -> Result<std::path::PathBuf> {
         systems,
         notes,
     };
-    report::write_comparison(&cmp, &out)?;
-    println!("{}", report::comparison_table(&cmp));
-    for n in &cmp.notes {
-        println!("{n}");
-    }
-    println!("report: {}", out.join("report.md").display());
-    if cmp.systems.iter().all(|s| s.failure.is_some()) {
-        bail!("no system could be measured (see above)");
-    }
-    Ok(out)
+    Ok((cmp, out))
 }
 
 async fn run_system(

@@ -24,7 +24,8 @@
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
-//! - [`report`]: tables, `report.md` and `results.json`.
+//! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
+//!   [`report::capacity`].
 //! - [`plot`]: the SVG plots.
 //!
 //! # Example
@@ -63,10 +64,12 @@ pub mod status;
 pub mod targets;
 pub mod workload;
 
-use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 
 pub use cli::BenchArgs;
-use cli::BenchCommand;
+use cli::{BenchCommand, CapacityArgs, CompareArgs};
 use output::RunReport;
 
 /// Runs `logbook bench` as `args` say, on its own tokio runtime.
@@ -89,8 +92,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 async fn dispatch(args: BenchArgs) -> Result<()> {
     let (report, json) = match &args.command {
-        None => return compare::run(&args.compare).await.map(drop),
-        Some(BenchCommand::Capacity(c)) => return capacity::run(c).await.map(drop),
+        None => return run_comparison(&args.compare).await.map(drop),
+        Some(BenchCommand::Capacity(c)) => return run_capacity(c).await.map(drop),
         Some(BenchCommand::Put(a)) => (loadgen::put(a).await?, &a.json),
         Some(BenchCommand::Range(a)) => (loadgen::range(a).await?, &a.load.json),
         Some(BenchCommand::TxnPut(a)) => (loadgen::txn_put(a).await?, &a.load.json),
@@ -101,7 +104,43 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
     finish(&report, json.as_deref())
 }
 
-fn finish(report: &RunReport, json: Option<&std::path::Path>) -> Result<()> {
+/// `logbook bench`: runs the comparison ([`compare::run`]), then writes its
+/// report and prints its table; returns the report directory.
+pub async fn run_comparison(args: &CompareArgs) -> Result<PathBuf> {
+    let (cmp, dir) = compare::run(args).await?;
+    report::comparison::write_comparison(&cmp, &dir)?;
+    println!("{}", report::comparison::comparison_table(&cmp));
+    let none_ran = cmp.systems.iter().all(|s| s.failure.is_some());
+    finish_suite(&cmp.notes, &dir, none_ran)?;
+    Ok(dir)
+}
+
+/// `logbook bench capacity`: runs the capacity search ([`capacity::run`]),
+/// then writes its report and prints its table; returns the report directory.
+pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
+    let (cap, dir) = capacity::run(args).await?;
+    report::capacity::write_capacity(&cap, &dir)?;
+    println!("{}", report::capacity::capacity_table(&cap));
+    let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
+    finish_suite(&cap.notes, &dir, none_ran)?;
+    Ok(dir)
+}
+
+/// The end of a comparison or capacity run, once its report is written and
+/// its table printed: its notes, where the report is, and an error when no
+/// system could be measured.
+fn finish_suite(notes: &[String], dir: &Path, none_ran: bool) -> Result<()> {
+    for n in notes {
+        println!("{n}");
+    }
+    println!("report: {}", dir.join("report.md").display());
+    if none_ran {
+        bail!("no system could be measured (see above)");
+    }
+    Ok(())
+}
+
+fn finish(report: &RunReport, json: Option<&Path>) -> Result<()> {
     print!("{}", report.render());
     if let Some(path) = json {
         report.write_json(path)?;

@@ -280,7 +280,7 @@ async fn comparison_with_etcd_alone_writes_a_report() {
         "--quiet",
     ]);
     let compare: CompareArgs = args.compare;
-    let dir = logbook_bench::compare::run(&compare).await.unwrap();
+    let dir = logbook_bench::run_comparison(&compare).await.unwrap();
     assert_eq!(dir, out.path());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| 1 (seq) |"), "{md}");
@@ -329,7 +329,7 @@ async fn capacity_with_etcd_alone_writes_a_report() {
     ]) else {
         panic!()
     };
-    let dir = logbook_bench::capacity::run(&args).await.unwrap();
+    let dir = logbook_bench::run_capacity(&args).await.unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     let sys = &json["systems"][0];

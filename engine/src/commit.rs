@@ -19,44 +19,53 @@ use std::time::Duration;
 
 use crate::btree::{self, Fill, TxPages};
 use crate::codec::encode_rev;
-use crate::engine::{CommitState, Inner, Version};
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::page;
 use crate::pager::PageRef;
 use crate::revision::Revision;
+use crate::shared::{CommitState, Shared, Version};
+
+/// Pages one relocation commit (defragment's, `defrag.rs`) may rewrite: a quarter of the
+/// page cache's pages (at least 64). Moving every live page in one commit held the whole
+/// live tree in memory at once (as dirty pages), which the allocator then kept: memory that
+/// grew with the database.
+pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
+    (opts.cache_size / page_size / 4).max(64)
+}
 
 /// The background committer's loop.
-pub(crate) fn run_committer(inner: Arc<Inner>) {
+pub(crate) fn run_committer(shared: Arc<Shared>) {
     loop {
-        let busy = inner.commit.lock().job.is_some();
+        let busy = shared.commit.lock().job.is_some();
         let wait =
-            if busy { inner.opts.compaction_sleep_interval } else { inner.opts.commit_interval };
+            if busy { shared.opts.compaction_sleep_interval } else { shared.opts.commit_interval };
         {
-            let mut woken = inner.wake.lock();
-            if !*woken && !inner.shutdown.load(Ordering::Acquire) {
-                inner.wake_cv.wait_for(&mut woken, wait.min(Duration::from_secs(3600)));
+            let mut woken = shared.wake.lock();
+            if !*woken && !shared.shutdown.load(Ordering::Acquire) {
+                shared.wake_cv.wait_for(&mut woken, wait.min(Duration::from_secs(3600)));
             }
             *woken = false;
         }
-        if inner.poisoned.lock().is_some() {
-            if inner.shutdown.load(Ordering::Acquire) {
+        if shared.poisoned.lock().is_some() {
+            if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
             continue;
         }
-        if let Err(e) = crate::compaction::step(&inner) {
+        if let Err(e) = crate::compaction::step(&shared) {
             tracing::error!(error = %e, "compaction step failed");
         }
-        if let Err(e) = inner.commit_now() {
-            tracing::error!(error = %e, path = %inner.path.display(), "background commit failed");
+        if let Err(e) = shared.commit_now() {
+            tracing::error!(error = %e, path = %shared.path.display(), "background commit failed");
         }
-        if inner.shutdown.load(Ordering::Acquire) {
+        if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
     }
 }
 
-impl Inner {
+impl Shared {
     /// Commits everything applied so far (see the module doc).
     pub(crate) fn commit_now(&self) -> Result<()> {
         let mut cs = self.commit.lock();
@@ -132,7 +141,7 @@ impl Inner {
             meta.rev_root = btree::apply(&mut tx, meta.rev_root, &rev_ops, Fill::Greedy)?;
             meta.meta_root = btree::apply(&mut tx, meta.meta_root, &meta_ops, Fill::Even)?;
             if let Some(limit) = relocate {
-                let mut budget = crate::defrag::relocate_budget(&self.opts, page_size);
+                let mut budget = relocate_budget(&self.opts, page_size);
                 meta.rev_root = btree::relocate(&mut tx, meta.rev_root, limit, &mut budget)?;
                 meta.meta_root = btree::relocate(&mut tx, meta.meta_root, limit, &mut budget)?;
             }

@@ -24,9 +24,9 @@ use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
 use crate::codec::{decode_record, decode_rev, encode_rev};
-use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::revision::Revision;
+use crate::shared::{CompactionJob, Shared};
 
 /// Revisions the tree pass visits per batch, per key of `compaction_batch_limit`: a key
 /// batch drops about this many revisions when keys have a few versions each.
@@ -35,23 +35,7 @@ pub const TREE_BATCH_FACTOR: usize = 16;
 /// Index lookups per hold of the index lock in the tree pass (writers wait at most this long).
 const LOOKUP_CHUNK: usize = 1024;
 
-/// A compaction in progress.
-#[derive(Debug)]
-pub(crate) struct CompactionJob {
-    pub target: i64,
-    /// Index pass: resume after this key (`None`: from the first key).
-    pub after: Option<Vec<u8>>,
-    /// Tree pass: resume at this revision; `None` while the index pass runs.
-    pub tree_from: Option<Revision>,
-}
-
-impl CompactionJob {
-    pub fn new(target: i64) -> CompactionJob {
-        CompactionJob { target, after: None, tree_from: None }
-    }
-}
-
-impl Inner {
+impl Shared {
     /// Records a compaction at `rev`, in write order.
     pub(crate) fn schedule_compaction(&self, rev: i64) -> Result<()> {
         let _writer = self.writer.lock();
@@ -70,13 +54,27 @@ impl Inner {
         self.wake_committer();
         Ok(())
     }
+
+    /// Blocks until the physical work of every compaction up to `revision` is done
+    /// ([`Engine::wait_compacted`](crate::Engine::wait_compacted)).
+    pub(crate) fn wait_compacted(&self, revision: i64) {
+        let target = revision.min(self.compact_rev.load(Ordering::Acquire));
+        let mut done = self.finished_compact.lock();
+        while *done < target
+            && self.poisoned.lock().is_none()
+            && !self.shutdown.load(Ordering::Acquire)
+        {
+            self.wake_committer();
+            self.compacted_cv.wait_for(&mut done, std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// One batch of compaction work, if any is due. Called by the committer before it commits.
-pub(crate) fn step(inner: &Inner) -> Result<()> {
-    let mut guard = inner.commit.lock();
+pub(crate) fn step(shared: &Shared) -> Result<()> {
+    let mut guard = shared.commit.lock();
     let cs = &mut *guard;
-    let scheduled = inner.compact_rev.load(Ordering::Acquire);
+    let scheduled = shared.compact_rev.load(Ordering::Acquire);
     if cs.job.is_none() && scheduled > cs.compacted_through {
         cs.job = Some(CompactionJob::new(scheduled));
     }
@@ -86,13 +84,13 @@ pub(crate) fn step(inner: &Inner) -> Result<()> {
         return Ok(());
     }
     let target = job.target;
-    let batch = inner.opts.compaction_batch_limit.max(1);
+    let batch = shared.opts.compaction_batch_limit.max(1);
 
     let Some(from) = job.tree_from else {
         // The index pass.
         let mut removed = Vec::new();
         let mut last = None;
-        let mut index = inner.index.write();
+        let mut index = shared.index.write();
         let mut empty = Vec::new();
         let mut n = 0;
         index.for_each_mut(job.after.as_deref(), |k, ki| {
@@ -126,10 +124,10 @@ pub(crate) fn step(inner: &Inner) -> Result<()> {
     let mut found: Vec<(Revision, Vec<u8>)> = Vec::new();
     let mut next = None;
     let root = cs.meta.rev_root;
-    let mut c = Cursor::seek(&inner.store, root, &encode_rev(from))?;
+    let mut c = Cursor::seek(&shared.store, root, &encode_rev(from))?;
     while let Some((k, v)) = c.next()? {
         let rev =
-            decode_rev(&k).ok_or_else(|| inner.store.corrupted(root, "malformed revision key"))?;
+            decode_rev(&k).ok_or_else(|| shared.store.corrupted(root, "malformed revision key"))?;
         if rev.main > target {
             break;
         }
@@ -138,14 +136,14 @@ pub(crate) fn step(inner: &Inner) -> Result<()> {
             break;
         }
         let rec = decode_record(&v).ok_or_else(|| {
-            inner.store.corrupted(root, format!("malformed record at revision {rev}"))
+            shared.store.corrupted(root, format!("malformed record at revision {rev}"))
         })?;
         found.push((rev, rec.key.to_vec()));
     }
     // A revision <= target stays only if it is the version its key shows at target (writes
     // never change that, and the index pass keeps it).
     for chunk in found.chunks(LOOKUP_CHUNK) {
-        let index = inner.index.read();
+        let index = shared.index.read();
         for (rev, key) in chunk {
             let kept = index.get(key).and_then(|ki| ki.get(target)).is_some_and(|h| h.rev == *rev);
             if !kept {
@@ -175,8 +173,8 @@ mod tests {
 
     /// Every revision in the committed revision tree.
     fn tree_revisions(e: &Engine) -> Vec<Revision> {
-        let cs = e.inner.commit.lock();
-        let mut c = Cursor::seek(&e.inner.store, cs.meta.rev_root, b"").unwrap();
+        let cs = e.shared.commit.lock();
+        let mut c = Cursor::seek(&e.shared.store, cs.meta.rev_root, b"").unwrap();
         let mut out = Vec::new();
         while let Some((k, _)) = c.next().unwrap() {
             out.push(decode_rev(&k).unwrap());

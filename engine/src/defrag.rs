@@ -11,33 +11,26 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::engine::Inner;
+use crate::commit::relocate_budget;
 use crate::error::Result;
 use crate::meta::META_PAGES;
-use crate::options::Options;
+use crate::shared::Shared;
 
 /// Relocation rounds beyond those the budget needs (each moves what the previous could
 /// not: rewriting a page's parents frees pages low in the file only after the commit).
 const ROUNDS: usize = 4;
 
-/// Pages one relocation commit may rewrite: a quarter of the page cache's pages (at least
-/// 64). Moving every live page in one commit held the whole live tree in memory at once
-/// (as dirty pages), which the allocator then kept: memory that grew with the database.
-pub(crate) fn relocate_budget(opts: &Options, page_size: usize) -> usize {
-    (opts.cache_size / page_size / 4).max(64)
-}
-
-pub(crate) fn defragment(inner: &Inner) -> Result<()> {
-    inner.commit_now()?;
+pub(crate) fn defragment(shared: &Shared) -> Result<()> {
+    shared.commit_now()?;
     let rounds = {
-        let cs = inner.commit.lock();
-        let budget = relocate_budget(&inner.opts, inner.store.page_size()) as u64;
+        let cs = shared.commit.lock();
+        let budget = relocate_budget(&shared.opts, shared.store.page_size()) as u64;
         ROUNDS + cs.meta.page_count.div_ceil(budget) as usize
     };
     for _ in 0..rounds {
-        let mut cs = inner.commit.lock();
-        inner.check_poison()?;
-        inner.release_versions(&mut cs);
+        let mut cs = shared.commit.lock();
+        shared.check_poison()?;
+        shared.release_versions(&mut cs);
         let free = (cs.freelist.free_count() + cs.freelist.pending_count()) as u64;
         let count = cs.meta.page_count;
         // Live pages plus the freelist chain's own pages and some slack for the commit itself.
@@ -46,20 +39,20 @@ pub(crate) fn defragment(inner: &Inner) -> Result<()> {
             break;
         }
         cs.relocate_below = Some(target);
-        inner
+        shared
             .commit_locked(&mut cs)
-            .inspect_err(|e| *inner.poisoned.lock() = Some(e.to_string()))?;
+            .inspect_err(|e| *shared.poisoned.lock() = Some(e.to_string()))?;
     }
-    let mut cs = inner.commit.lock();
-    inner.release_versions(&mut cs);
+    let mut cs = shared.commit.lock();
+    shared.release_versions(&mut cs);
     cs.truncate_to = Some(META_PAGES);
-    let r = inner.commit_locked(&mut cs);
+    let r = shared.commit_locked(&mut cs);
     if let Err(e) = &r {
-        *inner.poisoned.lock() = Some(e.to_string());
+        *shared.poisoned.lock() = Some(e.to_string());
     }
     tracing::info!(
         pages = cs.meta.page_count,
-        shutdown = inner.shutdown.load(Ordering::Relaxed),
+        shutdown = shared.shutdown.load(Ordering::Relaxed),
         "defragmented"
     );
     r

@@ -1,112 +1,25 @@
-//! The engine: opening the file, the shared state, and every read.
-//!
-//! State and who guards it (locks are always taken in this order: `commit`, `writer`,
-//! `version`/`index`/`memtable`/`metas`, each of the last four held only briefly):
-//!
-//! - `writer`: the single-writer lock a [`WriteTxn`] holds; orders writes and compactions
-//!   (Raft order) and gives the committer a consistent cut (revision, applied index).
-//! - `index`: key -> revisions and cached latest record (see `key_map.rs`), updated by
-//!   writes, read by reads.
-//! - `memtable`: revision -> record for every write not yet released after its commit:
-//!   readers find applied-but-uncommitted writes here.
-//! - `version`: the latest committed tree version. A reader clones the `Arc` first and
-//!   reads tree pages only through it; the committer reuses a freed page, or drops a
-//!   memtable entry, only once every version that might need it is no longer held.
-//! - `commit`: held by whoever commits (the background committer, `commit`, `defragment`).
+//! The engine: [`Engine`], the public handle, a thin wrapper over the shared state
+//! (`shared.rs`) and the committer thread. Each method hands its work to the module that
+//! owns it: reads to `read.rs`, writes to `txn.rs`, commits to `commit.rs`, and so on.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
-
-use crate::btree::{self, Cursor};
-use crate::codec::{self, decode_record, encode_rev};
-use crate::compaction::CompactionJob;
+use crate::codec;
 use crate::error::{Error, Result};
-use crate::freelist::Freelist;
+use crate::history::{BulkLoad, History};
 use crate::io::{FileStorage, Storage};
-use crate::key_index::Hit;
-use crate::key_map::{Key, KeyMap};
-use crate::kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, in_range};
-use crate::meta::{META_PAGES, Meta};
+use crate::kv::{Event, RangeOptions, RangeResult};
 use crate::options::Options;
-use crate::page::{self, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
-use crate::pager::PageStore;
-use crate::revision::Revision;
+use crate::shared::Shared;
 use crate::txn::WriteTxn;
-
-/// Keys looked up per hold of the index lock in a range (writers wait at most this long).
-const INDEX_CHUNK: usize = 1024;
-
-/// A committed tree version, as readers hold it.
-#[derive(Debug)]
-pub(crate) struct Version {
-    pub meta: Meta,
-}
-
-/// What the committer owns.
-pub(crate) struct CommitState {
-    /// The last durable commit.
-    pub meta: Meta,
-    pub freelist: Freelist,
-    /// Pages of the persisted freelist chain of `meta`.
-    pub freelist_pages: Vec<u64>,
-    /// Superseded versions that readers may still hold, oldest first, each with the txid and
-    /// persisted revision of the commit that superseded it.
-    pub old: VecDeque<(Arc<Version>, u64, i64)>,
-    pub job: Option<CompactionJob>,
-    /// Highest compaction whose index pass is done.
-    pub compacted_through: i64,
-    /// Revisions compaction dropped from the index, to delete from the tree.
-    pub deletions: Vec<Revision>,
-    /// Set when a compaction's index pass is done: the next commit records it finished.
-    pub finishing: Option<i64>,
-    /// Set by defragment: cut the free tail of the file in the next commit (down to at
-    /// least this many pages).
-    pub truncate_to: Option<u64>,
-    /// Set by defragment: the next commit moves every live page at or above this id.
-    pub relocate_below: Option<u64>,
-}
-
-/// State the single writer owns.
-#[derive(Default)]
-pub(crate) struct WriterState {
-    /// Side-bucket changes applied but not yet committed, in order.
-    pub pending_meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-pub(crate) struct Inner {
-    pub path: PathBuf,
-    pub opts: Options,
-    pub store: PageStore,
-    pub writer: Mutex<WriterState>,
-    pub index: RwLock<KeyMap>,
-    pub memtable: RwLock<BTreeMap<Revision, Arc<[u8]>>>,
-    pub metas: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
-    pub version: RwLock<Arc<Version>>,
-    pub commit: Mutex<CommitState>,
-    pub current_rev: AtomicI64,
-    pub applied_index: AtomicU64,
-    pub compact_rev: AtomicI64,
-    pub durable_applied: AtomicU64,
-    /// Highest compaction physically finished; waiters sleep on `compacted_cv`.
-    pub finished_compact: Mutex<i64>,
-    pub compacted_cv: Condvar,
-    pub poisoned: Mutex<Option<String>>,
-    /// Wakes the background committer early.
-    pub wake: Mutex<bool>,
-    pub wake_cv: Condvar,
-    pub writes_since_commit: AtomicUsize,
-    pub shutdown: AtomicBool,
-}
 
 /// The MVCC storage engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) shared: Arc<Shared>,
     committer: Option<JoinHandle<()>>,
 }
 
@@ -132,157 +45,42 @@ impl Engine {
         path: impl AsRef<Path>,
         options: Options,
     ) -> Result<Engine> {
-        let path = path.as_ref().to_path_buf();
-        let ps = options.page_size;
-        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) || !ps.is_power_of_two() {
-            return Err(Error::InvalidArgument(format!(
-                "page size {ps} is not a power of two in 1 KiB..=32 KiB"
-            )));
-        }
-        if storage.is_empty()? {
-            let meta = Meta {
-                page_size: ps as u32,
-                page_count: META_PAGES,
-                current_revision: 1,
-                ..Meta::default()
-            };
-            let mut p = vec![0u8; ps];
-            meta.encode(&mut p);
-            storage.write_at(&p, 0)?;
-            storage.write_at(&vec![0u8; ps], ps as u64)?;
-            storage.sync()?;
-        }
-        let meta = read_meta(storage.as_ref(), &path, ps)?;
-        let page_size = meta.page_size as usize;
-        let store = PageStore::new(storage, &path, page_size, options.cache_size);
-
-        // Freelist.
-        let mut free = Vec::new();
-        let mut freelist_pages = Vec::new();
-        let mut id = meta.freelist_root;
-        while id != 0 {
-            let p = store.read(id)?;
-            page::freelist_page_ids(&p, META_PAGES..meta.page_count, &mut free)
-                .map_err(|reason| store.corrupted(id, reason))?;
-            freelist_pages.push(id);
-            if freelist_pages.len() as u64 > meta.page_count {
-                return Err(store.corrupted(id, "freelist chain loops"));
-            }
-            id = page::freelist_next(&p);
-        }
-        if let Some(bad) = free.iter().find(|id| **id < META_PAGES || **id >= meta.page_count) {
-            return Err(store.corrupted(
-                meta.freelist_root,
-                format!("freelist names page {bad} outside the file"),
-            ));
-        }
-
-        // Side buckets.
-        let mut metas = BTreeMap::new();
-        let mut c = Cursor::seek(&store, meta.meta_root, b"")?;
-        while let Some((k, v)) = c.next()? {
-            metas.insert(k, v);
-        }
-
-        // Rebuild the index from the revision tree (this also verifies every page of it),
-        // caching each key's latest record.
-        let mut index = KeyMap::new(options.latest_cache_size, options.latest_cache_max_record);
-        let mut c = Cursor::seek(&store, meta.rev_root, b"")?;
-        while let Some((k, v)) = c.next()? {
-            let rev = codec::decode_rev(&k)
-                .ok_or_else(|| store.corrupted(meta.rev_root, "malformed revision key"))?;
-            let rec = decode_record(&v).ok_or_else(|| {
-                store.corrupted(meta.rev_root, format!("malformed record at revision {rev}"))
-            })?;
-            let put = rec.put.map(|p| (p.create_revision, p.version));
-            let mut ki = index.get_or_insert(rec.key);
-            if put.is_none() {
-                ki.clear_latest();
-            }
-            ki.restore(rev, put);
-            if put.is_some() && ki.live().is_some_and(|h| h.rev == rev) {
-                ki.set_latest(rev, &v);
-            }
-        }
-
-        let version = Arc::new(Version { meta: meta.clone() });
-        let inner = Arc::new(Inner {
-            path,
-            store,
-            writer: Mutex::new(WriterState::default()),
-            index: RwLock::new(index),
-            memtable: RwLock::new(BTreeMap::new()),
-            metas: RwLock::new(metas),
-            version: RwLock::new(version),
-            current_rev: AtomicI64::new(meta.current_revision.max(1)),
-            applied_index: AtomicU64::new(meta.applied_index),
-            compact_rev: AtomicI64::new(meta.scheduled_compact),
-            durable_applied: AtomicU64::new(meta.applied_index),
-            finished_compact: Mutex::new(meta.finished_compact),
-            compacted_cv: Condvar::new(),
-            poisoned: Mutex::new(None),
-            wake: Mutex::new(false),
-            wake_cv: Condvar::new(),
-            writes_since_commit: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-            commit: Mutex::new(CommitState {
-                compacted_through: meta.finished_compact,
-                relocate_below: None,
-                freelist: Freelist::from_free(free),
-                freelist_pages,
-                meta,
-                old: VecDeque::new(),
-                job: None,
-                deletions: Vec::new(),
-                finishing: None,
-                truncate_to: None,
-            }),
-            opts: options,
-        });
-        let bg = inner.clone();
+        let shared = Arc::new(Shared::open(storage, path.as_ref().to_path_buf(), options)?);
+        let bg = shared.clone();
         let committer = std::thread::Builder::new()
             .name("engine-commit".into())
             .spawn(move || crate::commit::run_committer(bg))?;
-        Ok(Engine { inner, committer: Some(committer) })
+        Ok(Engine { shared, committer: Some(committer) })
     }
 
     /// The store's revision: 1 for an empty store, then the main revision of the last write.
     pub fn current_revision(&self) -> i64 {
-        self.inner.current_rev.load(Ordering::Acquire)
+        self.shared.current_rev.load(Ordering::Acquire)
     }
 
     /// The highest compaction revision requested; 0 if never compacted.
     pub fn compact_revision(&self) -> i64 {
-        self.inner.compact_rev.load(Ordering::Acquire)
+        self.shared.compact_rev.load(Ordering::Acquire)
     }
 
     /// The last Raft index applied (in memory).
     pub fn applied_index(&self) -> u64 {
-        self.inner.applied_index.load(Ordering::Acquire)
+        self.shared.applied_index.load(Ordering::Acquire)
     }
 
     /// The last Raft index recorded by a completed commit.
     pub fn durable_applied_index(&self) -> u64 {
-        self.inner.durable_applied.load(Ordering::Acquire)
+        self.shared.durable_applied.load(Ordering::Acquire)
     }
 
     /// Reads a range at a revision (see [`RangeOptions`]).
     pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
-        let mut attempt = 0;
-        loop {
-            let cur = self.current_revision();
-            match self.inner.range_at(opts, cur) {
-                // A read at the current revision overtaken by writes and a compaction above
-                // the revision it started at: read again at the new current revision.
-                Err(Error::Compacted) if opts.revision <= 0 && attempt < 8 => attempt += 1,
-                r => return r,
-            }
-        }
+        self.shared.range(opts)
     }
 
     /// Begins the write transaction for Raft entry `raft_index` (waits for the writer lock).
     pub fn write(&self, raft_index: u64) -> WriteTxn<'_> {
-        WriteTxn::begin(&self.inner, raft_index)
+        WriteTxn::begin(&self.shared, raft_index)
     }
 
     /// Changes with revision `>= start_revision` to keys in `[key, range_end)`, in revision
@@ -296,44 +94,36 @@ impl Engine {
         prev_kv: bool,
         limit: usize,
     ) -> Result<(Vec<Event>, i64)> {
-        self.inner.changes(start_revision, key, range_end, prev_kv, limit)
+        self.shared.changes(start_revision, key, range_end, prev_kv, limit)
     }
 
     /// Compacts at `revision`: reads below it fail with `Compacted` from now on; the
     /// superseded versions are removed in the background, in bounded batches.
     pub fn compact(&self, revision: i64) -> Result<()> {
-        self.inner.schedule_compaction(revision)
+        self.shared.schedule_compaction(revision)
     }
 
     /// Blocks until the physical work of every compaction up to `revision` is done (returns
     /// at once if no such compaction was requested, or if the engine is poisoned).
     pub fn wait_compacted(&self, revision: i64) {
-        let target = revision.min(self.compact_revision());
-        let mut done = self.inner.finished_compact.lock();
-        while *done < target
-            && self.inner.poisoned.lock().is_none()
-            && !self.inner.shutdown.load(Ordering::Acquire)
-        {
-            self.inner.wake_committer();
-            self.inner.compacted_cv.wait_for(&mut done, std::time::Duration::from_millis(50));
-        }
+        self.shared.wait_compacted(revision)
     }
 
     /// A hash of every key version visible at `revision` (`<= 0`: current) and not
     /// compacted, with the compaction revision it was computed against. Members that applied
     /// the same writes and compactions agree on it, whatever their physical compaction progress.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
-        self.inner.hash_kv(revision)
+        self.shared.hash_kv(revision)
     }
 
     /// Commits everything applied so far, durably, now.
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit_now()
+        self.shared.commit_now()
     }
 
     /// A consistent point-in-time copy of the database, as a stream.
     pub fn snapshot(&self) -> Result<crate::snapshot::Snapshot> {
-        crate::snapshot::Snapshot::new(&self.inner)
+        crate::snapshot::Snapshot::new(&self.shared)
     }
 
     /// Writes a database file at `path` from a snapshot stream (verifying it); open it after.
@@ -341,33 +131,44 @@ impl Engine {
         crate::snapshot::restore(path.as_ref(), from)
     }
 
+    /// A consistent view of every stored revision and side bucket, now.
+    pub fn history(&self) -> Result<History> {
+        History::new(&self.shared)
+    }
+
+    /// Starts loading a history into this engine, which must be empty (nothing ever written).
+    /// `compact_revision` (0: none) is the compaction the history was taken after.
+    pub fn bulk_load(&self, compact_revision: i64) -> Result<BulkLoad<'_>> {
+        BulkLoad::new(&self.shared, compact_revision)
+    }
+
     /// Shrinks the file by moving live pages from its tail into free pages, online: readers
     /// and writers keep going; only the background commit waits.
     pub fn defragment(&self) -> Result<()> {
-        crate::defrag::defragment(&self.inner)
+        crate::defrag::defragment(&self.shared)
     }
 
     /// Length of the database file in bytes.
     pub fn size(&self) -> u64 {
-        self.inner.store.storage().len().unwrap_or(0)
+        self.shared.store.storage().len().unwrap_or(0)
     }
 
     /// Bytes of the file holding live data (pages in use).
     pub fn size_in_use(&self) -> u64 {
-        let cs = self.inner.commit.lock();
+        let cs = self.shared.commit.lock();
         let free = (cs.freelist.free_count() + cs.freelist.pending_count()) as u64;
-        (cs.meta.page_count.saturating_sub(free)) * self.inner.store.page_size() as u64
+        (cs.meta.page_count.saturating_sub(free)) * self.shared.store.page_size() as u64
     }
 
     /// A side-bucket value (committed or applied).
     pub fn meta_get(&self, bucket: &str, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.metas.read().get(&codec::encode_meta_key(bucket, key)).cloned()
+        self.shared.metas.read().get(&codec::encode_meta_key(bucket, key)).cloned()
     }
 
     /// Every (key, value) of a side bucket, in key order.
     pub fn meta_scan(&self, bucket: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         let prefix = codec::encode_meta_key(bucket, b"");
-        let metas = self.inner.metas.read();
+        let metas = self.shared.metas.read();
         metas
             .range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -377,579 +178,32 @@ impl Engine {
 
     /// Number of keys in the index (live or with history), for stats.
     pub fn key_count(&self) -> usize {
-        self.inner.index.read().len()
+        self.shared.index.read().len()
     }
 
     /// Fails if an earlier background commit failed (the engine must then be reopened).
     pub fn check_health(&self) -> Result<()> {
-        self.inner.check_poison()
+        self.shared.check_poison()
+    }
+
+    /// Walks the committed trees and the freelist and checks that every page below the
+    /// high-water mark is exactly one of: meta, tree, overflow, freelist, free. Reads every
+    /// page (verifying checksums). Holds the commit lock meanwhile (writes continue).
+    pub fn verify(&self) -> Result<()> {
+        crate::check::verify(&self.shared)
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.inner.shutdown.store(true, Ordering::Release);
-        self.inner.wake_committer();
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_committer();
         if let Some(h) = self.committer.take() {
             let _ = h.join();
         }
         // The committer may have been mid-commit when told to stop: a last one, clean shutdown.
-        if let Err(e) = self.inner.commit_now() {
+        if let Err(e) = self.shared.commit_now() {
             tracing::warn!(error = %e, "final commit at close failed");
-        }
-    }
-}
-
-/// Reads and picks the newest valid meta page.
-fn read_meta(storage: &dyn Storage, path: &Path, default_page_size: usize) -> Result<Meta> {
-    let len = storage.len()?;
-    let mut head = vec![0u8; 64.min(len as usize)];
-    storage.read_at(&mut head, 0)?;
-    let mut sizes = vec![default_page_size];
-    if let Some(ps) = Meta::peek_page_size(&head)
-        && ps != default_page_size
-        && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps)
-    {
-        sizes.insert(0, ps);
-    }
-    let mut reasons = Vec::new();
-    for ps in sizes {
-        let mut best: Option<Meta> = None;
-        for slot in 0..2u64 {
-            let mut p = vec![0u8; ps];
-            if storage.read_at(&mut p, slot * ps as u64).is_err() {
-                reasons.push(format!("meta page {slot}: file too short"));
-                continue;
-            }
-            match Meta::decode(&p, slot) {
-                Ok(m) if best.as_ref().is_none_or(|b| m.txid > b.txid) => best = Some(m),
-                Ok(_) => {}
-                Err(r) => reasons.push(format!("meta page {slot}: {r}")),
-            }
-        }
-        if let Some(m) = best {
-            if m.page_count * ps as u64 > len {
-                return Err(Error::Corrupted {
-                    file: path.to_path_buf(),
-                    offset: len,
-                    reason: format!(
-                        "file is {len} bytes, meta page txid {} needs {} pages",
-                        m.txid, m.page_count
-                    ),
-                });
-            }
-            return Ok(m);
-        }
-    }
-    Err(Error::Corrupted {
-        file: path.to_path_buf(),
-        offset: 0,
-        reason: format!("no valid meta page: {}", reasons.join("; ")),
-    })
-}
-
-/// Turns a stored record into a `KeyValue` at revision `rev`.
-pub(crate) fn to_kv(
-    store: &PageStore,
-    rev: Revision,
-    bytes: &[u8],
-    keys_only: bool,
-) -> Result<KeyValue> {
-    let rec = decode_record(bytes)
-        .ok_or_else(|| store.corrupted(0, format!("malformed record at revision {rev}")))?;
-    let Some(p) = rec.put else {
-        return Ok(KeyValue {
-            key: rec.key.to_vec(),
-            mod_revision: rev.main,
-            ..Default::default()
-        });
-    };
-    Ok(KeyValue {
-        key: rec.key.to_vec(),
-        create_revision: p.create_revision,
-        mod_revision: rev.main,
-        version: p.version,
-        value: if keys_only { Vec::new() } else { p.value.to_vec() },
-        lease: p.lease,
-    })
-}
-
-impl Inner {
-    pub(crate) fn pin(&self) -> Arc<Version> {
-        self.version.read().clone()
-    }
-
-    pub(crate) fn check_poison(&self) -> Result<()> {
-        match &*self.poisoned.lock() {
-            Some(e) => Err(Error::Poisoned(e.clone())),
-            None => Ok(()),
-        }
-    }
-
-    pub(crate) fn wake_committer(&self) {
-        *self.wake.lock() = true;
-        self.wake_cv.notify_one();
-    }
-
-    /// The record of `rev`: from the memtable, else from the tree version `ver`.
-    /// `ver` must have been pinned before `rev` was looked up in the index.
-    pub(crate) fn fetch(&self, ver: &Version, rev: Revision) -> Result<Arc<[u8]>> {
-        if let Some(v) = self.memtable.read().get(&rev) {
-            return Ok(v.clone());
-        }
-        match btree::get(&self.store, ver.meta.rev_root, &encode_rev(rev))? {
-            Some(v) => Ok(v.into()),
-            None => Err(self.store.corrupted(
-                ver.meta.rev_root,
-                format!("revision {rev} is in the index but not in the tree"),
-            )),
-        }
-    }
-
-    pub(crate) fn fetch_kv(
-        &self,
-        ver: &Version,
-        rev: Revision,
-        keys_only: bool,
-    ) -> Result<KeyValue> {
-        let bytes = self.fetch(ver, rev)?;
-        to_kv(&self.store, rev, &bytes, keys_only)
-    }
-
-    fn not_in_tree(&self, ver: &Version, rev: Revision) -> Error {
-        self.store.corrupted(
-            ver.meta.rev_root,
-            format!("revision {rev} is in the index but not in the tree"),
-        )
-    }
-
-    /// Fills the slots `missing` names (position in `kvs`, index hit) with their key versions.
-    /// Records still in the memtable come from there; the rest are looked up in the tree
-    /// version `ver` in revision order, in one walk that reads each page once (a range's
-    /// revisions are scattered over the tree; a descent per key was most of a range's cost).
-    /// `ver` must have been pinned before the hits were looked up in the index.
-    fn fetch_missing(
-        &self,
-        ver: &Version,
-        kvs: &mut [KeyValue],
-        missing: &[(usize, Hit)],
-        keys_only: bool,
-    ) -> Result<()> {
-        // (revision, position in `kvs`) of the records to read from the tree.
-        let mut in_tree: Vec<(Revision, usize)> = Vec::with_capacity(missing.len());
-        let mut in_memtable: Vec<(usize, Revision, Arc<[u8]>)> = Vec::new();
-        {
-            let mt = self.memtable.read();
-            for (i, h) in missing {
-                match mt.get(&h.rev) {
-                    Some(b) => in_memtable.push((*i, h.rev, b.clone())),
-                    None => in_tree.push((h.rev, *i)),
-                }
-            }
-        }
-        for (i, rev, b) in in_memtable {
-            kvs[i] = to_kv(&self.store, rev, &b, keys_only)?;
-        }
-        if !in_tree.is_empty() {
-            // Revisions are unique: sort by one integer key (a derived tuple order cost more
-            // than the tree walk).
-            in_tree.sort_unstable_by_key(|(r, _)| ((r.main as u128) << 64) | r.sub as u128);
-            let keys: Vec<[u8; codec::REV_KEY_LEN]> =
-                in_tree.iter().map(|(r, _)| encode_rev(*r)).collect();
-            btree::get_sorted(&self.store, ver.meta.rev_root, &keys, &mut |j, bytes| {
-                let (rev, i) = in_tree[j];
-                kvs[i] = to_kv(&self.store, rev, bytes, keys_only)?;
-                Ok(())
-            })?;
-        }
-        for (i, h) in missing {
-            let kv = &mut kvs[*i];
-            if kv.mod_revision == 0 {
-                return Err(self.not_in_tree(ver, h.rev));
-            }
-            kv.create_revision = h.create_revision;
-            kv.version = h.version;
-        }
-        Ok(())
-    }
-
-    /// A range read; `cur` is the revision the reader stands at (the current revision, or
-    /// a write transaction's own).
-    ///
-    /// Keys whose visible version is their cached latest one are answered while walking the
-    /// index (no page is read); the others are fetched after, in one walk of the tree.
-    pub(crate) fn range_at(&self, opts: &RangeOptions, cur: i64) -> Result<RangeResult> {
-        let rev = if opts.revision <= 0 { cur } else { opts.revision };
-        if rev > cur {
-            return Err(Error::FutureRevision);
-        }
-        let ver = self.pin();
-        let limit = if opts.limit > 0 { opts.limit as usize } else { usize::MAX };
-        let want = |h: &Hit| {
-            (opts.min_mod_revision <= 0 || h.rev.main >= opts.min_mod_revision)
-                && (opts.max_mod_revision <= 0 || h.rev.main <= opts.max_mod_revision)
-                && (opts.min_create_revision <= 0 || h.create_revision >= opts.min_create_revision)
-                && (opts.max_create_revision <= 0 || h.create_revision <= opts.max_create_revision)
-        };
-        let mut kvs: Vec<KeyValue> = Vec::new();
-        // Slots of `kvs` still to fetch (not in the latest cache).
-        let mut missing: Vec<(usize, Hit)> = Vec::new();
-        let mut count: usize = 0;
-        let keep = !opts.count_only;
-        let keys_only = opts.keys_only;
-        let store = &self.store;
-        let create_filter = opts.min_create_revision > 0 || opts.max_create_revision > 0;
-        let mut take = |ki: Key<'_>, kvs: &mut Vec<KeyValue>| -> Result<()> {
-            // Fast path: the cached latest version is visible; its record carries the create
-            // revision and version, so the generations (two more pointer chases) are skipped.
-            if let Some((r, rec)) = ki.cached_at(rev) {
-                if !(create_filter || keep && count < limit) {
-                    // Only counted: the record is not needed.
-                    let h = Hit { rev: r, create_revision: 0, version: 0 };
-                    count += usize::from(want(&h));
-                    return Ok(());
-                }
-                let (key, put) =
-                    decode_record(rec).and_then(|d| Some((d.key, d.put?))).ok_or_else(|| {
-                        store.corrupted(0, format!("malformed cached record at revision {r}"))
-                    })?;
-                let h = Hit { rev: r, create_revision: put.create_revision, version: put.version };
-                if want(&h) {
-                    if keep && count < limit {
-                        kvs.push(KeyValue {
-                            key: key.to_vec(),
-                            create_revision: put.create_revision,
-                            mod_revision: r.main,
-                            version: put.version,
-                            value: if keys_only { Vec::new() } else { put.value.to_vec() },
-                            lease: put.lease,
-                        });
-                    }
-                    count += 1;
-                }
-                return Ok(());
-            }
-            if let Some(h) = ki.get(rev)
-                && want(&h)
-            {
-                if keep && count < limit {
-                    match ki.cached(h.rev) {
-                        Some(rec) => {
-                            let mut kv = to_kv(store, h.rev, rec, keys_only)?;
-                            kv.create_revision = h.create_revision;
-                            kv.version = h.version;
-                            kvs.push(kv);
-                        }
-                        None => {
-                            missing.push((kvs.len(), h));
-                            kvs.push(KeyValue::default());
-                        }
-                    }
-                }
-                count += 1;
-            }
-            Ok(())
-        };
-        if opts.range_end.is_empty() {
-            let index = self.index.read();
-            self.check_compacted(rev)?;
-            if let Some(ki) = index.get(&opts.key) {
-                take(ki, &mut kvs)?;
-            }
-        } else {
-            let all = opts.range_end == [0];
-            if !all && opts.range_end <= opts.key {
-                self.check_compacted(rev)?;
-                return Ok(RangeResult { revision: cur, ..Default::default() });
-            }
-            let mut lower: Bound<Vec<u8>> = Bound::Included(opts.key.clone());
-            loop {
-                let index = self.index.read();
-                self.check_compacted(rev)?;
-                let upper =
-                    if all { Bound::Unbounded } else { Bound::Excluded(&opts.range_end[..]) };
-                let lo = match &lower {
-                    Bound::Included(k) => Bound::Included(&k[..]),
-                    Bound::Excluded(k) => Bound::Excluded(&k[..]),
-                    Bound::Unbounded => Bound::Unbounded,
-                };
-                // The index's leaves pack neighbouring keys' records together: the walk
-                // reads memory nearly in order.
-                let mut last = None;
-                let keys = index.range(lo, upper);
-                if keep {
-                    let room = limit.saturating_sub(kvs.len());
-                    kvs.reserve(keys.count_ahead(INDEX_CHUNK.min(room)));
-                }
-                for (n, ki) in keys.enumerate() {
-                    if n == INDEX_CHUNK {
-                        last = Some(ki.key().to_vec());
-                        break;
-                    }
-                    take(ki, &mut kvs)?;
-                }
-                match last {
-                    // `k` is the first key not yet taken.
-                    Some(k) => lower = Bound::Included(k),
-                    None => break,
-                }
-            }
-        }
-        if !missing.is_empty() {
-            self.fetch_missing(&ver, &mut kvs, &missing, keys_only)?;
-        }
-        Ok(RangeResult { kvs, count: count as i64, more: count > limit, revision: cur })
-    }
-
-    fn check_compacted(&self, rev: i64) -> Result<()> {
-        if rev < self.compact_rev.load(Ordering::Acquire) {
-            return Err(Error::Compacted);
-        }
-        Ok(())
-    }
-
-    fn changes(
-        &self,
-        start: i64,
-        key: &[u8],
-        end: &[u8],
-        prev_kv: bool,
-        limit: usize,
-    ) -> Result<(Vec<Event>, i64)> {
-        let cur = self.current_rev.load(Ordering::Acquire);
-        let start = start.max(1);
-        let ver = self.pin();
-        let compact = {
-            let _index = self.index.read();
-            self.check_compacted(start)?;
-            self.compact_rev.load(Ordering::Acquire)
-        };
-        if start > cur {
-            return Ok((Vec::new(), start));
-        }
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        let mut events = Vec::new();
-        let mut next = cur + 1;
-        let persisted = ver.meta.current_revision;
-        let mut visit = |rev: Revision, bytes: &[u8], events: &mut Vec<Event>| -> Result<bool> {
-            if events.len() >= limit
-                && events.last().is_some_and(|e: &Event| e.kv.mod_revision != rev.main)
-            {
-                next = rev.main;
-                return Ok(false);
-            }
-            let rec = decode_record(bytes)
-                .ok_or_else(|| self.store.corrupted(0, format!("malformed record at {rev}")))?;
-            if !in_range(rec.key, key, end) {
-                return Ok(true);
-            }
-            // At the compaction revision only the version compaction keeps is reported (the
-            // others may or may not be physically gone yet; every member must answer alike).
-            if rev.main <= compact {
-                let kept = rec.put.is_some()
-                    && self
-                        .index
-                        .read()
-                        .get(rec.key)
-                        .and_then(|ki| ki.get(compact))
-                        .is_some_and(|h| h.rev == rev);
-                if !kept {
-                    return Ok(true);
-                }
-            }
-            let kv = to_kv(&self.store, rev, bytes, false)?;
-            // An event at the compaction revision replaced a version compaction dropped.
-            let prev = if prev_kv && rev.main > compact {
-                let hit = self.index.read().get(rec.key).and_then(|ki| ki.before(rev));
-                match hit {
-                    Some(h) => Some(self.fetch_kv(&ver, h.rev, false)?),
-                    None => None,
-                }
-            } else {
-                None
-            };
-            let kind = if rec.put.is_some() { EventKind::Put } else { EventKind::Delete };
-            events.push(Event { kind, kv, prev_kv: prev });
-            Ok(true)
-        };
-        let mut more = true;
-        if start <= persisted {
-            let mut c =
-                Cursor::seek(&self.store, ver.meta.rev_root, &encode_rev(Revision::new(start, 0)))?;
-            while let Some((k, v)) = c.next()? {
-                let rev = codec::decode_rev(&k).ok_or_else(|| {
-                    self.store.corrupted(ver.meta.rev_root, "malformed revision key")
-                })?;
-                if rev.main > persisted.min(cur) {
-                    break;
-                }
-                if !visit(rev, &v, &mut events)? {
-                    more = false;
-                    break;
-                }
-            }
-        }
-        if more && cur > persisted {
-            let from = Revision::new(start.max(persisted + 1), 0);
-            let entries: Vec<(Revision, Arc<[u8]>)> = self
-                .memtable
-                .read()
-                .range(from..=Revision::max_of(cur))
-                .map(|(r, v)| (*r, v.clone()))
-                .collect();
-            for (rev, v) in entries {
-                if !visit(rev, &v, &mut events)? {
-                    break;
-                }
-            }
-        }
-        Ok((events, next))
-    }
-
-    fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
-        let cur = self.current_rev.load(Ordering::Acquire);
-        let rev = if revision <= 0 { cur } else { revision };
-        if rev > cur {
-            return Err(Error::FutureRevision);
-        }
-        let ver = self.pin();
-        let (compact, keep) = {
-            let index = self.index.read();
-            self.check_compacted(rev)?;
-            let compact = self.compact_rev.load(Ordering::Acquire);
-            let keep: HashSet<Revision> = if compact > 0 {
-                index.iter().filter_map(|ki| ki.get(compact).map(|h| h.rev)).collect()
-            } else {
-                HashSet::new()
-            };
-            (compact, keep)
-        };
-        let mut crc = 0u32;
-        let mut feed = |r: Revision, bytes: &[u8]| {
-            if r.main <= compact && !keep.contains(&r) {
-                return;
-            }
-            crc = crc32c::crc32c_append(crc, &encode_rev(r));
-            crc = crc32c::crc32c_append(crc, bytes);
-        };
-        let persisted = ver.meta.current_revision;
-        let mut c = Cursor::seek(&self.store, ver.meta.rev_root, b"")?;
-        while let Some((k, v)) = c.next()? {
-            let r = codec::decode_rev(&k)
-                .ok_or_else(|| self.store.corrupted(ver.meta.rev_root, "malformed revision key"))?;
-            if r.main > rev.min(persisted) {
-                break;
-            }
-            feed(r, &v);
-        }
-        if rev > persisted {
-            let mt = self.memtable.read();
-            for (r, v) in mt.range(Revision::new(persisted + 1, 0)..=Revision::max_of(rev)) {
-                feed(*r, v);
-            }
-        }
-        Ok((crc, compact))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    use super::*;
-    use crate::io::MemStorage;
-
-    /// Ranges over thousands of keys (many index leaves, split and merged as keys come and
-    /// go), with and without room in the latest cache, at the current and at older
-    /// revisions, against a model of each revision's contents; then again after a reopen.
-    #[test]
-    fn ranges_over_many_index_leaves_match_a_model() {
-        let seed = crate::test_seed("index-leaf range test");
-        let mut rng = StdRng::seed_from_u64(seed);
-        for cache in [0, 200_000, 64 << 20] {
-            let opts = Options { latest_cache_size: cache, ..Options::default() };
-            let storage = Arc::new(MemStorage::new());
-            let mut e = Engine::open_with_storage(storage.clone(), "db", opts.clone()).unwrap();
-            // Key -> (create, mod, version, value), one map per revision written.
-            let mut live: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
-            let mut states: Vec<(i64, BTreeMap<Vec<u8>, KeyValue>)> = Vec::new();
-            for batch in 0..40u64 {
-                let mut t = e.write(batch + 1);
-                let rev = t.revision();
-                for _ in 0..200 {
-                    let k = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
-                    if rng.random_bool(0.15) {
-                        let end = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
-                        t.delete_range(&k, if end > k { &end[..] } else { b"" }).unwrap();
-                        let gone: Vec<Vec<u8>> = if end > k {
-                            live.range(k.clone()..end).map(|(k, _)| k.clone()).collect()
-                        } else {
-                            live.get(&k).map(|_| k.clone()).into_iter().collect()
-                        };
-                        for g in gone {
-                            live.remove(&g);
-                        }
-                    } else {
-                        let value = vec![b'a' + (batch % 26) as u8; rng.random_range(0..300)];
-                        t.put(&k, &value, 0).unwrap();
-                        let kv = live.entry(k.clone()).or_insert_with(|| KeyValue {
-                            key: k.clone(),
-                            create_revision: rev,
-                            ..Default::default()
-                        });
-                        kv.mod_revision = rev;
-                        kv.version += 1;
-                        kv.value = value;
-                    }
-                }
-                assert_eq!(t.commit(), rev);
-                states.push((rev, live.clone()));
-                if batch % 9 == 0 {
-                    e.commit().unwrap();
-                }
-            }
-            for round in 0..2 {
-                for _ in 0..60 {
-                    let (rev, state) = &states[rng.random_range(0..states.len())];
-                    let a = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
-                    let b = format!("key/{:05}", rng.random_range(0..3000)).into_bytes();
-                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                    let o = RangeOptions {
-                        revision: if rng.random_bool(0.5) { *rev } else { 0 },
-                        limit: if rng.random_bool(0.3) { rng.random_range(1..50) } else { 0 },
-                        keys_only: rng.random_bool(0.2),
-                        count_only: rng.random_bool(0.1),
-                        min_mod_revision: if rng.random_bool(0.2) { rev - 10 } else { 0 },
-                        ..RangeOptions::range(lo.clone(), hi.clone())
-                    };
-                    let state = if o.revision == 0 { &states.last().unwrap().1 } else { state };
-                    let mut want: Vec<KeyValue> = state
-                        .range(lo.clone()..hi.clone())
-                        .map(|(_, kv)| kv.clone())
-                        .filter(|kv| kv.mod_revision >= o.min_mod_revision)
-                        .collect();
-                    let count = want.len() as i64;
-                    let more = o.limit > 0 && count > o.limit;
-                    if o.limit > 0 {
-                        want.truncate(o.limit as usize);
-                    }
-                    if o.count_only {
-                        want.clear();
-                    }
-                    if o.keys_only {
-                        want.iter_mut().for_each(|kv| kv.value.clear());
-                    }
-                    let got = e.range(&o).unwrap();
-                    let ctx = format!("seed {seed} cache {cache} round {round} {o:?}");
-                    assert_eq!((got.count, got.more), (count, more), "{ctx}");
-                    assert_eq!(got.kvs, want, "{ctx}");
-                }
-                drop(e);
-                e = Engine::open_with_storage(storage.clone(), "db", opts.clone()).unwrap();
-            }
         }
     }
 }

@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering;
 
 use crate::btree::Cursor;
 use crate::codec::{self, decode_record, encode_rev};
-use crate::engine::{Engine, Inner, Version};
 use crate::error::{Error, Result};
 use crate::revision::Revision;
+use crate::shared::{Shared, Version};
 
 /// Records read from the tree per seek while iterating.
 const BATCH: usize = 512;
@@ -45,7 +45,7 @@ pub struct PutRecord {
 /// index and side buckets all as of one write. Holding it pins one tree version (no page
 /// it reads is reused) but blocks neither readers nor writers.
 pub struct History {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     ver: Arc<Version>,
     revision: i64,
     compact_revision: i64,
@@ -55,39 +55,20 @@ pub struct History {
     metas: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-impl Engine {
-    /// A consistent view of every stored revision and side bucket, now.
-    pub fn history(&self) -> Result<History> {
-        History::new(&self.inner)
-    }
-
-    /// Starts loading a history into this engine, which must be empty (nothing ever written).
-    /// `compact_revision` (0: none) is the compaction the history was taken after.
-    pub fn bulk_load(&self, compact_revision: i64) -> Result<BulkLoad<'_>> {
-        let inner = &*self.inner;
-        if inner.current_rev.load(Ordering::Acquire) != 1 || !inner.index.read().is_empty() {
-            return Err(Error::InvalidArgument("bulk load needs an empty engine".into()));
-        }
-        if compact_revision < 0 {
-            return Err(Error::InvalidArgument("negative compaction revision".into()));
-        }
-        Ok(BulkLoad { inner, compact: compact_revision, last: None, pending: 0, metas: Vec::new() })
-    }
-}
-
 impl History {
-    fn new(inner: &Arc<Inner>) -> Result<History> {
+    /// Takes the view ([`Engine::history`](crate::Engine::history)).
+    pub(crate) fn new(shared: &Arc<Shared>) -> Result<History> {
         // Most of it into the tree first, so that iterating rarely needs the memtable.
-        inner.commit_now()?;
+        shared.commit_now()?;
         // Under the writer lock nothing is half-applied: revision, applied index and side
         // buckets agree. Revisions above `revision` are never visited.
-        let _writer = inner.writer.lock();
-        let ver = inner.pin();
-        let revision = inner.current_rev.load(Ordering::Acquire);
-        let applied_index = inner.applied_index.load(Ordering::Acquire);
-        let metas = inner.metas.read().clone();
-        let index = inner.index.read();
-        let compact_revision = inner.compact_rev.load(Ordering::Acquire);
+        let _writer = shared.writer.lock();
+        let ver = shared.pin();
+        let revision = shared.current_rev.load(Ordering::Acquire);
+        let applied_index = shared.applied_index.load(Ordering::Acquire);
+        let metas = shared.metas.read().clone();
+        let index = shared.index.read();
+        let compact_revision = shared.compact_rev.load(Ordering::Acquire);
         let keep = if compact_revision > 0 {
             index.iter().filter_map(|ki| ki.get(compact_revision).map(|h| h.rev)).collect()
         } else {
@@ -95,7 +76,7 @@ impl History {
         };
         drop(index);
         Ok(History {
-            inner: inner.clone(),
+            shared: shared.clone(),
             ver,
             revision,
             compact_revision,
@@ -143,7 +124,7 @@ impl History {
     /// returns the last revision scanned (`None`: nothing left).
     fn batch(&self, from: Revision, out: &mut Vec<RevisionRecord>) -> Result<Option<Revision>> {
         let persisted = self.ver.meta.current_revision.min(self.revision);
-        let store = &self.inner.store;
+        let store = &self.shared.store;
         let mut scanned = 0;
         let mut last = None;
         let push = |rev: Revision, bytes: &[u8], out: &mut Vec<RevisionRecord>| -> Result<()> {
@@ -181,7 +162,7 @@ impl History {
         }
         if scanned < BATCH && self.revision > persisted {
             let lo = from.max(Revision::new(persisted + 1, 0));
-            let mt = self.inner.memtable.read();
+            let mt = self.shared.memtable.read();
             for (rev, v) in mt.range(lo..=Revision::max_of(self.revision)) {
                 if scanned >= BATCH {
                     break;
@@ -235,14 +216,31 @@ impl Iterator for Records<'_> {
 /// Records must come in strictly increasing revision order. Memory stays bounded: loaded
 /// records are committed in batches. Nobody else may use the engine until [`BulkLoad::finish`].
 pub struct BulkLoad<'a> {
-    inner: &'a Inner,
+    shared: &'a Shared,
     compact: i64,
     last: Option<Revision>,
     pending: usize,
     metas: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl BulkLoad<'_> {
+impl<'a> BulkLoad<'a> {
+    /// Starts a bulk load ([`Engine::bulk_load`](crate::Engine::bulk_load)).
+    pub(crate) fn new(shared: &'a Shared, compact_revision: i64) -> Result<BulkLoad<'a>> {
+        if shared.current_rev.load(Ordering::Acquire) != 1 || !shared.index.read().is_empty() {
+            return Err(Error::InvalidArgument("bulk load needs an empty engine".into()));
+        }
+        if compact_revision < 0 {
+            return Err(Error::InvalidArgument("negative compaction revision".into()));
+        }
+        Ok(BulkLoad {
+            shared,
+            compact: compact_revision,
+            last: None,
+            pending: 0,
+            metas: Vec::new(),
+        })
+    }
+
     fn advance(&mut self, rev: Revision) -> Result<()> {
         if rev.main < 1 || rev.sub < 0 {
             return Err(Error::InvalidArgument(format!("revision {rev} is not a write revision")));
@@ -255,9 +253,9 @@ impl BulkLoad<'_> {
             }
             if rev.main > last.main {
                 // Every change of `last.main` is in: it may be committed.
-                self.inner.current_rev.store(last.main, Ordering::Release);
+                self.shared.current_rev.store(last.main, Ordering::Release);
                 if self.pending >= LOAD_COMMIT_BYTES {
-                    self.inner.commit_now()?;
+                    self.shared.commit_now()?;
                     self.pending = 0;
                 }
             }
@@ -280,13 +278,13 @@ impl BulkLoad<'_> {
         let rec: std::sync::Arc<[u8]> =
             codec::encode_put(key, put.create_revision, put.version, put.lease, &put.value).into();
         {
-            let mut index = self.inner.index.write();
+            let mut index = self.shared.index.write();
             let mut ki = index.get_or_insert(key);
             ki.restore(rev, Some((put.create_revision, put.version)));
             ki.set_latest(rev, &rec);
         }
         self.pending += rec.len();
-        self.inner.memtable.write().insert(rev, rec);
+        self.shared.memtable.write().insert(rev, rec);
         Ok(())
     }
 
@@ -295,7 +293,7 @@ impl BulkLoad<'_> {
     pub fn tombstone(&mut self, rev: Revision, key: &[u8]) -> Result<()> {
         self.advance(rev)?;
         {
-            let mut index = self.inner.index.write();
+            let mut index = self.shared.index.write();
             let live = index.get(key).is_some_and(|ki| ki.live().is_some());
             if !live {
                 if rev.main <= self.compact {
@@ -312,14 +310,14 @@ impl BulkLoad<'_> {
         }
         let rec = codec::encode_tombstone(key);
         self.pending += rec.len();
-        self.inner.memtable.write().insert(rev, rec.into());
+        self.shared.memtable.write().insert(rev, rec.into());
         Ok(())
     }
 
     /// Sets a side-bucket key (persisted by [`BulkLoad::finish`]).
     pub fn meta_put(&mut self, bucket: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let k = codec::encode_meta_key(bucket, key);
-        let max = crate::btree::max_key_len(self.inner.store.page_size());
+        let max = crate::btree::max_key_len(self.shared.store.page_size());
         if k.len() > max {
             return Err(Error::InvalidArgument(format!(
                 "side-bucket key of {} bytes in bucket {bucket:?} exceeds {max} bytes",
@@ -334,31 +332,31 @@ impl BulkLoad<'_> {
     /// the compaction is recorded as finished, the applied index set; all of it durable.
     /// Returns the store's revision.
     pub fn finish(self, revision: i64, applied_index: u64) -> Result<i64> {
-        let inner = self.inner;
+        let shared = self.shared;
         let last = self.last.map_or(1, |r| r.main);
         let cur = revision.max(last).max(self.compact).max(1);
         {
-            let mut w = inner.writer.lock();
+            let mut w = shared.writer.lock();
             {
-                let mut metas = inner.metas.write();
+                let mut metas = shared.metas.write();
                 for (k, v) in &self.metas {
                     metas.insert(k.clone(), v.clone());
                 }
             }
             w.pending_meta.extend(self.metas.into_iter().map(|(k, v)| (k, Some(v))));
-            inner.applied_index.store(applied_index, Ordering::Release);
-            inner.current_rev.store(cur, Ordering::Release);
+            shared.applied_index.store(applied_index, Ordering::Release);
+            shared.current_rev.store(cur, Ordering::Release);
             if self.compact > 0 {
-                let _index = inner.index.write();
-                inner.compact_rev.store(self.compact, Ordering::Release);
+                let _index = shared.index.write();
+                shared.compact_rev.store(self.compact, Ordering::Release);
             }
         }
         if self.compact > 0 {
-            let mut cs = inner.commit.lock();
+            let mut cs = shared.commit.lock();
             cs.compacted_through = self.compact;
             cs.finishing = Some(self.compact);
         }
-        inner.commit_now()?;
+        shared.commit_now()?;
         Ok(cur)
     }
 }
@@ -366,7 +364,7 @@ impl BulkLoad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Options, RangeOptions};
+    use crate::{Engine, Options, RangeOptions};
 
     fn open(dir: &tempfile::TempDir, name: &str) -> Engine {
         Engine::open(dir.path().join(name), Options::default()).unwrap()

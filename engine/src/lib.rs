@@ -10,7 +10,10 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: [`Engine`], opening a file, the shared state, every read.
+//! - [`engine`]: [`Engine`], the public handle: a thin wrapper over the shared state.
+//! - `shared`: that state (index, memtable, committed version, the committer's state, ...),
+//!   who guards what, and opening it from the file.
+//! - `read`: every read (ranges, the change feed, the hash), from the memtable and the tree.
 //! - [`txn`]: [`WriteTxn`], one Raft entry's writes under one main revision.
 //! - [`commit`]: turning applied writes into a durable tree version; the background committer.
 //! - [`compaction`]: dropping history below a revision, in bounded batches.
@@ -68,7 +71,9 @@ pub mod meta;
 pub mod options;
 pub mod page;
 pub mod pager;
+mod read;
 pub mod revision;
+mod shared;
 pub mod snapshot;
 pub mod txn;
 

@@ -15,10 +15,10 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{Inner, Version};
 use crate::error::{Error, Result};
 use crate::meta::{META_PAGES, Meta};
 use crate::page;
+use crate::shared::{Shared, Version};
 
 pub const TRAILER_MAGIC: &[u8; 8] = b"LBSNAP01";
 pub const TRAILER_LEN: usize = 16;
@@ -28,7 +28,7 @@ const BATCH_PAGES: u64 = 64;
 
 /// A consistent copy of the database, readable as a stream (`std::io::Read`).
 pub struct Snapshot {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     ver: Arc<Version>,
     /// Pages free in `ver` (streamed as zeros), sorted.
     free: Vec<u64>,
@@ -40,20 +40,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn new(inner: &Arc<Inner>) -> Result<Snapshot> {
-        inner.commit_now()?;
-        let ver = inner.pin();
+    pub(crate) fn new(shared: &Arc<Shared>) -> Result<Snapshot> {
+        shared.commit_now()?;
+        let ver = shared.pin();
         let mut free = Vec::new();
         let mut id = ver.meta.freelist_root;
         while id != 0 {
-            let p = inner.store.read(id)?;
+            let p = shared.store.read(id)?;
             page::freelist_page_ids(&p, 0..ver.meta.page_count, &mut free)
-                .map_err(|reason| inner.store.corrupted(id, reason))?;
+                .map_err(|reason| shared.store.corrupted(id, reason))?;
             id = page::freelist_next(&p);
         }
         free.sort_unstable();
         Ok(Snapshot {
-            inner: inner.clone(),
+            shared: shared.clone(),
             ver,
             free,
             next_page: 0,
@@ -103,7 +103,7 @@ impl Snapshot {
                     self.ver.meta.encode(dst);
                 }
             } else if self.free.binary_search(&id).is_err() {
-                self.inner.store.read_raw(id, dst)?;
+                self.shared.store.read_raw(id, dst)?;
             }
         }
         self.next_page = end;

@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use parking_lot::MutexGuard;
 
 use crate::codec::{self, decode_record};
-use crate::engine::{Inner, WriterState};
 use crate::error::Result;
 use crate::key_index::Hit;
 use crate::kv::{KeyValue, RangeOptions, RangeResult};
+use crate::read::to_kv;
 use crate::revision::Revision;
+use crate::shared::{Shared, WriterState};
 
 /// An encoded record (`codec::encode_put` / `encode_tombstone`), shared.
 type Record = Arc<[u8]>;
@@ -20,7 +21,7 @@ type Record = Arc<[u8]>;
 /// (their revision is above the current one) until [`WriteTxn::commit`] publishes them all
 /// at once. Dropped without `commit`, it is rolled back.
 pub struct WriteTxn<'a> {
-    inner: &'a Inner,
+    shared: &'a Shared,
     _guard: MutexGuard<'a, WriterState>,
     raft_index: u64,
     /// The main revision of this transaction's writes.
@@ -32,11 +33,11 @@ pub struct WriteTxn<'a> {
 }
 
 impl<'a> WriteTxn<'a> {
-    pub(crate) fn begin(inner: &'a Inner, raft_index: u64) -> WriteTxn<'a> {
-        let guard = inner.writer.lock();
-        let rev = inner.current_rev.load(Ordering::Acquire) + 1;
+    pub(crate) fn begin(shared: &'a Shared, raft_index: u64) -> WriteTxn<'a> {
+        let guard = shared.writer.lock();
+        let rev = shared.current_rev.load(Ordering::Acquire) + 1;
         WriteTxn {
-            inner,
+            shared,
             _guard: guard,
             raft_index,
             rev,
@@ -59,17 +60,17 @@ impl<'a> WriteTxn<'a> {
 
     /// Puts `key = value` with `lease` (0 = none); returns the version it replaced.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
-        let ver = self.inner.pin();
+        let ver = self.shared.pin();
         let prev = self.put_inner(key, value, lease, true)?;
         match prev {
             Some((h, Some(rec))) => {
-                let mut kv = crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?;
+                let mut kv = to_kv(&self.shared.store, h.rev, &rec, false)?;
                 kv.create_revision = h.create_revision;
                 kv.version = h.version;
                 Ok(Some(kv))
             }
             Some((h, None)) => {
-                let mut kv = self.inner.fetch_kv(&ver, h.rev, false)?;
+                let mut kv = self.shared.fetch_kv(&ver, h.rev, false)?;
                 kv.create_revision = h.create_revision;
                 kv.version = h.version;
                 Ok(Some(kv))
@@ -94,7 +95,7 @@ impl<'a> WriteTxn<'a> {
     ) -> Result<Option<(Hit, Option<Record>)>> {
         let rev = self.next_rev();
         let (record, prev) = {
-            let mut index = self.inner.index.write();
+            let mut index = self.shared.index.write();
             let mut ki = index.get_or_insert(key);
             let (create, version, prev) = ki.put(rev);
             let prev =
@@ -103,7 +104,7 @@ impl<'a> WriteTxn<'a> {
             ki.set_latest(rev, &record);
             (record, prev)
         };
-        self.inner.memtable.write().insert(rev, record.into());
+        self.shared.memtable.write().insert(rev, record.into());
         Ok(prev)
     }
 
@@ -112,7 +113,7 @@ impl<'a> WriteTxn<'a> {
         // (key, deleted version, its cached record, tombstone revision)
         let mut deleted: Vec<(Vec<u8>, Hit, Option<Record>, Revision)> = Vec::new();
         {
-            let mut index = self.inner.index.write();
+            let mut index = self.shared.index.write();
             let mut keys: Vec<Vec<u8>> = Vec::new();
             if range_end.is_empty() {
                 if index.get(key).is_some_and(|ki| ki.live().is_some()) {
@@ -139,17 +140,17 @@ impl<'a> WriteTxn<'a> {
             }
         }
         {
-            let mut mt = self.inner.memtable.write();
+            let mut mt = self.shared.memtable.write();
             for (k, _, _, rev) in &deleted {
                 mt.insert(*rev, codec::encode_tombstone(k).into());
             }
         }
-        let ver = self.inner.pin();
+        let ver = self.shared.pin();
         let mut out = Vec::with_capacity(deleted.len());
         for (_, h, rec, _) in deleted {
             let mut kv = match rec {
-                Some(rec) => crate::engine::to_kv(&self.inner.store, h.rev, &rec, false)?,
-                None => self.inner.fetch_kv(&ver, h.rev, false)?,
+                Some(rec) => to_kv(&self.shared.store, h.rev, &rec, false)?,
+                None => self.shared.fetch_kv(&ver, h.rev, false)?,
             };
             kv.create_revision = h.create_revision;
             kv.version = h.version;
@@ -161,7 +162,7 @@ impl<'a> WriteTxn<'a> {
     /// Reads as of this transaction: sees its own earlier writes.
     pub fn range(&self, opts: &RangeOptions) -> Result<RangeResult> {
         let cur = if self.sub > 0 { self.rev } else { self.rev - 1 };
-        self.inner.range_at(opts, cur)
+        self.shared.range_at(opts, cur)
     }
 
     /// Sets a side-bucket key (made visible and persisted with this transaction).
@@ -182,7 +183,7 @@ impl<'a> WriteTxn<'a> {
 
     fn meta_key(&self, bucket: &str, key: &[u8]) -> Vec<u8> {
         let k = codec::encode_meta_key(bucket, key);
-        let max = crate::btree::max_key_len(self.inner.store.page_size());
+        let max = crate::btree::max_key_len(self.shared.store.page_size());
         assert!(
             k.len() <= max,
             "side-bucket key of {} bytes in bucket {bucket:?} exceeds {max} bytes",
@@ -195,9 +196,9 @@ impl<'a> WriteTxn<'a> {
     /// follows with the next background commit (or [`crate::Engine::commit`]).
     pub fn commit(mut self) -> i64 {
         self.done = true;
-        let inner = self.inner;
+        let shared = self.shared;
         if !self.meta_ops.is_empty() {
-            let mut metas = inner.metas.write();
+            let mut metas = shared.metas.write();
             for (k, v) in &self.meta_ops {
                 match v {
                     Some(v) => metas.insert(k.clone(), v.clone()),
@@ -210,15 +211,15 @@ impl<'a> WriteTxn<'a> {
             self._guard.pending_meta.extend(ops);
         }
         let cur = if self.sub > 0 { self.rev } else { self.rev - 1 };
-        inner.applied_index.store(
-            self.raft_index.max(inner.applied_index.load(Ordering::Acquire)),
+        shared.applied_index.store(
+            self.raft_index.max(shared.applied_index.load(Ordering::Acquire)),
             Ordering::Release,
         );
-        inner.current_rev.store(cur, Ordering::Release);
+        shared.current_rev.store(cur, Ordering::Release);
         let n = self.sub.max(1) as usize;
-        let before = inner.writes_since_commit.fetch_add(n, Ordering::AcqRel);
-        if before < inner.opts.commit_max_writes && before + n >= inner.opts.commit_max_writes {
-            inner.wake_committer();
+        let before = shared.writes_since_commit.fetch_add(n, Ordering::AcqRel);
+        if before < shared.opts.commit_max_writes && before + n >= shared.opts.commit_max_writes {
+            shared.wake_committer();
         }
         cur
     }
@@ -230,12 +231,12 @@ impl Drop for WriteTxn<'_> {
             return;
         }
         // Roll back: every change of this transaction is in the memtable under `self.rev`.
-        let mut mt = self.inner.memtable.write();
+        let mut mt = self.shared.memtable.write();
         let revs: Vec<Revision> = mt
             .range(Revision::new(self.rev, 0)..=Revision::max_of(self.rev))
             .map(|(r, _)| *r)
             .collect();
-        let mut index = self.inner.index.write();
+        let mut index = self.shared.index.write();
         for r in revs {
             if let Some(rec) = mt.remove(&r)
                 && let Some(d) = decode_record(&rec)

@@ -1,81 +1,18 @@
-//! The reports of `logbook bench` and `logbook bench capacity`: a text table
-//! for the terminal, and a directory with `report.md`, `results.json` and SVG
-//! plots.
+//! The report of `logbook bench`: the side-by-side table for the terminal, and
+//! `report.md` with the targets, CPU per request, the WAL fsync section
+//! (`wal_fsync.rs`) and the latency plots.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::capacity::Capacity;
+use super::wal_fsync::{wal_lines, wal_section};
+use super::{Table, color, ms};
 use crate::cluster::System;
-use crate::compare::Comparison;
-use crate::metrics::{PromHistogram, WalMetrics};
+use crate::compare::{Comparison, Rung, SystemResult};
 use crate::plot::{LIGHT, Series, XAxis, line_chart, nines};
 use crate::stats::Summary;
-
-/// A table as rows of cells, rendered as text or Markdown.
-struct Table {
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(headers: &[&str]) -> Self {
-        Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
-    }
-
-    fn text(&self) -> String {
-        let widths: Vec<usize> = (0..self.headers.len())
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .map(|r| r[i].len())
-                    .chain([self.headers[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i == 0 {
-                    let _ = write!(s, "{c:<w$}", w = widths[i]);
-                } else {
-                    let _ = write!(s, "  {c:>w$}", w = widths[i]);
-                }
-            }
-            s.trim_end().to_owned() + "\n"
-        };
-        let mut out = line(&self.headers);
-        for r in &self.rows {
-            out += &line(r);
-        }
-        out
-    }
-
-    fn markdown(&self) -> String {
-        let mut out = format!("| {} |\n|", self.headers.join(" | "));
-        for i in 0..self.headers.len() {
-            out += if i == 0 { "---|" } else { "---:|" };
-        }
-        out += "\n";
-        for r in &self.rows {
-            let _ = writeln!(out, "| {} |", r.join(" | "));
-        }
-        out
-    }
-}
-
-fn ms(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
 
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.2}×", a / b) } else { "–".to_owned() }
@@ -84,13 +21,6 @@ fn ratio(a: f64, b: f64) -> String {
 /// The bare put server's palette color, apart from both systems' and the
 /// first rungs' (CDF plots color rungs from 2 on).
 const BARE_COLOR: usize = 5;
-
-fn color(system: System) -> usize {
-    match system {
-        System::Logbook => 0,
-        System::Etcd => 1,
-    }
-}
 
 /// Rows: rungs; columns: each system's throughput and latency, then the
 /// Logbook/etcd ratios when both ran.
@@ -199,7 +129,7 @@ fn targets(cmp: &Comparison) -> Vec<String> {
     let mut out = Vec::new();
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
     if let (Some(l), Some(e)) = (cmp.get(System::Logbook), cmp.get(System::Etcd)) {
-        fn at(s: &crate::compare::SystemResult, c: usize) -> Option<&Summary> {
+        fn at(s: &SystemResult, c: usize) -> Option<&Summary> {
             s.rungs.iter().find(|r| r.clients == c).map(|r| &r.put)
         }
         if let (Some(lp), Some(ep)) = (at(l, 256), at(e, 256)) {
@@ -316,43 +246,6 @@ fn bare_line(cmp: &Comparison) -> Option<String> {
     ))
 }
 
-/// A system's WAL histograms over the whole ladder.
-fn wal_total(s: &crate::compare::SystemResult) -> Option<WalMetrics> {
-    let mut total: Option<WalMetrics> = None;
-    for w in s.rungs.iter().filter_map(|r| r.wal.as_ref()) {
-        match total.as_mut() {
-            Some(t) => t.merge(w),
-            None => total = Some(w.clone()),
-        }
-    }
-    total
-}
-
-/// A bound in seconds as milliseconds.
-fn bound_ms(b: f64) -> String {
-    let v = b * 1e3;
-    if v >= 1.0 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    }
-}
-
-/// `≤ bound` of quantile `q` in ms, or `> last bound` when it lies beyond.
-fn quantile_cell(h: &PromHistogram, q: f64) -> String {
-    match (h.quantile_bound(q), h.bounds.last()) {
-        (Some(b), _) => format!("≤ {}", bound_ms(b)),
-        (None, Some(last)) if h.count > 0 => format!("> {}", bound_ms(*last)),
-        _ => "–".to_owned(),
-    }
-}
-
-fn members(cmp: &Comparison) -> f64 {
-    cmp.params["members"].as_u64().unwrap_or(1) as f64
-}
-
-/// One line per system: its WAL over the whole ladder, for the terminal.
 /// CPU per request at each rung, both systems side by side: what a write
 /// costs the cluster and what the load generator paid to send it.
 fn cpu_section(cmp: &Comparison) -> String {
@@ -404,171 +297,6 @@ fn cpu_section(cmp: &Comparison) -> String {
            cores ÷ (cluster + generator CPU per request).\n\n";
     md += &table.markdown();
     md
-}
-
-fn wal_lines(cmp: &Comparison) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in cmp.systems.iter().filter(|s| s.failure.is_none()) {
-        let Some(w) = wal_total(s) else { continue };
-        let Some(f) = &w.fsync else { continue };
-        let puts: u64 = s.rungs.iter().filter(|r| r.wal.is_some()).map(|r| r.put.count).sum();
-        let mut line = format!(
-            "{} WAL fsyncs (all members, all rungs): {}, mean {} ms, p50 {} ms, p99 {} ms, {:.1} puts per fsync per member",
-            s.system,
-            f.count,
-            f.mean().map_or("–".to_owned(), |m| ms(m * 1e3)),
-            quantile_cell(f, 0.5),
-            quantile_cell(f, 0.99),
-            puts as f64 * members(cmp) / f.count.max(1) as f64,
-        );
-        if let Some(r) = w.records_per_fsync.as_ref().and_then(PromHistogram::mean) {
-            let _ = write!(line, ", {r:.1} WAL records per fsync");
-        }
-        out.push(line);
-    }
-    out
-}
-
-/// The fsync CDF of `h` (bucket upper bounds against the share at or below
-/// them), cut like [`cdf_series`] where the tail has fewer than one sample.
-fn fsync_series(name: String, color: usize, h: &PromHistogram) -> Series {
-    let last = (h.count.max(1) as f64).log10().max(1.0);
-    let mut points = Vec::new();
-    for (b, n) in h.bounds.iter().zip(&h.cumulative) {
-        if *n == 0 {
-            continue;
-        }
-        let x = nines(*n as f64 / h.count as f64);
-        if x >= last {
-            points.push((last, b * 1e3));
-            break;
-        }
-        points.push((x, b * 1e3));
-    }
-    Series { name, color, points }
-}
-
-/// The "WAL fsync" section of report.md, and its plot.
-fn wal_section(cmp: &Comparison, dir: &Path, plots: &mut Vec<(String, String)>) -> Result<String> {
-    let ran: Vec<_> = cmp
-        .systems
-        .iter()
-        .filter(|s| s.failure.is_none() && s.rungs.iter().any(|r| r.wal.is_some()))
-        .collect();
-    if ran.is_empty() {
-        return Ok(String::new());
-    }
-    let mut md = String::from("\n## WAL fsync\n\n");
-    md += "Scraped from every member's `/metrics` (`etcd_disk_wal_fsync_duration_seconds`, and \
-           Logbook's `logbook_wal_records_per_fsync`) before and after each rung, summed over the \
-           members. Logbook times a group commit's write and fdatasync together (its `pwrite` and \
-           `fdatasync`); etcd times its fdatasync alone. The bucket bounds differ: etcd's start at 1 ms, \
-           so its fsyncs under 1 ms all show as ≤ 1 ms. Quantiles are bucket upper bounds. \
-           Puts per fsync = puts × members ÷ fsyncs: how many client writes one fsync made durable on \
-           one member.\n\n";
-
-    // Per rung.
-    let mut headers = vec!["clients".to_owned()];
-    for s in &ran {
-        for h in ["fsyncs/s", "mean ms", "p50 ms", "p99 ms", "puts/fsync"] {
-            headers.push(format!("{} {h}", s.system));
-        }
-        if s.rungs.iter().any(|r| r.wal.as_ref().is_some_and(|w| w.records_per_fsync.is_some())) {
-            headers.push(format!("{} records/fsync", s.system));
-        }
-    }
-    let mut t = Table { headers, rows: Vec::new() };
-    let rungs = ran.iter().map(|s| s.rungs.len()).max().unwrap_or(0);
-    for i in 0..rungs {
-        let Some(first) = ran.iter().find_map(|s| s.rungs.get(i)) else { continue };
-        let mut row = vec![first.clients.to_string()];
-        for s in &ran {
-            let has_records = s
-                .rungs
-                .iter()
-                .any(|r| r.wal.as_ref().is_some_and(|w| w.records_per_fsync.is_some()));
-            let n = 5 + usize::from(has_records);
-            let rung = s.rungs.get(i);
-            match rung.and_then(|r| Some((r, r.wal.as_ref()?, r.wal.as_ref()?.fsync.as_ref()?))) {
-                Some((r, w, f)) => {
-                    row.extend([
-                        format!("{:.0}", f.count as f64 / w.elapsed_s.max(1e-9)),
-                        f.mean().map_or("–".to_owned(), |m| ms(m * 1e3)),
-                        quantile_cell(f, 0.5),
-                        quantile_cell(f, 0.99),
-                        format!("{:.1}", r.put.count as f64 * members(cmp) / f.count.max(1) as f64),
-                    ]);
-                    if has_records {
-                        row.push(
-                            w.records_per_fsync
-                                .as_ref()
-                                .and_then(PromHistogram::mean)
-                                .map_or("–".to_owned(), |m| format!("{m:.1}")),
-                        );
-                    }
-                }
-                None => row.extend(std::iter::repeat_n("–".to_owned(), n)),
-            }
-        }
-        t.rows.push(row);
-    }
-    md += &t.markdown();
-
-    // The whole ladder: the distribution side by side.
-    let totals: Vec<(System, PromHistogram)> =
-        ran.iter().filter_map(|s| Some((s.system, wal_total(s)?.fsync?))).collect();
-    let mut bounds: Vec<f64> = totals.iter().flat_map(|(_, h)| h.bounds.iter().copied()).collect();
-    bounds.sort_by(f64::total_cmp);
-    bounds.dedup_by(|a, b| (*a - *b).abs() <= *b * 1e-9);
-    // From one row before the first fsync any system saw, to the row where
-    // every system has all of its fsyncs.
-    let share = |h: &PromHistogram, b: f64| h.share_at(b);
-    let first = bounds
-        .iter()
-        .position(|&b| totals.iter().any(|(_, h)| share(h, b).is_some_and(|x| x > 0.0)))
-        .unwrap_or(0)
-        .saturating_sub(1);
-    let last = bounds
-        .iter()
-        .position(|&b| {
-            totals.iter().all(|(_, h)| {
-                h.count == 0 || share(h, b).is_some_and(|x| x >= 1.0) || h.bounds.last() < Some(&b)
-            })
-        })
-        .unwrap_or(bounds.len().saturating_sub(1));
-    let mut headers = vec!["fsync ≤ ms".to_owned()];
-    headers.extend(totals.iter().map(|(s, h)| format!("{s} ({} fsyncs)", h.count)));
-    let mut dist = Table { headers, rows: Vec::new() };
-    for &b in bounds.iter().take(last + 1).skip(first) {
-        let mut row = vec![bound_ms(b)];
-        for (_, h) in &totals {
-            row.push(share(h, b).map_or("–".to_owned(), |x| format!("{:.1} %", 100.0 * x)));
-        }
-        dist.rows.push(row);
-    }
-    md += "\nShare of all fsyncs of the ladder at or below each bound (– where a system has no such bucket):\n\n";
-    md += &dist.markdown();
-
-    let series: Vec<Series> = totals
-        .iter()
-        .map(|(s, h)| fsync_series(format!("{s} ({} fsyncs)", h.count), color(*s), h))
-        .filter(|s| !s.points.is_empty())
-        .collect();
-    if !series.is_empty() {
-        let floor = cmp.floor.as_ref().map(|f| (f.fsync.latency_ms.p50, "probe fdatasync p50"));
-        let file = "wal-fsync.svg";
-        line_chart(
-            &dir.join(file),
-            "WAL fsync latency distribution (members' histograms, whole ladder)",
-            "percentile",
-            "fsync latency (ms, bucket bound)",
-            XAxis::Nines,
-            &series,
-            floor,
-        )?;
-        plots.push((file.to_owned(), "Both systems' WAL fsync latency distributions".to_owned()));
-    }
-    Ok(md)
 }
 
 /// The CDF of `s`, cut where the tail has fewer than one sample (with 1000
@@ -672,7 +400,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
         plots.push((file, format!("{} put latency CDF per rung", s.system)));
     }
     if ran.len() > 1 {
-        fn pick(s: &crate::compare::SystemResult) -> Option<&crate::compare::Rung> {
+        fn pick(s: &SystemResult) -> Option<&Rung> {
             s.rungs.iter().find(|r| r.clients == 256).or(s.rungs.last())
         }
         let series: Vec<Series> = ran
@@ -760,197 +488,15 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn capacity_rows(cap: &Capacity) -> Table {
-    let mut t = Table::new(&[
-        "system",
-        "max puts/s",
-        "put p99 ms",
-        "CPU cores",
-        "RSS MiB",
-        "max reads/s",
-        "read p99 ms",
-        "db MiB/1M writes",
-        "WAL MiB/1M writes",
-        "disk writes MiB/1M writes",
-    ]);
-    for s in cap.systems.iter().filter(|s| s.failure.is_none()) {
-        let best = |r: &crate::capacity::Ramp| match r.best() {
-            Some(b) => {
-                (format!("{:.0}", b.result.throughput), ms(b.result.latency_ms.p99), b.usage)
-            }
-            None => ("none met".to_owned(), "–".to_owned(), Default::default()),
-        };
-        let (w, wp, wu) = best(&s.write);
-        let (r, rp, _) = best(&s.read);
-        t.rows.push(vec![
-            s.system.to_string(),
-            w,
-            wp,
-            format!("{:.2}", wu.cpu_cores),
-            format!("{:.0}", wu.rss_mib),
-            r,
-            rp,
-            format!("{:.1}", s.growth.db_mib_per_million()),
-            format!("{:.1}", s.growth.wal_mib_per_million()),
-            format!("{:.0}", s.growth.disk_written_mib_per_million()),
-        ]);
-    }
-    t
-}
-
-/// The capacity table for the terminal.
-pub fn capacity_table(cap: &Capacity) -> String {
-    let mut out = format!(
-        "\nhighest sustained rates with p99 ≤ {} ms (open loop, {} members)\n",
-        ms(cap.slo_p99_ms),
-        cap.params["members"]
-    );
-    out += &capacity_rows(cap).text();
-    for s in cap.systems.iter().filter(|s| s.failure.is_some()) {
-        let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        let _ = writeln!(out, "{}: did not run: {first}", s.system);
-    }
-    out
-}
-
-/// Writes `results.json`, the plots and `report.md` of a capacity run into `dir`.
-pub fn write_capacity(cap: &Capacity, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(cap)? + "\n")?;
-    let ran: Vec<_> = cap.systems.iter().filter(|s| s.failure.is_none()).collect();
-    let slo = Some((cap.slo_p99_ms, "p99 objective"));
-    let mut plots = Vec::new();
-    for (kind, title) in
-        [("write", "Put p99 vs offered rate"), ("read", "Linearizable range p99 vs offered rate")]
-    {
-        let series: Vec<Series> = ran
-            .iter()
-            .map(|s| {
-                let ramp = if kind == "write" { &s.write } else { &s.read };
-                Series {
-                    name: format!("{} p99", s.system),
-                    color: color(s.system),
-                    points: {
-                        // Halving steps come out of order: draw by offered rate.
-                        let mut p: Vec<(f64, f64)> = ramp
-                            .steps
-                            .iter()
-                            .map(|st| (st.offered, st.result.latency_ms.p99.max(0.001)))
-                            .collect();
-                        p.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        p
-                    },
-                }
-            })
-            .collect();
-        let file = format!("capacity-{kind}.svg");
-        line_chart(
-            &dir.join(&file),
-            title,
-            "offered requests/s",
-            "p99 latency (ms)",
-            XAxis::Linear,
-            &series,
-            slo,
-        )?;
-        plots.push((file, title.to_owned()));
-    }
-    let mut md = format!(
-        "# Logbook capacity: highest sustained rates with p99 ≤ {} ms\n\n",
-        ms(cap.slo_p99_ms)
-    );
-    let m = &cap.machine;
-    let _ = writeln!(
-        md,
-        "Machine: {} CPUs, {:.1} GiB memory, Linux {}.\n",
-        m.cpus, m.memory_gib, m.kernel
-    );
-    let _ = writeln!(
-        md,
-        "Method: open loop (latency from each request's intended send time), {} clients, {} B values, \
-         the offered rate grows {}× per {} s step from {}/s until p99 exceeds the objective, a request fails or \
-         less than 90 % of the offered rate is achieved. CPU (cores busy) and RSS are summed over the members at \
-         the best write step; db and WAL growth are per member (file sizes: preallocated WAL segments grow in \
-         segment steps); disk writes are the bytes all members wrote to storage (`/proc/<pid>/io`).\n",
-        cap.params["clients"],
-        cap.params["val_size"],
-        cap.params["growth"],
-        cap.params["step_duration"],
-        cap.params["start_rate"]
-    );
-    md += &capacity_rows(cap).markdown();
-    md += "\n";
-    for s in &cap.systems {
-        match &s.failure {
-            Some(f) => {
-                let _ = writeln!(md, "**{}** did not run:\n\n```\n{f}\n```\n", s.system);
-            }
-            None => {
-                let _ = writeln!(
-                    md,
-                    "**{}** {}: idle {:.2} cores, {:.0} MiB RSS; {} writes grew the db {:.1} MiB and the WAL {:.1} MiB per member.\n",
-                    s.system,
-                    s.version,
-                    s.idle.cpu_cores,
-                    s.idle.rss_mib,
-                    s.growth.writes,
-                    s.growth.db_bytes_after.saturating_sub(s.growth.db_bytes_before) as f64
-                        / (1 << 20) as f64,
-                    s.growth.wal_bytes_after.saturating_sub(s.growth.wal_bytes_before) as f64
-                        / (1 << 20) as f64,
-                );
-                let mut steps = Table::new(&[
-                    "ramp",
-                    "offered/s",
-                    "achieved/s",
-                    "p50 ms",
-                    "p99 ms",
-                    "errors",
-                    "CPU cores",
-                    "RSS MiB",
-                    "within",
-                ]);
-                for (kind, ramp) in [("put", &s.write), ("range", &s.read)] {
-                    for st in &ramp.steps {
-                        steps.rows.push(vec![
-                            kind.to_owned(),
-                            format!("{:.0}", st.offered),
-                            format!("{:.0}", st.result.throughput),
-                            ms(st.result.latency_ms.p50),
-                            ms(st.result.latency_ms.p99),
-                            st.errors.to_string(),
-                            format!("{:.2}", st.usage.cpu_cores),
-                            format!("{:.0}", st.usage.rss_mib),
-                            if st.ok { "yes" } else { "no" }.to_owned(),
-                        ]);
-                    }
-                }
-                md += &steps.markdown();
-                md += "\n";
-            }
-        }
-    }
-    for n in &cap.notes {
-        let _ = writeln!(md, "Note: {n}\n");
-    }
-    md += "## Plots\n\n";
-    for (file, caption) in &plots {
-        let _ = writeln!(md, "![{caption}]({file})\n");
-    }
-    md += "Raw numbers: `results.json`.\n";
-    std::fs::write(dir.join("report.md"), md)
-        .with_context(|| format!("writing {}", dir.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::compare::{Rung, RungCpu, SystemResult};
+    use crate::compare::RungCpu;
     use crate::disk_probe::{DiskFloor, SharedFloor};
+    use crate::metrics::{PromHistogram, WalMetrics};
     use crate::stats::Recorder;
     use crate::targets::Machine;
 
