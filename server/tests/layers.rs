@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const ORDER: &[&str] = &["member", "http", "services", "raft", "watch", "peer", "state"];
-const LEAVES: &[&str] = &["config", "error", "ids", "metrics", "schema", "status", "tls", "version"];
+const LEAVES: &[&str] =
+    &["config", "error", "ids", "metrics", "schema", "status", "tls", "version"];
 
 /// The rank of a top-level module: folders by [`ORDER`], leaves lowest.
 fn rank(module: &str) -> Option<usize> {
@@ -67,8 +68,9 @@ fn every_import_points_down_the_layers() {
         if own == "lib" {
             continue;
         }
-        let own_rank = rank(&own)
-            .unwrap_or_else(|| panic!("{} is in no layer: add it to ORDER or LEAVES", rel.display()));
+        let own_rank = rank(&own).unwrap_or_else(|| {
+            panic!("{} is in no layer: add it to ORDER or LEAVES", rel.display())
+        });
         for used in uses(&std::fs::read_to_string(file).unwrap()) {
             if used == own || used == "Error" || used == "Result" {
                 continue;
@@ -87,7 +89,9 @@ fn every_import_points_down_the_layers() {
 
 #[test]
 fn the_checker_sees_uses_and_skips_comments() {
-    let found = uses("use crate::raft::handle::RaftHandle;\n// crate::http is mentioned\nlet x = crate::state::stores::Stores::open(a); // crate::member");
+    let found = uses(
+        "use crate::raft::handle::RaftHandle;\n// crate::http is mentioned\nlet x = crate::state::stores::Stores::open(a); // crate::member",
+    );
     assert_eq!(found, BTreeSet::from(["raft".to_string(), "state".to_string()]));
     assert!(rank("member") > rank("http"));
     assert!(rank("state") > rank("status"));
