@@ -718,3 +718,123 @@ fn etcdctl_lock_and_elect_work_with_the_services() {
     assert_eq!(observer.line("observed key"), "vote/11");
     assert_eq!(observer.line("observed value"), "p2");
 }
+
+/// Every member serves the services: a lock taken through one member is
+/// waited for through another and released through a third; an election's
+/// leader, campaigners and observers may all be on different members.
+#[test]
+fn any_member_serves_locks_and_elections() {
+    let cluster = Cluster::start(3, &[]);
+    let rt = rt();
+    rt.block_on(async {
+        let mut m: Vec<Clients> = Vec::new();
+        for spec in &cluster.specs {
+            m.push(clients(&spec.client_url()).await);
+        }
+        for id in [0x1, 0x2, 0x3] {
+            grant(&mut m[0], id, 60).await;
+        }
+        let held = finish(lock(&m[0], "cl", 0x1), "a free lock").await;
+        assert!(held.starts_with("locked cl/1 "), "{held}");
+        let waiter = lock(&m[1], "cl", 0x2);
+        still_blocked(&waiter, "a lock held through another member").await;
+        unlock(&mut m[2], "cl/1").await;
+        let got = finish(waiter, "the waiter after Unlock on another member").await;
+        assert!(got.starts_with("locked cl/2 "), "{got}");
+
+        let (observed, observer) = Observed::start(&m[1], "ce", &[0x1, 0x2, 0x3]);
+        let first = won(campaign(&m[2], "ce", 0x1, "one"), "a campaign", &mut Vec::new()).await;
+        let second = campaign(&m[0], "ce", 0x3, "two");
+        tokio::time::sleep(STILL_BLOCKED).await;
+        assert!(!second.is_finished(), "a campaign beat the leader");
+        assert!(leader(&mut m[0], "ce").await.starts_with("leader ce/1=one "));
+        resign(&mut m[1], Some(first)).await;
+        won(second, "the campaign after Resign on another member", &mut Vec::new()).await;
+        observed.until(2).await;
+        observer.abort();
+        let seen = observed.0.lock().unwrap().clone();
+        assert!(seen[0].starts_with("observed ce/1=one "), "{seen:?}");
+        assert!(seen[1].starts_with("observed ce/3=two "), "{seen:?}");
+    });
+}
+
+/// `msg` as a request carrying `token` (none when empty).
+fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if !token.is_empty() {
+        req.metadata_mut().insert("token", token.parse().unwrap());
+    }
+    req
+}
+
+/// With auth on, the services act with the caller's permissions: a user
+/// confined to `ok/` may lock and campaign there and nowhere else; an
+/// observer of an election it may not read gets an empty stream.
+async fn auth_scenario(url: String) -> Vec<String> {
+    let endpoint = url.strip_prefix("http://").unwrap().to_string();
+    let ctl = |args: &[&str]| {
+        let out = common::etcdctl(&endpoint, args, None);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", text(&out.stderr));
+    };
+    ctl(&["user", "add", "root:rootpw"]);
+    ctl(&["user", "add", "u:upw"]);
+    ctl(&["role", "add", "r"]);
+    ctl(&["role", "grant-permission", "--prefix=true", "r", "readwrite", "ok/"]);
+    ctl(&["user", "grant-role", "u", "r"]);
+    ctl(&["auth", "enable"]);
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let auth = logbook_api::etcdserverpb::auth_client::AuthClient::new(channel.clone());
+    let token = |name: &str, password: &str| {
+        let req = logbook_api::etcdserverpb::AuthenticateRequest {
+            name: name.into(),
+            password: password.into(),
+        };
+        let mut auth = auth.clone();
+        async move { auth.authenticate(req).await.unwrap().into_inner().token }
+    };
+    let (root, u) = (token("root", "rootpw").await, token("u", "upw").await);
+    let mut lease = LeaseClient::new(channel.clone());
+    let mut locks = LockClient::new(channel.clone());
+    let mut election = ElectionClient::new(channel);
+    let mut log = Vec::new();
+    lease.lease_grant(with_token(LeaseGrantRequest { id: 0x77, ttl: 60 }, &root)).await.unwrap();
+    for (who, token, name) in
+        [("u", &u, "ok"), ("u", &u, "no"), ("nobody", &String::new(), "ok"), ("root", &root, "no")]
+    {
+        let req = with_token(LockRequest { name: name.to_string().into(), lease: 0x77 }, token);
+        log.push(match locks.lock(req).await {
+            Ok(r) => format!("{who} locked {}", text(&r.into_inner().key)),
+            Err(e) => format!("{who} lock {name}: {}", status(&e)),
+        });
+        let req = CampaignRequest { name: name.into(), lease: 0x77, value: "v".into() };
+        log.push(match election.campaign(with_token(req, token)).await {
+            Ok(r) => format!("{who} leads {}", text(&r.into_inner().leader.unwrap().key)),
+            Err(e) => format!("{who} campaign {name}: {}", status(&e)),
+        });
+        let req = with_token(LeaderRequest { name: name.into() }, token);
+        log.push(match election.leader(req).await {
+            Ok(r) => format!("{who} sees {}", show_kv(&r.into_inner().kv.unwrap())),
+            Err(e) => format!("{who} leader {name}: {}", status(&e)),
+        });
+        let req = with_token(LeaderRequest { name: name.into() }, token);
+        let observed = match election.observe(req).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
+                    Ok(Ok(Some(r))) => format!("observes {}", show_kv(&r.kv.unwrap())),
+                    Ok(Ok(None)) => "observe ended".to_string(),
+                    Ok(Err(e)) => format!("observe failed: {}", status(&e)),
+                    Err(_) => "observe waits".to_string(),
+                }
+            }
+            Err(e) => format!("observe refused: {}", status(&e)),
+        };
+        log.push(format!("{who} {name}: {observed}"));
+    }
+    log
+}
+
+#[test]
+fn services_check_the_callers_permissions_as_etcds() {
+    compare("Lock and Election with auth", auth_scenario);
+}
