@@ -1,5 +1,6 @@
-//! Generates the tonic/prost code for the etcd v3 API and Logbook's peer API,
-//! and the JSON (serde) impls of the etcd messages for the v3 gateway.
+//! Generates the tonic/prost code for the etcd v3 API (with etcd's Lock and
+//! Election services) and Logbook's peer API, and the JSON (serde) impls of
+//! the etcd messages for the v3 gateway.
 //!
 //! protoc comes from `protoc-bin-vendored` and is handed to prost-build here
 //! only; nothing is exported to the environment, because other build scripts
@@ -13,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("mvccpb/kv.proto"),
         root.join("authpb/auth.proto"),
         root.join("etcdserverpb/rpc.proto"),
+        root.join("v3lockpb/v3lock.proto"),
+        root.join("v3electionpb/v3election.proto"),
         root.join("logbookpb/peer.proto"),
         root.join("logbookpb/raft.proto"),
     ];
@@ -42,6 +45,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .preserve_proto_field_names()
         .ignore_unknown_fields()
-        .build(&[".mvccpb", ".authpb", ".etcdserverpb"])?;
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

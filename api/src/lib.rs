@@ -17,6 +17,8 @@
 //! - [`authpb`]: users, roles and permissions.
 //! - [`etcdserverpb`]: the KV, Watch, Lease, Cluster, Maintenance and Auth
 //!   services and their messages, with `*_client` and `*_server` modules.
+//! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services,
+//!   distributed mutexes and leader elections served by the member itself.
 //! - [`logbookpb`]: the member-to-member `Peer` service (Raft message streams,
 //!   snapshot transfer, write forwarding).
 //!
@@ -50,6 +52,18 @@ pub mod authpb {
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
+}
+
+/// etcd's `v3lockpb` package: the server-side Lock service.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
+}
+
+/// etcd's `v3electionpb` package: the server-side Election service.
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// Logbook's member-to-member API.

@@ -88,6 +88,20 @@ pub enum Error {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// Proclaim or Campaign by a campaigner whose key is gone or was
+    /// recreated (etcd's `concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election nobody campaigns in.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// A lock waiter whose own key vanished (its lease expired) while it
+    /// waited (etcd's `concurrency.ErrSessionExpired`).
+    #[error("mutex: session is expired")]
+    LockSessionExpired,
     #[error("etcdserver: {0} is not supported by Logbook yet")]
     Unsupported(&'static str),
     #[error("write-ahead log: {0}")]
@@ -136,6 +150,9 @@ impl Error {
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
             Unsupported(_) => Code::Unimplemented,
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired => {
+                Code::Unknown
+            }
             RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
             | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
             | AuthNotEnabled => Code::FailedPrecondition,
@@ -152,6 +169,17 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         Status::new(e.code(), e.to_string())
+    }
+}
+
+impl Error {
+    /// The status etcd's Lock and Election services answer this error
+    /// with. etcd serves them with its own client library run inside the
+    /// server, and the library's errors reach the caller as plain errors:
+    /// code Unknown, etcd's message unchanged (an unknown lease is
+    /// `Unknown: etcdserver: requested lease not found`, not `NotFound`).
+    pub fn into_client_status(self) -> Status {
+        Status::unknown(self.to_string())
     }
 }
 
@@ -191,5 +219,18 @@ mod tests {
         );
         let s = Status::from(Error::TooManyOps);
         assert_eq!(s.message(), "etcdserver: too many operations in txn request");
+    }
+
+    #[test]
+    fn lock_and_election_errors_are_unknown_as_etcds_client_returns_them() {
+        let s = Error::LeaseNotFound.into_client_status();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unknown, "etcdserver: requested lease not found")
+        );
+        let s = Status::from(Error::ElectionNotLeader);
+        assert_eq!((s.code(), s.message()), (Code::Unknown, "election: not leader"));
+        let s = Error::MissingLeaderKey.into_client_status();
+        assert_eq!(s.message(), r#""leader" field must be provided"#);
     }
 }

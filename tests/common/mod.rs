@@ -481,13 +481,19 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// The `etcd` on PATH.
     pub fn start() -> Etcd {
+        Etcd::start_program("etcd")
+    }
+
+    /// The etcd binary at `program` (a path, or a name looked up on PATH).
+    pub fn start_program(program: &str) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
+        let child = Command::new(program)
             .args(["--name", "e1"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))

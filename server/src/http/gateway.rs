@@ -8,8 +8,9 @@
 //! as base64, defaults omitted — and a gRPC error becomes etcd's
 //! `{"error","code","message"}` with grpc-gateway's HTTP status for the code.
 //!
-//! A service is wired with one [`unary!`] line per method. The two
-//! streaming methods (Watch, LeaseKeepAlive) go through [`streaming`], which
+//! A service is wired with one [`unary!`] line per method. The streaming
+//! methods (Watch, LeaseKeepAlive, Snapshot, Election's Observe) go through
+//! [`streaming`], which
 //! calls the member's own gRPC routes in process, as grpc-gateway dials the
 //! server: the body's JSON requests go up the request stream, and each
 //! response comes back as one `{"result":{...}}` line, an error ending the
@@ -38,6 +39,9 @@ use logbook_api::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, SnapshotRequest, SnapshotResponse, WatchRequest,
     WatchResponse,
 };
+use logbook_api::v3electionpb::election_server::Election as _;
+use logbook_api::v3electionpb::{LeaderRequest, LeaderResponse};
+use logbook_api::v3lockpb::lock_server::Lock as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
@@ -45,9 +49,12 @@ use tonic::{Code, Status};
 use crate::services::auth::AuthService;
 use crate::services::cluster::ClusterService;
 use crate::services::context::Context;
+use crate::services::election::ElectionService;
 use crate::services::kv::KvService;
 use crate::services::lease::LeaseService;
+use crate::services::lock::LockService;
 use crate::services::maintenance::MaintenanceService;
+use crate::watch::hub::WatchHub;
 
 /// etcd lets a gRPC message exceed --max-request-bytes by this much (as the
 /// gRPC server's limit in `member/mod.rs`).
@@ -61,6 +68,8 @@ pub struct Gateway {
     maintenance: Arc<MaintenanceService>,
     lease: Arc<LeaseService>,
     auth: Arc<AuthService>,
+    lock: Arc<LockService>,
+    election: Arc<ElectionService>,
     /// The member's gRPC routes, which the streaming paths call in process:
     /// a watch must share the gRPC Watch service's stream numbering.
     grpc: tonic::service::Routes,
@@ -82,14 +91,16 @@ macro_rules! unary {
 }
 
 /// The `/v3/...` routes.
-pub fn router(ctx: Arc<Context>, grpc: tonic::service::Routes) -> Router {
+pub fn router(ctx: Arc<Context>, hub: Arc<WatchHub>, grpc: tonic::service::Routes) -> Router {
     let max_message = ctx.cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let gw = Gateway {
         kv: Arc::new(KvService { ctx: ctx.clone() }),
         cluster: Arc::new(ClusterService { ctx: ctx.clone() }),
         maintenance: Arc::new(MaintenanceService { ctx: ctx.clone() }),
         lease: Arc::new(LeaseService { ctx: ctx.clone() }),
-        auth: Arc::new(AuthService { ctx }),
+        auth: Arc::new(AuthService { ctx: ctx.clone() }),
+        lock: Arc::new(LockService::new(ctx.clone(), hub.clone())),
+        election: Arc::new(ElectionService::new(ctx, hub)),
         grpc,
         max_message,
     };
@@ -136,6 +147,15 @@ pub fn router(ctx: Arc<Context>, grpc: tonic::service::Routes) -> Router {
     let r = unary!(r, "/v3/auth/role/delete", auth.role_delete);
     let r = unary!(r, "/v3/auth/role/grant", auth.role_grant_permission);
     let r = unary!(r, "/v3/auth/role/revoke", auth.role_revoke_permission);
+    // A Lock or Campaign waits as long as its turn takes; the client going
+    // away ends the wait (hyper drops the handler) and removes its key.
+    let r = unary!(r, "/v3/lock/lock", lock.lock);
+    let r = unary!(r, "/v3/lock/unlock", lock.unlock);
+    let r = unary!(r, "/v3/election/campaign", election.campaign);
+    let r = unary!(r, "/v3/election/proclaim", election.proclaim);
+    let r = unary!(r, "/v3/election/leader", election.leader);
+    let r = unary!(r, "/v3/election/resign", election.resign);
+    let r = r.route("/v3/election/observe", post(observe));
     let r = r.route("/v3/watch", post(watch));
     let r = r.route("/v3/lease/keepalive", post(lease_keep_alive));
     let r = r.route("/v3/maintenance/snapshot", post(snapshot));
@@ -186,6 +206,13 @@ async fn watch(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Res
 async fn lease_keep_alive(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let path = "/etcdserverpb.Lease/LeaseKeepAlive";
     streaming::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(gw, path, headers, body, false).await
+}
+
+/// `/v3/election/observe`: one LeaderRequest in, a `{"result":{...}}` line
+/// per leader change out, until the client goes.
+async fn observe(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let path = "/v3electionpb.Election/Observe";
+    streaming::<LeaderRequest, LeaderResponse>(gw, path, headers, body, false).await
 }
 
 /// `/v3/maintenance/snapshot`: the snapshot (etcd's format) as a stream of

@@ -48,12 +48,14 @@ use self::authority::LenientAuthority;
 use crate::error::{Error, Result};
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
 
-/// What the HTTP handlers read: the handlers' context and, for
-/// `/metrics`, its WAL's counters.
+/// What the HTTP handlers read: the handlers' context, for `/metrics` its
+/// WAL's counters, and for the gateway's Lock and Election paths the watch
+/// hub their waits use.
 #[derive(Clone)]
 pub struct HttpState {
     pub ctx: Arc<crate::services::context::Context>,
     pub wal: Option<Arc<Wal>>,
+    pub hub: Arc<crate::watch::hub::WatchHub>,
 }
 
 /// The router of a client URL: gRPC services (`grpc`, built by the caller
@@ -62,7 +64,7 @@ pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
     // etcd's access rules wrap the HTTP routes only: gRPC calls skip them.
     let rules = access::AccessRules::new(state.ctx.clone());
     let http = health::router(state.clone())
-        .merge(gateway::router(state.ctx.clone(), grpc.clone()))
+        .merge(gateway::router(state.ctx.clone(), state.hub.clone(), grpc.clone()))
         .layer(axum::middleware::from_fn_with_state(rules, access::check));
     grpc.into_axum_router().merge(http).fallback(fallback)
 }

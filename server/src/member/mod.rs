@@ -20,6 +20,8 @@ use logbook_api::etcdserverpb::lease_server::LeaseServer;
 use logbook_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use logbook_api::etcdserverpb::watch_server::WatchServer;
 use logbook_api::logbookpb::peer_server::PeerServer;
+use logbook_api::v3electionpb::election_server::ElectionServer;
+use logbook_api::v3lockpb::lock_server::LockServer;
 use raft::RawNode;
 use tokio::sync::watch;
 
@@ -34,8 +36,10 @@ use crate::raft::raft_loop::{RaftLoop, RaftParts};
 use crate::services::auth::AuthService;
 use crate::services::cluster::ClusterService;
 use crate::services::context::Context;
+use crate::services::election::ElectionService;
 use crate::services::kv::KvService;
 use crate::services::lease::LeaseService;
+use crate::services::lock::LockService;
 use crate::services::maintenance::MaintenanceService;
 use crate::services::watch::WatchService;
 use crate::state::auth::AuthStore;
@@ -125,7 +129,6 @@ async fn serve(mut cfg: Config) -> Result<()> {
         cfg.request_timeout(),
     );
     let ctx = Context::new(cfg.clone(), raft.clone(), status.clone(), stores.clone());
-    let http_state = crate::http::HttpState { ctx: ctx.clone(), wal: Some(wal.clone()) };
     let sink: crate::peer::Sink = Arc::new(inbox_tx.clone());
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),
@@ -145,6 +148,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
         WATCH_PROGRESS_INTERVAL,
     );
     let dispatcher = hub.start().map_err(|e| Error::io("starting the watch dispatcher", e))?;
+    let http_state =
+        crate::http::HttpState { ctx: ctx.clone(), wal: Some(wal.clone()), hub: hub.clone() };
     let parts = RaftParts {
         cfg: cfg.clone(),
         status: status.clone(),
@@ -213,6 +218,15 @@ async fn serve(mut cfg: Config) -> Result<()> {
             )
             .add_service(
                 MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                LockServer::new(LockService::new(ctx.clone(), hub.clone()))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ElectionServer::new(ElectionService::new(ctx.clone(), hub.clone()))
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(usize::MAX),
             );

@@ -32,7 +32,13 @@ pub struct KvService {
 }
 
 impl KvService {
-    async fn range_inner(&self, r: RangeRequest, who: Option<AuthInfo>) -> Result<RangeResponse> {
+    /// Range on behalf of `who`, header included. The Lock and Election
+    /// services read through here, so their reads are the KV service's.
+    pub async fn range_inner(
+        &self,
+        r: RangeRequest,
+        who: Option<AuthInfo>,
+    ) -> Result<RangeResponse> {
         check_range(&r)?;
         if !r.serializable {
             self.ctx.raft.read_index().await?;
@@ -49,7 +55,9 @@ impl KvService {
         Ok(resp)
     }
 
-    async fn txn_inner(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
+    /// Txn on behalf of `who`, header included (read-only ones are served
+    /// like reads).
+    pub async fn txn_inner(&self, r: TxnRequest, who: Option<AuthInfo>) -> Result<TxnResponse> {
         check_txn(&r, self.ctx.cfg.max_txn_ops)?;
         if is_read_only(&r) {
             // Served without Raft, like a range: every op reads one revision.
@@ -76,6 +84,24 @@ impl KvService {
                 Ok(resp)
             }
             (other, _) => unreachable_apply("Txn", other),
+        }
+    }
+}
+
+impl KvService {
+    /// DeleteRange on behalf of `who`, header included.
+    pub async fn delete_inner(
+        &self,
+        r: DeleteRangeRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<DeleteRangeResponse> {
+        check_delete(&r)?;
+        match self.ctx.raft.propose_as(Internal::DeleteRange(r), who).await? {
+            (Applied::DeleteRange(mut resp), revision) => {
+                resp.header = Some(self.ctx.header(revision));
+                Ok(resp)
+            }
+            (other, _) => unreachable_apply("DeleteRange", other),
         }
     }
 }
@@ -132,15 +158,7 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        let r = request.into_inner();
-        check_delete(&r)?;
-        match self.ctx.raft.propose_as(Internal::DeleteRange(r), who.as_ref()).await? {
-            (Applied::DeleteRange(mut resp), revision) => {
-                resp.header = Some(self.ctx.header(revision));
-                Ok(Response::new(resp))
-            }
-            (other, _) => Ok(unreachable_apply("DeleteRange", other)?),
-        }
+        Ok(Response::new(self.delete_inner(request.into_inner(), who.as_ref()).await?))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::{Error, Result};
 use crate::services::context::Context;
 use crate::state::apply::Applied;
-use crate::state::auth::{Access, Credentials};
+use crate::state::auth::{Access, AuthInfo, Credentials};
 
 /// Serves Lease.
 pub struct LeaseService {
@@ -48,6 +48,26 @@ impl LeaseService {
             if id != 0 && !self.ctx.stores.lessor.exists(id) {
                 return id;
             }
+        }
+    }
+
+    /// LeaseGrant on behalf of `who`, header included (the Lock and
+    /// Election services grant a session lease through here).
+    pub async fn grant_inner(
+        &self,
+        r: LeaseGrantRequest,
+        who: Option<&AuthInfo>,
+    ) -> Result<LeaseGrantResponse> {
+        let ttl = self.ctx.stores.lessor.effective_ttl(r.ttl)?;
+        self.ctx.check_quota()?;
+        let id = if r.id == 0 { self.new_lease_id() } else { r.id };
+        let grant = Internal::LeaseGrant(LeaseGrantRequest { ttl, id });
+        match self.ctx.raft.propose_as(grant, who).await? {
+            (Applied::LeaseGrant(mut resp), revision) => {
+                resp.header = Some(self.ctx.header(revision));
+                Ok(resp)
+            }
+            (other, _) => panic!("a LeaseGrant was applied as {other:?}"),
         }
     }
 
@@ -100,18 +120,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        let r = request.into_inner();
-        let ttl = self.ctx.stores.lessor.effective_ttl(r.ttl)?;
-        self.ctx.check_quota()?;
-        let id = if r.id == 0 { self.new_lease_id() } else { r.id };
-        let grant = Internal::LeaseGrant(LeaseGrantRequest { ttl, id });
-        match self.ctx.raft.propose_as(grant, who.as_ref()).await? {
-            (Applied::LeaseGrant(mut resp), revision) => {
-                resp.header = Some(self.ctx.header(revision));
-                Ok(Response::new(resp))
-            }
-            (other, _) => panic!("a LeaseGrant was applied as {other:?}"),
-        }
+        Ok(Response::new(self.grant_inner(request.into_inner(), who.as_ref()).await?))
     }
 
     async fn lease_revoke(

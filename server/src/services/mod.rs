@@ -3,6 +3,9 @@
 //!
 //! - [`kv`], [`watch`], [`lease`], [`cluster`], [`maintenance`], [`auth`]:
 //!   the services.
+//! - [`lock`], [`election`]: etcd's Lock and Election services, built on
+//!   the KV service's reads and writes and on [`waiting`] (queues of keys
+//!   under a prefix, and waiting for one's turn through the watch hub).
 //! - [`context`]: what every handler works with.
 //! - [`quota`]: the backend quota checked before growing writes.
 //! - [`leader`]: the connection to the leader's peer port.
@@ -13,9 +16,12 @@
 pub mod auth;
 pub mod cluster;
 pub mod context;
+pub mod election;
 pub mod kv;
 pub mod leader;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
+pub mod waiting;
 pub mod watch;

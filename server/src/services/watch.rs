@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
 use crate::services::context::Context;
@@ -31,12 +30,11 @@ pub struct WatchService {
     pub hub: Arc<WatchHub>,
     /// The member, for permission checks of new watchers.
     ctx: Arc<Context>,
-    next_stream: AtomicU64,
 }
 
 impl WatchService {
     pub fn new(hub: Arc<WatchHub>, ctx: Arc<Context>) -> Self {
-        WatchService { hub, ctx, next_stream: AtomicU64::new(1) }
+        WatchService { hub, ctx }
     }
 }
 
@@ -55,7 +53,7 @@ impl Watch for WatchService {
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_QUEUE);
         let hub = self.hub.clone();
         let ctx = self.ctx.clone();
-        let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream_id = self.hub.new_stream();
         tokio::spawn(async move {
             let mut session = Session {
                 hub,

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -140,6 +140,10 @@ pub struct WatchHub {
     nudge: Mutex<bool>,
     nudged: Condvar,
     watchers: AtomicUsize,
+    /// The next stream number: watchers are known by (stream, watch ID), so
+    /// every owner of watchers (a Watch stream, a waiting lock) takes its
+    /// own number here.
+    next_stream: AtomicU64,
     stop: AtomicBool,
     max_response_bytes: usize,
     progress_interval: Duration,
@@ -169,6 +173,7 @@ impl WatchHub {
             nudge: Mutex::new(false),
             nudged: Condvar::new(),
             watchers: AtomicUsize::new(0),
+            next_stream: AtomicU64::new(1),
             stop: AtomicBool::new(false),
             max_response_bytes,
             progress_interval,
@@ -197,6 +202,16 @@ impl WatchHub {
         let mut n = self.nudge.lock();
         *n = true;
         self.nudged.notify_one();
+    }
+
+    /// A stream number no other owner of watchers has.
+    pub fn new_stream(&self) -> u64 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Watchers registered now (for tests that check none is left behind).
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.load(Ordering::Acquire)
     }
 
     /// A response header at `revision`.
