@@ -7,7 +7,8 @@ use logbook_api::etcdserverpb::kv_client::KvClient;
 use logbook_api::etcdserverpb::kv_server::{Kv, KvServer};
 use logbook_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
 };
 use logbook_api::mvccpb::KeyValue;
 use tonic::{Request, Response, Status};
@@ -39,6 +40,18 @@ impl Kv for EchoKv {
             more: false,
             count: 1,
         }))
+    }
+    type RangeStreamStream = std::pin::Pin<
+        Box<
+            dyn tonic::codegen::tokio_stream::Stream<Item = Result<RangeStreamResponse, Status>>
+                + Send,
+        >,
+    >;
+    async fn range_stream(
+        &self,
+        _: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(Status::unimplemented("RangeStream"))
     }
     async fn put(&self, _: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         Err(Status::invalid_argument("etcdserver: key is not provided"))

@@ -14,7 +14,7 @@ use std::time::Duration;
 use logbook_api::etcdserverpb::kv_server::{Kv, KvServer};
 use logbook_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
 };
 use logbook_bench::client::Pool;
 use logbook_bench::driver::{Plan, drive};
@@ -29,6 +29,14 @@ struct Null;
 impl Kv for Null {
     async fn range(&self, _: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         Ok(Response::new(RangeResponse::default()))
+    }
+    type RangeStreamStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
+    async fn range_stream(
+        &self,
+        _: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(Status::unimplemented("RangeStream"))
     }
     async fn put(&self, _: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         Ok(Response::new(PutResponse::default()))

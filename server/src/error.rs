@@ -104,6 +104,10 @@ pub enum Error {
     LockSessionExpired,
     #[error("etcdserver: {0} is not supported by Logbook yet")]
     Unsupported(&'static str),
+    /// A request shape etcd itself does not serve, in etcd's words (e.g. a
+    /// RangeStream with a custom sort order).
+    #[error("{0}")]
+    Unimplemented(&'static str),
     #[error("write-ahead log: {0}")]
     Wal(#[from] logbook_wal::Error),
     #[error("storage engine: {0}")]
@@ -149,7 +153,7 @@ impl Error {
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
-            Unsupported(_) => Code::Unimplemented,
+            Unsupported(_) | Unimplemented(_) => Code::Unimplemented,
             ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired => {
                 Code::Unknown
             }

@@ -528,3 +528,22 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// The binary `name` of etcd `version` that `scripts/etcd-bin.sh` built into
+/// the cache (`$LOGBOOK_CACHE`, else `~/.cache/logbook`). Fails the test
+/// when it is missing: CI builds it.
+pub fn cached_etcd(version: &str, name: &str) -> String {
+    let cache = std::env::var_os("LOGBOOK_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/logbook"))
+        })
+        .expect("HOME or LOGBOOK_CACHE must be set");
+    let path = cache.join(format!("etcd-v{version}")).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/etcd-bin.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path.display().to_string()
+}

@@ -1,4 +1,5 @@
-//! The etcd KV service: Range, Put, DeleteRange, Txn and Compact.
+//! The etcd KV service: Range, RangeStream (in [`super::range_stream`]), Put,
+//! DeleteRange, Txn and Compact.
 //!
 //! Writes are checked as etcd checks them, proposed through Raft and answered
 //! when this member has applied them. Linearizable reads (the default) wait
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Result;
 use crate::services::context::Context;
+use crate::services::range_stream::{RangeStreamStream, range_stream};
 use crate::state::apply::Applied;
 use crate::state::auth::{Access, AuthInfo};
 use crate::state::kv_view::PinnedView;
@@ -131,6 +133,17 @@ fn fill_nested_headers(resp: &mut TxnResponse, revision: i64) {
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    type RangeStreamStream = RangeStreamStream;
+
+    async fn range_stream(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeStreamStream>, Status> {
+        let who = self.ctx.auth_info(&request).await?;
+        let stream = range_stream(self.ctx.clone(), request.into_inner(), who).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn range(
         &self,
         request: Request<RangeRequest>,

@@ -8,6 +8,7 @@
 //!   under a prefix, and waiting for one's turn through the watch hub).
 //! - [`context`]: what every handler works with.
 //! - [`quota`]: the backend quota checked before growing writes.
+//! - [`range_stream`]: `KV.RangeStream`, a Range in chunks at one revision.
 //! - [`leader`]: the connection to the leader's peer port.
 //!
 //! May import `raft`, `watch`, `peer`, `state` and the leaves; never `http`
@@ -23,5 +24,6 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod quota;
+pub mod range_stream;
 pub mod waiting;
 pub mod watch;
