@@ -150,7 +150,7 @@ fn status_health_members(c: &Cluster) {
         "members disagree on the leader: {leaders:?}"
     );
     for s in status {
-        assert_eq!(s["Status"]["version"], "3.5.0");
+        assert_eq!(s["Status"]["version"], "3.5.13");
         assert!(s["Status"]["dbSize"].as_i64().unwrap() > 0);
         assert!(
             s["Status"]["raftIndex"].as_u64().unwrap()

@@ -206,7 +206,7 @@ fn health_version_probes_and_metrics() {
     let base = c.specs[0].client_url();
 
     let v = http_get(&format!("{base}/version")).json();
-    assert_eq!(v, json!({"etcdserver": "3.5.0", "etcdcluster": "3.5.0"}));
+    assert_eq!(v, json!({"etcdserver": "3.5.13", "etcdcluster": "3.5.0"}));
     let h = http_get(&format!("{base}/health"));
     assert_eq!((h.status, h.json()), (200, json!({"health": "true", "reason": ""})));
     for q in ["?serializable=true", "?exclude=NOSPACE", "?serializable=false&exclude=NOSPACE"] {

@@ -308,7 +308,7 @@ mod tests {
             "logbook_wal_records_per_fsync_bucket{le=\"4\"} 3",
             "logbook_wal_records_per_fsync_sum 7",
             "# TYPE logbook_wal_records_per_fsync histogram",
-            "etcd_server_version{server_version=\"3.5.0\"} 1",
+            "etcd_server_version{server_version=\"3.5.13\"} 1",
             "# TYPE etcd_server_has_leader gauge",
             "etcd_network_peer_sent_bytes_total{To=\"a1\"} 10",
             "etcd_network_peer_received_bytes_total{From=\"b2\"} 20",

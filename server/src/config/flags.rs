@@ -262,7 +262,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("experimental-compaction-batch-limit", Int(64), "1000", Renamed("compaction-batch-limit"), "Sets the maximum revisions deleted in each compaction batch."),
     flag!("compaction-sleep-interval", Duration, "0s", Pending("compaction_sleep_interval"), "Sets the sleep interval between each compaction batch."),
     flag!("experimental-compaction-sleep-interval", Duration, "0s", Renamed("compaction-sleep-interval"), "Sets the sleep interval between each compaction batch."),
-    flag!("watch-progress-notify-interval", Duration, "10m", Pending("watch_progress_notify_interval"), "Duration of periodical watch progress notification."),
+    flag!("watch-progress-notify-interval", Duration, "10m", Used, "Duration of periodical watch progress notification."),
     flag!("experimental-watch-progress-notify-interval", Duration, "10m", Renamed("watch-progress-notify-interval"), "Duration of periodical watch progress notification."),
     flag!("warning-apply-duration", Duration, "100ms", Pending("warning_apply_duration"), "Warning is generated if requests take more than this duration."),
     flag!("experimental-warning-apply-duration", Duration, "100ms", Renamed("warning-apply-duration"), "Warning is generated if requests take more than this duration."),

@@ -38,9 +38,7 @@ struct Version {
 }
 
 async fn version() -> Response {
-    let minor = ETCD_VERSION.rsplit_once('.').map_or(ETCD_VERSION, |(minor, _)| minor);
-    let mut cluster = minor.to_string();
-    cluster.push_str(".0");
+    let cluster = crate::version::cluster_version();
     json(StatusCode::OK, &Version { etcdserver: ETCD_VERSION, etcdcluster: cluster })
 }
 

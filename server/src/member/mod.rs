@@ -54,10 +54,6 @@ use crate::watch::hub::WatchHub;
 /// the envelope around the payload.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// How often synced watchers that asked for progress notifications get one
-/// (etcd's default).
-const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
-
 /// Parses the flags, sets up logging and runs the member until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
     let cfg = args.into_config()?;
@@ -145,7 +141,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         stores.engine.clone(),
         status.clone(),
         cfg.max_request_bytes,
-        WATCH_PROGRESS_INTERVAL,
+        cfg.watch_progress_notify_interval,
     );
     let dispatcher = hub.start().map_err(|e| Error::io("starting the watch dispatcher", e))?;
     let http_state =

@@ -34,7 +34,6 @@ use crate::schema::{
     ALARM_BUCKET, APPLY_STATE_KEY, CLUSTER_BUCKET, CLUSTER_ID_KEY, MEMBER_ID_KEY, MEMBERS_BUCKET,
     RAFT_BUCKET, REMOVED_BUCKET, alarm_key, member_key,
 };
-use crate::version::ETCD_VERSION;
 
 /// Bytes per `SnapshotResponse` (etcd's snapshotSendBufferSize).
 const CHUNK: usize = 32 * 1024;
@@ -279,7 +278,10 @@ impl SideBuckets for ServerBuckets {
                 })
                 .collect(),
             layout::CLUSTER => {
-                vec![(layout::CLUSTER_VERSION.to_vec(), ETCD_VERSION.as_bytes().to_vec())]
+                vec![(
+                    layout::CLUSTER_VERSION.to_vec(),
+                    crate::version::cluster_version().into_bytes(),
+                )]
             }
             other => pass_through_bucket(other).map(|b| h.meta_scan(b)).unwrap_or_default(),
         }
