@@ -184,8 +184,8 @@ pub static FLAGS: &[Flag] = &[
     flag!("discovery-srv-name", Str, "", Refused(DISCOVERY), "Suffix to the dns srv name queried when bootstrapping."),
     flag!("strict-reconfig-check", Bool, "true", Pending("strict_reconfig_check"), "Reject reconfiguration requests that would cause quorum loss."),
     flag!("pre-vote", Bool, "true", Pending("pre_vote"), "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster."),
-    flag!("auto-compaction-retention", Str, "0", Pending("auto_compaction"), "Auto compaction retention length. 0 means disable auto compaction."),
-    flag!("auto-compaction-mode", Str, "periodic", Pending("auto_compaction"), "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention."),
+    flag!("auto-compaction-retention", Str, "0", Used, "Auto compaction retention length. 0 means disable auto compaction."),
+    flag!("auto-compaction-mode", Str, "periodic", Used, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention."),
     flag!("enable-v2", Bool, "false", Refused(V2_API), "Accept etcd V2 client requests."),
     // Logbook has no v2 store: every deprecation phase already holds.
     flag!("v2-deprecation", Choice(&["not-yet", "write-only", "write-only-skip-check", "write-only-drop-data", "gone"]), "write-only", Used, "Phase of v2store deprecation."),
@@ -416,7 +416,7 @@ mod tests {
             };
             println!("{what:<47} -> Config::{field}");
         }
-        assert!(pending().any(|(f, _)| f == "auto-compaction-retention"));
+        assert!(pending().any(|(f, _)| f == "force-new-cluster"));
     }
 
     #[test]

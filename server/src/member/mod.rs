@@ -1,12 +1,14 @@
 //! The member's wiring: `logbook serve` opens (or bootstraps) a member's
 //! data directory ([`bootstrap`]), builds the state machine's stores, the
 //! Raft thread, the peer transport, the watch hub and the services' context,
-//! serves the client and peer ports, runs the background [`tasks`], and on
+//! serves the client and peer ports, runs the background [`tasks`] (and the
+//! auto-[`compactor`]), and on
 //! SIGINT or SIGTERM shuts everything down in order.
 //!
 //! The top of the import order: may import every folder of the crate.
 
 mod bootstrap;
+mod compactor;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -238,6 +240,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
 
     let publisher = tokio::spawn(tasks::publish(ctx.clone()));
     let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
+    let compactor = cfg.auto_compaction.map(|mode| tokio::spawn(compactor::run(ctx.clone(), mode)));
 
     let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
     let raft_finished_first = tokio::select! {
@@ -253,6 +256,9 @@ async fn serve(mut cfg: Config) -> Result<()> {
     };
     publisher.abort();
     expirer.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     let _ = shutdown_tx.send(true);
     raft.stop();
     for s in servers {
