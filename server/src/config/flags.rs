@@ -183,7 +183,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("discovery-srv", Str, "", Refused(DISCOVERY), "DNS srv domain used to bootstrap the cluster."),
     flag!("discovery-srv-name", Str, "", Refused(DISCOVERY), "Suffix to the dns srv name queried when bootstrapping."),
     flag!("strict-reconfig-check", Bool, "true", Pending("strict_reconfig_check"), "Reject reconfiguration requests that would cause quorum loss."),
-    flag!("pre-vote", Bool, "true", Pending("pre_vote"), "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster."),
+    flag!("pre-vote", Bool, "true", Used, "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster."),
     flag!("auto-compaction-retention", Str, "0", Used, "Auto compaction retention length. 0 means disable auto compaction."),
     flag!("auto-compaction-mode", Str, "periodic", Used, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention."),
     flag!("enable-v2", Bool, "false", Refused(V2_API), "Accept etcd V2 client requests."),

@@ -106,7 +106,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         heartbeat_tick: 1,
         applied,
         check_quorum: true,
-        pre_vote: true,
+        pre_vote: cfg.pre_vote,
         max_size_per_msg: 1 << 20,
         max_inflight_msgs: 256,
         ..Default::default()
