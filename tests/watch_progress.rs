@@ -12,7 +12,7 @@ use logbook_api::etcdserverpb::kv_client::KvClient;
 use logbook_api::etcdserverpb::watch_client::WatchClient;
 use logbook_api::etcdserverpb::watch_request::RequestUnion;
 use logbook_api::etcdserverpb::{
-    PutRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    PutRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -43,6 +43,28 @@ fn check_exact(seen: &[Seen]) {
     }
 }
 
+/// A watch of `/registry/` from `start_revision` on the member at `url`:
+/// the request sender (for progress requests) and the response stream.
+async fn watch_registry(
+    url: &str,
+    start_revision: i64,
+) -> (mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>) {
+    let channel =
+        tonic::transport::Channel::from_shared(url.to_string()).unwrap().connect().await.unwrap();
+    let (req_tx, req_rx) = mpsc::channel(64);
+    let create = WatchCreateRequest {
+        key: "/registry/".into(),
+        range_end: "/registry0".into(),
+        start_revision,
+        ..Default::default()
+    };
+    let create = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
+    req_tx.send(create).await.unwrap();
+    let stream =
+        WatchClient::new(channel).watch(ReceiverStream::new(req_rx)).await.unwrap().into_inner();
+    (req_tx, stream)
+}
+
 #[test]
 fn progress_is_exact_under_load_and_across_a_leader_change() {
     let mut cluster = Cluster::start(3, &[]);
@@ -51,27 +73,7 @@ fn progress_is_exact_under_load_and_across_a_leader_change() {
     let writer_at = (leader + 2) % 3;
     let rt = common::runtime();
     let seen = rt.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(cluster.specs[follower].client_url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let (req_tx, req_rx) = mpsc::channel(64);
-        req_tx
-            .send(WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                    key: "/registry/".into(),
-                    range_end: "/registry0".into(),
-                    ..Default::default()
-                })),
-            })
-            .await
-            .unwrap();
-        let mut stream = WatchClient::new(channel)
-            .watch(ReceiverStream::new(req_rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (req_tx, mut stream) = watch_registry(&cluster.specs[follower].client_url(), 0).await;
         let created = stream.message().await.unwrap().unwrap();
         assert!(created.created);
 
@@ -141,25 +143,7 @@ fn progress_is_exact_under_load_and_across_a_leader_change() {
     cluster.wait_leader(Duration::from_secs(30));
     let seen = rt.block_on(async {
         let url = cluster.specs[follower].client_url();
-        let channel =
-            tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
-        let (req_tx, req_rx) = mpsc::channel(64);
-        req_tx
-            .send(WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                    key: "/registry/".into(),
-                    range_end: "/registry0".into(),
-                    start_revision: 2,
-                    ..Default::default()
-                })),
-            })
-            .await
-            .unwrap();
-        let mut stream = WatchClient::new(channel)
-            .watch(ReceiverStream::new(req_rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (req_tx, mut stream) = watch_registry(&url, 2).await;
         let mut kv = KvClient::connect(url).await.unwrap();
         let mut seen = Vec::new();
         for i in 0..100 {
