@@ -66,7 +66,27 @@ pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
     let http = health::router(state.clone())
         .merge(gateway::router(state.ctx.clone(), state.hub.clone(), grpc.clone()))
         .layer(axum::middleware::from_fn_with_state(rules, access::check));
-    grpc.into_axum_router().merge(http).fallback(fallback)
+    let grpc = grpc
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state.ctx.clone(), require_leader));
+    grpc.merge(http).fallback(fallback)
+}
+
+/// etcd's require-leader calls (`hasleader: true` metadata, clientv3's
+/// `WithRequireLeader`, which kube-apiserver sets on its watches): refused
+/// with `etcdserver: no leader` while this member knows no leader.
+/// Streams already running are watched by the Watch service itself.
+async fn require_leader(
+    axum::extract::State(ctx): axum::extract::State<Arc<crate::services::context::Context>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let hasleader = req.headers().get(crate::services::REQUIRE_LEADER_KEY).map(|v| v.as_bytes());
+    if crate::services::requires_leader(hasleader) && ctx.status.leader().is_none() {
+        let (parts, ()) = tonic::Status::from(Error::NoLeader).into_http::<()>().into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    next.run(req).await
 }
 
 /// The router of a `--listen-metrics-urls` URL: the endpoints only.

@@ -27,3 +27,14 @@ pub mod quota;
 pub mod range_stream;
 pub mod waiting;
 pub mod watch;
+
+/// The gRPC metadata key and value of etcd's require-leader calls
+/// (`rpctypes.MetadataRequireLeaderKey`, `MetadataHasLeader`).
+pub const REQUIRE_LEADER_KEY: &str = "hasleader";
+pub const REQUIRE_LEADER_VALUE: &str = "true";
+
+/// Whether a call asks to run only while there is a leader, given its
+/// `hasleader` metadata value.
+pub fn requires_leader(hasleader: Option<&[u8]>) -> bool {
+    hasleader == Some(REQUIRE_LEADER_VALUE.as_bytes())
+}

@@ -49,11 +49,20 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let creds = Credentials::of(&request);
+        let hasleader = request.metadata().get(super::REQUIRE_LEADER_KEY).map(|v| v.as_bytes());
+        let require_leader = super::requires_leader(hasleader);
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_QUEUE);
         let hub = self.hub.clone();
         let ctx = self.ctx.clone();
         let stream_id = self.hub.new_stream();
+        // A require-leader stream ends with etcd's `no leader` once this
+        // member has known no leader for three election timeouts.
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<Status>();
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        if require_leader {
+            tokio::spawn(watch_leader(self.ctx.clone(), lost_tx, ended_rx));
+        }
         tokio::spawn(async move {
             let mut session = Session {
                 hub,
@@ -64,15 +73,65 @@ impl Watch for WatchService {
                 watchers: HashMap::new(),
                 next_id: 0,
             };
-            while let Ok(Some(req)) = requests.message().await {
+            loop {
+                let req = tokio::select! {
+                    req = requests.message() => req,
+                    // The leader is gone: the response stream has ended.
+                    _ = session.tx.closed() => break,
+                };
+                let Ok(Some(req)) = req else { break };
                 if !session.handle(req).await {
                     break;
                 }
             }
+            drop(ended_tx);
             session.close();
         });
-        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
-        Ok(Response::new(Box::pin(futures::StreamExt::map(out, Ok))))
+        let events = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+        let lost = futures::StreamExt::filter_map(futures::stream::once(lost_rx), |r| {
+            std::future::ready(r.ok().map(Err))
+        });
+        // Events until the leader is lost; then the error, and nothing more.
+        let out = futures::StreamExt::scan(
+            futures::stream::select(events, lost),
+            false,
+            |ended, item: Result<WatchResponse, Status>| {
+                if *ended {
+                    return std::future::ready(None);
+                }
+                *ended = item.is_err();
+                std::future::ready(Some(item))
+            },
+        );
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Checks every election timeout whether this member knows a leader, and
+/// after three checks in a row without one (etcd's `maxNoLeaderCnt`) ends
+/// the stream with `etcdserver: no leader`; stops when the stream ends.
+async fn watch_leader(
+    ctx: Arc<Context>,
+    lost: tokio::sync::oneshot::Sender<Status>,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+) {
+    const MAX_NO_LEADER: u32 = 3;
+    let every = ctx.cfg.election_timeout();
+    let mut without = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut ended => return,
+        }
+        if ctx.status.leader().is_none() {
+            without += 1;
+        } else {
+            without = 0;
+        }
+        if without >= MAX_NO_LEADER {
+            let _ = lost.send(Status::from(Error::NoLeader));
+            return;
+        }
     }
 }
 
