@@ -258,10 +258,15 @@ impl AuthStore {
                 .map_err(|e| Error::Internal(format!("undecodable auth role record: {e}")))?;
             st.roles.insert(String::from_utf8_lossy(&k).into_owned(), r);
         }
+        // A store that never changed is at revision 1, not 0: etcd's
+        // NewAuthStore commits 1 over a 0 at every start. JWTs carry the
+        // revision, so etcd's and ours must count alike for a token to be
+        // good on both; the first change writes 2, as etcd's does.
         st.revision = engine
             .meta_get(AUTH_BUCKET, AUTH_REVISION_KEY)
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map_or(0, u64::from_be_bytes)
+            .max(1);
         let enabled = engine.meta_get(AUTH_BUCKET, AUTH_ENABLED_KEY).is_some_and(|v| v == [1]);
         st.refresh_perms();
         *self.state.write() = st;
