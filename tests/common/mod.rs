@@ -488,6 +488,11 @@ impl Etcd {
 
     /// The etcd binary at `program` (a path, or a name looked up on PATH).
     pub fn start_program(program: &str) -> Etcd {
+        Etcd::start_with(program, &[])
+    }
+
+    /// The etcd binary at `program` with `extra` flags after the usual ones.
+    pub fn start_with(program: &str, extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
@@ -502,6 +507,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("e1={peer_url}")])
+            .args(extra)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::null())
