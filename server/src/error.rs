@@ -88,6 +88,10 @@ pub enum Error {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// Authenticate on a member given only the JWT public key (etcd's
+    /// `ErrVerifyOnly`, which etcd has no gRPC error for: code Unknown).
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
     /// Proclaim or Campaign by a campaigner whose key is gone or was
     /// recreated (etcd's `concurrency.ErrElectionNotLeader`).
     #[error("election: not leader")]
@@ -154,9 +158,8 @@ impl Error {
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
             Unsupported(_) | Unimplemented(_) => Code::Unimplemented,
-            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired => {
-                Code::Unknown
-            }
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired
+            | VerifyOnly => Code::Unknown,
             RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
             | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
             | AuthNotEnabled => Code::FailedPrecondition,

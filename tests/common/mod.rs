@@ -491,7 +491,7 @@ impl Etcd {
         Etcd::start_with(program, &[])
     }
 
-    /// [`Etcd::start_program`] with `extra` flags.
+    /// The etcd binary at `program` with `extra` flags after the usual ones.
     pub fn start_with(program: &str, extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());

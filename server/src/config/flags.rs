@@ -218,7 +218,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("tls-min-version", Str, "TLS1.2", Pending("tls_min_version"), "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
     flag!("tls-max-version", Str, "", Pending("tls_max_version"), "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: the highest available)."),
     // ---- Auth ----
-    // "simple" is served; "jwt,..." is parsed into `Config::auth_token` (pending).
+    // "simple", "jwt,..." and "" are served (`Config::auth_token`, state/auth_token.rs).
     flag!("auth-token", Str, "simple", Used, "Specify a v3 authentication token type and its options ('simple' or 'jwt')."),
     flag!("bcrypt-cost", Uint(64), "10", Used, "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."),
     flag!("auth-token-ttl", Uint(64), "300", Used, "Time (in seconds) of the auth-token-ttl."),

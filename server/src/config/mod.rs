@@ -218,7 +218,7 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     /// `--max-learners` in the membership.
     pub max_learners: u32,
-    /// `--auth-token`: `Simple` is served; `Jwt` is parsed, not served yet.
+    /// `--auth-token`: the token provider (`state/auth_token.rs`).
     pub auth_token: AuthToken,
     /// The client side's CRL, allowed hostnames, auto-TLS, client certificate.
     pub client_tls_extra: TlsExtra,
@@ -625,12 +625,6 @@ fn build(s: Settings) -> Result<Config> {
 
     let (auth_token, auth_warning) = auth_token::parse(&s.text("auth-token")).map_err(bad)?;
     warnings.extend(auth_warning);
-    if matches!(auth_token, AuthToken::Jwt(_)) {
-        warnings.push(
-            "--auth-token=jwt is accepted but not yet acted on by Logbook: simple tokens are issued"
-                .into(),
-        );
-    }
     let bcrypt_cost = s.uint("bcrypt-cost");
     if !(4..=31).contains(&bcrypt_cost) {
         return Err(bad(format!("--bcrypt-cost {bcrypt_cost} is out of range [4, 31]")));

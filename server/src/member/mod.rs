@@ -45,6 +45,7 @@ use crate::services::lock::LockService;
 use crate::services::maintenance::MaintenanceService;
 use crate::services::watch::WatchService;
 use crate::state::auth::AuthStore;
+use crate::state::auth_token::TokenProvider;
 use crate::state::engine_cell::EngineCell;
 use crate::state::lessor::Lessor;
 use crate::state::machine::StateMachine;
@@ -84,6 +85,8 @@ fn init_logging(level: &str) {
 }
 
 async fn serve(mut cfg: Config) -> Result<()> {
+    // JWT keys are read and checked first: a bad one stops start-up.
+    let tokens = TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl)?;
     let (engine, members, engine_options) = bootstrap::open_engine(&mut cfg).await?;
     let cfg = Arc::new(cfg);
 
@@ -95,7 +98,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         engine_options,
         apply_state,
         Lessor::new(Lessor::min_ttl_for(cfg.election_timeout())),
-        AuthStore::new(cfg.auth_token_ttl, cfg.bcrypt_cost),
+        AuthStore::new(tokens, cfg.bcrypt_cost),
     )?);
     let (wal, storage) =
         bootstrap::recover_raft_log(&cfg, stores.engine.clone(), &stores.apply_state)?;

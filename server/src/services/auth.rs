@@ -25,7 +25,6 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, Result};
 use crate::services::context::Context;
 use crate::state::apply::Applied;
-use crate::state::auth::AuthStore;
 
 /// Serves Auth.
 pub struct AuthService {
@@ -68,17 +67,30 @@ impl AuthService {
             .map_err(|e| Error::Internal(format!("password check: {e}")))??;
             let req = logbookpb::AuthenticateRequest {
                 name: r.name.clone(),
-                simple_token: AuthStore::new_token_prefix(),
+                simple_token: self.ctx.stores.auth.token_prefix(),
             };
             let (applied, revision) = self.ctx.raft.propose(Internal::Authenticate(req)).await?;
-            let Applied::Auth(Some(token)) = applied else {
+            let Applied::Auth(token) = applied else {
                 panic!("an Authenticate was applied as {applied:?}");
             };
             if checked_at == self.ctx.stores.auth.revision() {
+                let token = match token {
+                    Some(simple) => simple,
+                    None => self.sign(r.name.clone(), checked_at).await?,
+                };
                 return Ok(AuthenticateResponse { header: self.header(revision), token });
             }
         }
         Err(Error::AuthOldRevision)
+    }
+
+    /// A JWT for `user` at auth `revision` (signing is CPU work: off the
+    /// async threads).
+    async fn sign(&self, user: String, revision: u64) -> Result<String> {
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || ctx.stores.auth.sign_token(&user, revision))
+            .await
+            .map_err(|e| Error::Internal(format!("token signing: {e}")))?
     }
 
     async fn hash(&self, password: String) -> Result<String> {

@@ -16,15 +16,13 @@
 //! - reads, watches, lease keep-alives and the maintenance and cluster calls:
 //!   by the service before answering.
 //!
-//! Tokens are etcd's "simple" tokens: `<16 random letters>.<raft index>`. The
-//! member that checked the password draws the letters and proposes them; every
-//! member assigns the token when it applies the entry, so a client may use it
-//! on any member. Tokens expire after `--auth-token-ttl` seconds unused and are
-//! dropped when their user is deleted or changes password.
+//! Tokens come from the provider `--auth-token` picks
+//! ([`crate::state::auth_token`]): etcd's simple tokens, or signed JWTs
+//! ([`crate::state::jwt`]) carrying the auth revision they were issued at,
+//! refused once the store has moved past it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use logbook_api::authpb::permission::Type as PermType;
@@ -36,12 +34,12 @@ use logbook_api::etcdserverpb::{
 };
 use logbook_api::logbookpb::AuthenticateRequest;
 use logbook_engine::{Engine, WriteTxn};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use prost::Message;
-use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::schema::{AUTH_BUCKET, AUTH_ENABLED_KEY, AUTH_REVISION_KEY, ROLES_BUCKET, USERS_BUCKET};
+use crate::state::auth_token::TokenProvider;
 use crate::state::lessor::Lessor;
 
 /// The user that must exist, with the root role, before auth is enabled.
@@ -51,10 +49,7 @@ pub const ROOT_ROLE: &str = "root";
 
 /// etcd's default bcrypt cost (`--bcrypt-cost`).
 pub const DEFAULT_BCRYPT_COST: u32 = 10;
-/// etcd's default simple-token TTL (`--auth-token-ttl`, seconds).
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
-const TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const TOKEN_PREFIX_LEN: usize = 16;
+pub use crate::state::auth_token::DEFAULT_TOKEN_TTL;
 
 /// Who a request comes from: a user, and the auth revision its credentials
 /// were checked at.
@@ -229,28 +224,22 @@ fn has_root_role(u: &User) -> bool {
     u.roles.iter().any(|r| r == ROOT_ROLE)
 }
 
-struct Token {
-    user: String,
-    expires: Instant,
-}
-
 /// The member's auth store.
 pub struct AuthStore {
     enabled: AtomicBool,
     state: RwLock<State>,
-    tokens: Mutex<HashMap<String, Token>>,
-    token_ttl: Duration,
+    tokens: TokenProvider,
     bcrypt_cost: u32,
 }
 
 impl AuthStore {
-    /// An empty, disabled store (filled by [`AuthStore::rebuild`]).
-    pub fn new(token_ttl: Duration, bcrypt_cost: u32) -> AuthStore {
+    /// An empty, disabled store (filled by [`AuthStore::rebuild`]) handing
+    /// out `tokens`' tokens.
+    pub fn new(tokens: TokenProvider, bcrypt_cost: u32) -> AuthStore {
         AuthStore {
             enabled: AtomicBool::new(false),
             state: RwLock::new(State::default()),
-            tokens: Mutex::new(HashMap::new()),
-            token_ttl,
+            tokens,
             bcrypt_cost,
         }
     }
@@ -269,15 +258,20 @@ impl AuthStore {
                 .map_err(|e| Error::Internal(format!("undecodable auth role record: {e}")))?;
             st.roles.insert(String::from_utf8_lossy(&k).into_owned(), r);
         }
+        // A store that never changed is at revision 1, not 0: etcd's
+        // NewAuthStore commits 1 over a 0 at every start. JWTs carry the
+        // revision, so etcd's and ours must count alike for a token to be
+        // good on both; the first change writes 2, as etcd's does.
         st.revision = engine
             .meta_get(AUTH_BUCKET, AUTH_REVISION_KEY)
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map_or(0, u64::from_be_bytes)
+            .max(1);
         let enabled = engine.meta_get(AUTH_BUCKET, AUTH_ENABLED_KEY).is_some_and(|v| v == [1]);
         st.refresh_perms();
         *self.state.write() = st;
         if !enabled {
-            self.tokens.lock().clear();
+            self.tokens.clear();
         }
         self.enabled.store(enabled, Ordering::Release);
         Ok(())
@@ -318,30 +312,8 @@ impl AuthStore {
     }
 
     async fn info_from_token(&self, token: &str, applied: impl Fn() -> u64) -> Result<AuthInfo> {
-        let index = token.rsplit_once('.').and_then(|(_, i)| i.parse::<u64>().ok());
-        let Some(index) = index else {
-            return Err(Error::InvalidAuthToken);
-        };
-        // The Authenticate entry may be committed but not applied here yet.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while applied() < index && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let now = Instant::now();
-        let mut tokens = self.tokens.lock();
-        match tokens.get_mut(token) {
-            Some(t) if t.expires > now => {
-                t.expires = now + self.token_ttl;
-                let user = t.user.clone();
-                drop(tokens);
-                Ok(AuthInfo { user, revision: self.revision() })
-            }
-            Some(_) => {
-                tokens.remove(token);
-                Err(Error::InvalidAuthToken)
-            }
-            None => Err(Error::InvalidAuthToken),
-        }
+        let (user, revision) = self.tokens.info(token, applied, || self.revision()).await?;
+        Ok(AuthInfo { user, revision })
     }
 
     /// Checks `name`'s password (bcrypt: run it off the async threads).
@@ -373,12 +345,17 @@ impl AuthStore {
         Ok(base64::engine::general_purpose::STANDARD.encode(hash))
     }
 
-    /// A fresh random token prefix for an Authenticate proposal.
-    pub fn new_token_prefix() -> String {
-        let mut rng = rand::rng();
-        (0..TOKEN_PREFIX_LEN)
-            .map(|_| TOKEN_LETTERS[rng.random_range(0..TOKEN_LETTERS.len())] as char)
-            .collect()
+    /// What an Authenticate proposal carries for its token: a fresh random
+    /// prefix for a simple token, nothing for a JWT.
+    pub fn token_prefix(&self) -> String {
+        self.tokens.prefix()
+    }
+
+    /// A signed token for `user` at auth `revision`, when the tokens are
+    /// JWTs (see [`AuthStore::apply`]); RSA signing takes milliseconds, so
+    /// call it off the async threads.
+    pub fn sign_token(&self, user: &str, revision: u64) -> Result<String> {
+        self.tokens.sign(user, revision)
     }
 
     // ---- checks ------------------------------------------------------------
@@ -667,7 +644,9 @@ impl AuthStore {
     // ---- changes, applied through Raft ------------------------------------
 
     /// Applies one auth management request (every member, in log order).
-    /// On error nothing is written. Returns the token of an Authenticate.
+    /// On error nothing is written. Returns the simple token of an
+    /// Authenticate (`None` for a JWT, which the proposer signs with
+    /// [`AuthStore::sign_token`]).
     pub fn apply(
         &self,
         txn: &mut WriteTxn<'_>,
@@ -701,7 +680,7 @@ impl AuthStore {
                 txn.meta_put(AUTH_BUCKET, AUTH_ENABLED_KEY, &[0]);
                 self.bump(&mut st, txn);
                 self.enabled.store(false, Ordering::Release);
-                self.tokens.lock().clear();
+                self.tokens.clear();
                 tracing::info!("disabled authentication");
                 return Ok(None);
             }
@@ -713,15 +692,7 @@ impl AuthStore {
                 if user.options.as_ref().is_some_and(|o| o.no_password) {
                     return Err(Error::AuthFailed);
                 }
-                let token = format!("{}.{index}", a.simple_token);
-                let mut tokens = self.tokens.lock();
-                let now = Instant::now();
-                tokens.retain(|_, t| t.expires > now);
-                tokens.insert(
-                    token.clone(),
-                    Token { user: a.name.clone(), expires: now + self.token_ttl },
-                );
-                return Ok(Some(token));
+                return self.tokens.assign(&a.name, &a.simple_token, index);
             }
             AuthChange::UserAdd(r) => {
                 if r.name.is_empty() {
@@ -873,7 +844,7 @@ impl AuthStore {
     }
 
     fn invalidate_user(&self, name: &str) {
-        self.tokens.lock().retain(|_, t| t.user != name);
+        self.tokens.invalidate_user(name);
     }
 }
 
@@ -924,7 +895,10 @@ fn valid_permission_range(key: &[u8], range_end: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rand::Rng;
+
     use super::*;
+    use crate::config::{AuthToken, JwtOptions};
 
     fn ivl(s: &str, e: Option<&str>) -> (Vec<u8>, Option<Vec<u8>>) {
         (s.as_bytes().to_vec(), e.map(|e| e.as_bytes().to_vec()))
@@ -1006,5 +980,68 @@ mod tests {
         assert!(!valid_permission_range(b"", b"b"));
         assert!(!valid_permission_range(b"b", b"a"));
         assert!(!valid_permission_range(b"b", b"b"));
+    }
+
+    /// A store with auth on and root, at auth revision 5, handing out JWTs.
+    fn jwt_store(dir: &std::path::Path) -> AuthStore {
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "a shared secret").unwrap();
+        let opts = JwtOptions {
+            sign_method: "HS256".into(),
+            public_key: None,
+            private_key: Some(secret),
+            ttl: std::time::Duration::from_secs(300),
+        };
+        let tokens = TokenProvider::new(&AuthToken::Jwt(opts), DEFAULT_TOKEN_TTL).unwrap();
+        let store = AuthStore::new(tokens, DEFAULT_BCRYPT_COST);
+        {
+            let mut st = store.state.write();
+            let root = User {
+                name: ROOT_USER.into(),
+                roles: vec![ROOT_ROLE.into()],
+                ..Default::default()
+            };
+            st.users.insert(ROOT_USER.into(), root);
+            st.revision = 5;
+            st.refresh_perms();
+        }
+        store.enabled.store(true, Ordering::Release);
+        store
+    }
+
+    #[test]
+    fn a_jwt_from_an_older_auth_revision_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = jwt_store(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let info = |token: &str| {
+            let creds = Credentials { token: Some(token.into()), common_name: None };
+            rt.block_on(store.info(&creds, || 0))
+        };
+        assert_eq!(store.token_prefix(), "");
+        let token = store.sign_token(ROOT_USER, store.revision()).unwrap();
+        let who = info(&token).unwrap().unwrap();
+        assert_eq!(who, AuthInfo { user: ROOT_USER.into(), revision: 5 });
+        assert!(store.check(Some(&who), b"k", b"", Access::Write).is_ok());
+        assert!(store.check_still_current(Some(&who)).is_ok());
+
+        // The store moves on (a user added, a password changed, ...): the
+        // token still names root, at revision 5, and is refused as etcd
+        // refuses it.
+        store.state.write().revision = 6;
+        let who = info(&token).unwrap().unwrap();
+        assert_eq!(who.revision, 5);
+        let err = store.check(Some(&who), b"k", b"", Access::Write).unwrap_err();
+        assert!(matches!(err, Error::AuthOldRevision));
+        assert!(matches!(store.check_still_current(Some(&who)), Err(Error::AuthOldRevision)));
+        let status = tonic::Status::from(err);
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::InvalidArgument, "etcdserver: revision of auth store is old")
+        );
+
+        // A token that is no JWT of ours.
+        assert!(matches!(info("a.b.c"), Err(Error::InvalidAuthToken)));
+        assert!(matches!(info("abcdefghijklmnop.12"), Err(Error::InvalidAuthToken)));
     }
 }

@@ -10,6 +10,8 @@
 //!   view of the engine.
 //! - [`lessor`], [`alarms`], [`membership`], [`auth`]: leases, alarms,
 //!   members, users and roles.
+//! - [`auth_token`], [`jwt`]: the tokens `--auth-token` asks for: etcd's
+//!   simple tokens, or signed JWTs.
 //! - [`engine_cell`]: the replaceable engine handle.
 //! - [`etcd_snapshot`]: the engine to and from etcd's snapshot format.
 //!
@@ -19,8 +21,10 @@
 pub mod alarms;
 pub mod apply;
 pub mod auth;
+pub mod auth_token;
 pub mod engine_cell;
 pub mod etcd_snapshot;
+pub mod jwt;
 pub mod kv_view;
 pub mod lessor;
 pub mod machine;
