@@ -1,0 +1,842 @@
+//! Kubernetes on Logbook: a control plane as kubeadm builds one, with three
+//! Logbook members as its etcd, driven by kubectl. The members run through a
+//! file named `etcd` with exactly the flags of kubeadm's etcd static pod
+//! (client and peer TLS with client certificates, metrics URL, snapshot
+//! count, feature gates, progress-notify interval) and join as `kubeadm
+//! join` joins them (learner, then promote); kube-apiserver talks to all
+//! three with its etcd client certificate; kube-controller-manager and
+//! kube-scheduler run as kubeadm runs them.
+//!
+//! One test, because a control plane takes most of a minute to start on a
+//! small machine; it goes through the steps in order and prints each one's
+//! time. On failure it prints the tail of every process's log (set
+//! `LOGBOOK_KEEP_K8S_DIR=1` to keep the directory).
+//!
+//! Needs the binaries of `scripts/kubernetes-bin.sh` (run by
+//! `scripts/test.sh`); fails, saying so, without them.
+
+mod common;
+// The control-plane harness, used by this test only (so not a module of
+// `common`, which every test binary compiles).
+#[path = "common/kubernetes.rs"]
+mod kube;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::{ControlPlane, Proc, stderr};
+use serde_json::Value;
+
+/// One change the test makes in the watched namespace, which the
+/// background `kubectl get configmaps -w` must report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Change {
+    kind: &'static str,
+    name: String,
+    /// `data.v` of the object the event carries, when the test knows it.
+    v: Option<String>,
+}
+
+fn change(kind: &'static str, name: &str, v: Option<&str>) -> Change {
+    Change { kind, name: name.to_string(), v: v.map(str::to_string) }
+}
+
+/// Namespace whose ConfigMaps the background watch follows.
+const WATCHED: &str = "watched";
+
+#[test]
+fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
+    let start = Instant::now();
+    let mut steps = Steps::default();
+    let mut cp = ControlPlane::create(&["m1", "m2", "m3"]);
+
+    cp.start_etcd();
+    steps.done("3 Logbook members with kubeadm's etcd flags (learner join + promote)");
+
+    cp.start_apiserver();
+    cp.wait_apiserver_ready(Duration::from_secs(180));
+    steps.done("kube-apiserver ready");
+    cp.start_controllers();
+
+    for ns in [WATCHED, "objects", "apps", "bulk"] {
+        cp.kubectl_ok(&["create", "namespace", ns]);
+    }
+    let watch = start_configmap_watch(&mut cp);
+    let mut changes = Vec::new();
+    steps.done("namespaces, background watch");
+
+    configmaps_and_secrets(&cp, &mut changes);
+    steps.done("ConfigMaps and Secrets");
+    custom_resources(&mut cp);
+    steps.done("CustomResourceDefinition and custom objects");
+    nodes_and_a_deployment(&mut cp);
+    steps.done("Nodes, Deployment scheduled");
+    server_side_apply(&cp, &mut changes);
+    steps.done("server-side apply");
+    finalizers(&mut cp, &mut changes);
+    steps.done("finalizers");
+    leader_killed_under_writes(&mut cp, &mut changes);
+    steps.done("Logbook leader killed under writes; restarted");
+    bulk_list_in_chunks(&cp);
+    steps.done("5,000 ConfigMaps, listed in chunks of 500");
+    registry_keys(&cp);
+    steps.done("etcdctl sees /registry keys");
+    garbage_collection(&mut cp);
+    steps.done("garbage collection of the Deployment");
+    watch_saw_every_change(&mut cp, &watch, &changes);
+    steps.done("the watch saw every change");
+
+    report_storage_errors(&cp);
+    eprintln!("{}\ntotal: {:.1?}", steps.table, start.elapsed());
+}
+
+/// The time of each step, printed at the end (and at once, for a reader
+/// following a slow run).
+struct Steps {
+    last: Instant,
+    table: String,
+}
+
+impl Default for Steps {
+    fn default() -> Steps {
+        Steps { last: Instant::now(), table: String::new() }
+    }
+}
+
+impl Steps {
+    fn done(&mut self, what: &str) {
+        let now = Instant::now();
+        let took = now - self.last;
+        let line = format!("  {:>6.1}s  {what}", took.as_secs_f64());
+        eprintln!("kubernetes test step:{line}");
+        self.table.push_str(&line);
+        self.table.push('\n');
+        self.last = now;
+    }
+}
+
+// ---- the background watch ----
+
+/// `kubectl get configmaps -w --output-watch-events -o json` in the watched
+/// namespace, its stdout to a file: every event as a JSON object.
+fn start_configmap_watch(cp: &mut ControlPlane) -> PathBuf {
+    let out = cp.dir.path().join("watch.json");
+    let log = cp.log_path("kubectl-watch");
+    let mut cmd = cp.kubectl_handle().cmd(&[
+        "get",
+        "configmaps",
+        "-n",
+        WATCHED,
+        "--watch",
+        "--output-watch-events",
+        "-o",
+        "json",
+    ]);
+    // A watch has no request timeout: it runs until the test stops it.
+    let args: Vec<String> = cmd
+        .get_args()
+        .filter(|a| *a != "--request-timeout=30s")
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    cmd = Command::new(cmd.get_program());
+    cmd.args(&args);
+    kube::die_with_parent(&mut cmd);
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    cp.extra.push(Proc { name: "kubectl get configmaps -w".into(), child: Some(child), log });
+    // The watch is established once its initial list has been printed (the
+    // namespace's kube-root-ca.crt, which the controller-manager creates).
+    cp.wait_for("the watch's first event", Duration::from_secs(60), |_| {
+        (!watch_events(&out).is_empty()).then_some(())
+    });
+    out
+}
+
+/// The events the watch printed so far (a partly written last one is left out).
+fn watch_events(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::Deserializer::from_str(&text).into_iter::<Value>().map_while(Result::ok).collect()
+}
+
+fn event_change(e: &Value) -> Change {
+    let kind = match e["type"].as_str() {
+        Some("ADDED") => "ADDED",
+        Some("MODIFIED") => "MODIFIED",
+        Some("DELETED") => "DELETED",
+        other => panic!("watch event of type {other:?}: {e}"),
+    };
+    Change {
+        kind,
+        name: e["object"]["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        v: e["object"]["data"]["v"].as_str().map(str::to_string),
+    }
+}
+
+/// Every change the test made in the watched namespace shows in the
+/// watch, in the order it was made, with resourceVersions that only grow:
+/// no event lost, none repeated, none out of order, across the leader's
+/// death.
+fn watch_saw_every_change(cp: &mut ControlPlane, path: &Path, changes: &[Change]) {
+    let missing = |events: &[Value]| -> Option<Change> {
+        let seen: Vec<Change> = events.iter().map(event_change).collect();
+        let mut at = 0;
+        for c in changes {
+            match seen[at..]
+                .iter()
+                .position(|s| s.kind == c.kind && s.name == c.name && (c.v.is_none() || s.v == c.v))
+            {
+                Some(p) => at += p + 1,
+                None => return Some(c.clone()),
+            }
+        }
+        None
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cp.wait_for("the watch to show every change", Duration::from_secs(60), |_| {
+            missing(&watch_events(path)).is_none().then_some(())
+        })
+    }));
+    let events = watch_events(path);
+    if result.is_err() {
+        let printed: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let c = event_change(e);
+                format!(
+                    "{} {} v={:?} rv={}",
+                    c.kind, c.name, c.v, e["object"]["metadata"]["resourceVersion"]
+                )
+            })
+            .collect();
+        panic!(
+            "the watch missed {:?} (or saw it out of order); it printed {} events:\n{}",
+            missing(&events),
+            events.len(),
+            printed.join("\n")
+        );
+    }
+    // After the initial list, resourceVersions strictly increase.
+    let rvs: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap()
+        })
+        .collect();
+    let initial = events
+        .iter()
+        .take_while(|e| {
+            e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "kube-root-ca.crt"
+        })
+        .count();
+    for w in rvs[initial..].windows(2) {
+        assert!(w[0] < w[1], "watch resourceVersions not increasing: {rvs:?}");
+    }
+    cp.extra[0].assert_running();
+    eprintln!("the watch printed {} events for {} changes made", events.len(), changes.len());
+}
+
+// ---- objects ----
+
+fn configmaps_and_secrets(cp: &ControlPlane, changes: &mut Vec<Change>) {
+    cp.kubectl_ok(&["create", "configmap", "cm-a", "-n", WATCHED, "--from-literal=v=1"]);
+    changes.push(change("ADDED", "cm-a", Some("1")));
+    let v = cp.kubectl_ok(&["get", "configmap", "cm-a", "-n", WATCHED, "-o", "jsonpath={.data.v}"]);
+    assert_eq!(v, "1");
+    cp.kubectl_ok(&["patch", "configmap", "cm-a", "-n", WATCHED, "-p", r#"{"data":{"v":"2"}}"#]);
+    changes.push(change("MODIFIED", "cm-a", Some("2")));
+    let v = cp.kubectl_ok(&["get", "configmap", "cm-a", "-n", WATCHED, "-o", "jsonpath={.data.v}"]);
+    assert_eq!(v, "2");
+    cp.kubectl_ok(&["delete", "configmap", "cm-a", "-n", WATCHED]);
+    changes.push(change("DELETED", "cm-a", Some("2")));
+    let out = cp.kubectl(&["get", "configmap", "cm-a", "-n", WATCHED]);
+    assert!(!out.status.success() && stderr(&out).contains("NotFound"), "{}", stderr(&out));
+
+    // A few in another namespace, from a multi-document file.
+    let docs: String = (1..=3)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-{i}\n  \
+                 namespace: objects\ndata:\n  i: \"{i}\"\n  text: |\n    line one\n    line two\n"
+            )
+        })
+        .collect();
+    cp.kubectl_stdin_ok(&["create"], &docs);
+    let got = cp.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "objects",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name}={.data.i}|{.data.text}{";"}{end}"#,
+    ]);
+    for i in 1..=3 {
+        assert!(got.contains(&format!("settings-{i}={i}|line one\nline two\n;")), "{got}");
+    }
+
+    cp.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "-n",
+        "objects",
+        "--from-literal=password=hunter2",
+    ]);
+    let pw =
+        cp.kubectl_ok(&["get", "secret", "db", "-n", "objects", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(pw, "aHVudGVyMg==", "base64 of hunter2");
+}
+
+fn custom_resources(cp: &mut ControlPlane) {
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.logbook.test
+spec:
+  group: logbook.test
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              color: {type: string}
+"#;
+    cp.kubectl_stdin_ok(&["apply"], crd);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.logbook.test",
+        "--timeout=60s",
+    ]);
+    let widgets: String = ["red", "green", "blue"]
+        .iter()
+        .enumerate()
+        .map(|(i, color)| {
+            format!(
+                "---\napiVersion: logbook.test/v1\nkind: Widget\nmetadata:\n  name: {color}\n  \
+                 namespace: objects\nspec:\n  size: {}\n  color: {color}\n",
+                i + 1
+            )
+        })
+        .collect();
+    // A CRD just established may take a moment to be served for writes.
+    cp.wait_for("creating custom objects", Duration::from_secs(60), |cp| {
+        cp.kubectl_stdin(&["apply"], &widgets).status.success().then_some(())
+    });
+    let got = cp.kubectl_ok(&[
+        "get",
+        "widgets",
+        "-n",
+        "objects",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name}:{.spec.size}:{.spec.color} {end}"#,
+    ]);
+    assert_eq!(got.trim(), "blue:3:blue green:2:green red:1:red");
+    cp.kubectl_ok(&[
+        "patch",
+        "widget",
+        "red",
+        "-n",
+        "objects",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":10}}"#,
+    ]);
+    let size =
+        cp.kubectl_ok(&["get", "widget", "red", "-n", "objects", "-o", "jsonpath={.spec.size}"]);
+    assert_eq!(size, "10");
+    cp.kubectl_ok(&["delete", "widget", "green", "-n", "objects"]);
+    let names = cp.kubectl_ok(&["get", "widgets", "-n", "objects", "-o", "name"]);
+    assert_eq!(names, "widget.logbook.test/blue\nwidget.logbook.test/red\n");
+}
+
+/// Two Nodes registered by hand (no kubelets) and marked Ready with room
+/// for pods; a Deployment of three replicas: the deployment controller
+/// makes a ReplicaSet, the ReplicaSet controller its Pods, and the
+/// scheduler binds each to a node.
+fn nodes_and_a_deployment(cp: &mut ControlPlane) {
+    let now = chrono_now();
+    for n in ["node-1", "node-2"] {
+        cp.kubectl_stdin_ok(
+            &["create"],
+            &format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {n}\n  labels:\n    \
+                 kubernetes.io/hostname: {n}\n    kubernetes.io/os: linux\n"
+            ),
+        );
+        let resources = r#"{"cpu":"8","memory":"16Gi","pods":"110"}"#;
+        let status = format!(
+            r#"{{"status":{{"capacity":{resources},"allocatable":{resources},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status (by the test)","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#
+        );
+        cp.kubectl_ok(&["patch", "node", n, "--subresource=status", "--type=merge", "-p", &status]);
+    }
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "apps",
+        "--image=registry.k8s.io/pause:3.10",
+        "--replicas=3",
+    ]);
+    // The node lifecycle controller lifts the not-ready taint admission put
+    // on the new nodes; then the scheduler binds.
+    let bound = cp.wait_for("three pods of web bound to nodes", Duration::from_secs(120), |cp| {
+        let out = cp.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "apps",
+            "-l",
+            "app=web",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName}{"\n"}{end}"#,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pods: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(p, n)| (p.to_string(), n.to_string())))
+            .collect();
+        (pods.len() == 3 && pods.iter().all(|(_, n)| n.starts_with("node-"))).then_some(pods)
+    });
+    let rs = cp.kubectl_ok(&[
+        "get",
+        "replicasets",
+        "-n",
+        "apps",
+        "-l",
+        "app=web",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}{end}"#,
+    ]);
+    let rs: Vec<&str> = rs.lines().collect();
+    assert_eq!(rs.len(), 1, "one ReplicaSet: {rs:?}");
+    assert!(rs[0].ends_with(" Deployment/web"), "{rs:?}");
+    let rs_name = rs[0].split(' ').next().unwrap();
+    for (pod, _) in &bound {
+        let owner = cp.kubectl_ok(&[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+        ]);
+        assert_eq!(owner, format!("ReplicaSet/{rs_name}"));
+    }
+    cp.wait_for("the Deployment's status to count 3 replicas", Duration::from_secs(60), |cp| {
+        let out = cp.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.status.replicas}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "3").then_some(())
+    });
+}
+
+/// RFC 3339 UTC time of now, as Kubernetes' metav1.Time.
+fn chrono_now() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `kubectl apply --server-side`: two field managers own different fields;
+/// a conflicting apply is refused until forced; managedFields say who owns what.
+fn server_side_apply(cp: &ControlPlane, changes: &mut Vec<Change>) {
+    let doc = |v: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: {WATCHED}\n\
+             data:\n  v: \"{v}\"\n{extra}"
+        )
+    };
+    cp.kubectl_stdin_ok(
+        &["apply", "--server-side", "--field-manager=alice"],
+        &doc("1", "  owner: alice\n"),
+    );
+    changes.push(change("ADDED", "ssa", Some("1")));
+    let out = cp.kubectl_stdin(&["apply", "--server-side", "--field-manager=bob"], &doc("2", ""));
+    assert!(!out.status.success(), "a conflicting apply must be refused");
+    assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+    cp.kubectl_stdin_ok(
+        &["apply", "--server-side", "--field-manager=bob", "--force-conflicts"],
+        &doc("2", ""),
+    );
+    changes.push(change("MODIFIED", "ssa", Some("2")));
+    let obj: Value = serde_json::from_str(&cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "ssa",
+        "-n",
+        WATCHED,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    assert_eq!(obj["data"]["v"], "2");
+    assert_eq!(obj["data"]["owner"], "alice");
+    let managers: BTreeMap<String, String> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["manager"].as_str().unwrap().to_string(), m["fieldsV1"]["f:data"].to_string()))
+        .collect();
+    assert!(
+        managers["alice"].contains("f:owner") && !managers["alice"].contains("f:v"),
+        "{managers:?}"
+    );
+    assert!(managers["bob"].contains("f:v"), "{managers:?}");
+}
+
+/// An object with a finalizer stays, Terminating, after its deletion until
+/// the finalizer is removed; then it goes.
+fn finalizers(cp: &mut ControlPlane, changes: &mut Vec<Change>) {
+    cp.kubectl_stdin_ok(
+        &["create"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: {WATCHED}\n  \
+             finalizers: [logbook.test/hold]\ndata:\n  v: held\n"
+        ),
+    );
+    changes.push(change("ADDED", "held", Some("held")));
+    cp.kubectl_ok(&["delete", "configmap", "held", "-n", WATCHED, "--wait=false"]);
+    changes.push(change("MODIFIED", "held", Some("held")));
+    std::thread::sleep(Duration::from_secs(2));
+    let ts = cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "held",
+        "-n",
+        WATCHED,
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp} {.metadata.finalizers}",
+    ]);
+    assert!(ts.contains("logbook.test/hold") && ts.len() > 20, "still there, terminating: {ts}");
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        WATCHED,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    changes.push(change("DELETED", "held", Some("held")));
+    cp.wait_for("the finalized object to go", Duration::from_secs(30), |cp| {
+        let out = cp.kubectl(&["get", "configmap", "held", "-n", WATCHED]);
+        stderr(&out).contains("NotFound").then_some(())
+    });
+}
+
+/// kill -9 of the Logbook leader while kubectl creates ConfigMaps one after
+/// another: the API server serves again within seconds, every create
+/// kubectl saw succeed is there afterwards (in the API and in the store),
+/// and the killed member, restarted, catches up.
+fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) {
+    const WRITES: usize = 40;
+    const KILL_AFTER: usize = 12;
+    let kubectl = cp.kubectl_handle();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, bool, Instant, String)>();
+    let writer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        for i in 0..WRITES {
+            if Instant::now() > deadline {
+                break;
+            }
+            let name = format!("w-{i:03}");
+            let out = kubectl.run(&[
+                "create",
+                "configmap",
+                &name,
+                "-n",
+                WATCHED,
+                &format!("--from-literal=v={i}"),
+            ]);
+            let _ = tx.send((i, out.status.success(), Instant::now(), stderr(&out)));
+        }
+    });
+    let mut results = Vec::new();
+    let mut killed: Option<(usize, Instant)> = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => results.push(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        assert!(Instant::now() < deadline, "the writer did not finish within 300 s");
+        if killed.is_none() && results.iter().filter(|r| r.1).count() >= KILL_AFTER {
+            let leaders = cp.leaders();
+            if leaders.len() == 1 {
+                let l = leaders[0];
+                eprintln!("killing the leader, {} (kill -9)", cp.members[l].name);
+                cp.members[l].proc.as_mut().unwrap().kill();
+                killed = Some((l, Instant::now()));
+            }
+        }
+    }
+    writer.join().unwrap();
+    let (dead, killed_at) = killed.expect("a single leader was found while writing");
+    let failures: Vec<String> =
+        results.iter().filter(|r| !r.1).map(|r| format!("w-{:03}: {}", r.0, r.3.trim())).collect();
+    let first_after =
+        results.iter().filter(|r| r.1 && r.2 > killed_at).map(|r| r.2 - killed_at).min();
+    eprintln!(
+        "{} of {} creates succeeded; first success {:?} after the kill; failures: {failures:#?}",
+        results.iter().filter(|r| r.1).count(),
+        results.len(),
+        first_after,
+    );
+    let first_after = first_after.expect("no create succeeded after the leader was killed");
+    assert!(
+        first_after < Duration::from_secs(30),
+        "the API server took {first_after:?} to serve a write after the leader's death"
+    );
+    // A new leader among the two left.
+    let new_leaders = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = cp.leaders();
+            if l.len() == 1 || Instant::now() > deadline {
+                break l;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    assert_eq!(new_leaders.len(), 1, "one new leader among the survivors");
+    assert_ne!(new_leaders[0], dead);
+
+    // Every create kubectl saw succeed is in the API and in the store.
+    let listed: BTreeSet<String> = cp
+        .kubectl_ok(&["get", "configmaps", "-n", WATCHED, "-o", "name"])
+        .lines()
+        .map(|l| l.trim_start_matches("configmap/").to_string())
+        .collect();
+    let survivor = cp.members[new_leaders[0]].client_url();
+    let stored = cp.etcdctl_at(
+        &survivor,
+        &["get", "/registry/configmaps/watched/", "--prefix", "--keys-only"],
+    );
+    assert!(stored.status.success(), "{}", stderr(&stored));
+    let stored = String::from_utf8_lossy(&stored.stdout).into_owned();
+    for (i, ok, _, _) in &results {
+        let name = format!("w-{i:03}");
+        if *ok {
+            assert!(
+                listed.contains(&name),
+                "{name} was created (kubectl said so) but is not listed: {listed:?}"
+            );
+            assert!(
+                stored.contains(&format!("/registry/configmaps/watched/{name}\n")),
+                "{name} not in the store"
+            );
+            changes.push(change("ADDED", &name, Some(&i.to_string())));
+        }
+    }
+
+    // The killed member comes back with its data and catches up.
+    cp.spawn_member(dead);
+    cp.wait_member_healthy(dead, Duration::from_secs(60));
+    let url = cp.members[dead].client_url();
+    let last = results
+        .iter()
+        .rfind(|r| r.1)
+        .map(|r| format!("/registry/configmaps/watched/w-{:03}", r.0))
+        .unwrap();
+    cp.wait_for("the restarted member to catch up", Duration::from_secs(60), |cp| {
+        let out = cp.etcdctl_at(&url, &["get", &last, "--keys-only", "--consistency=s"]);
+        String::from_utf8_lossy(&out.stdout).contains(&last).then_some(())
+    });
+}
+
+/// 5,000 ConfigMaps created through the API over 8 connections, then
+/// `kubectl get --chunk-size=500` lists them all in pages.
+fn bulk_list_in_chunks(cp: &ControlPlane) {
+    const N: usize = 5_000;
+    let bodies: Vec<String> = (0..N)
+        .map(|i| {
+            format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"bulk-{i:05}","labels":{{"set":"bulk"}}}},"data":{{"i":"{i}","pad":"{}"}}}}"#,
+                "x".repeat(200)
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    let (created, error) =
+        kube::post_all(&cp.pki, cp.apiserver_port, "/api/v1/namespaces/bulk/configmaps", bodies, 8);
+    assert_eq!(error, None);
+    assert_eq!(created, N);
+    eprintln!("created {N} ConfigMaps in {:.1?}", t.elapsed());
+
+    let out = cp.kubectl(&[
+        "get",
+        "configmaps",
+        "-n",
+        "bulk",
+        "-l",
+        "set=bulk",
+        "--chunk-size=500",
+        "-o",
+        "name",
+        "-v=6",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: BTreeSet<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(names.len(), N, "kubectl listed {} of {N}", names.len());
+    assert!(names.contains("configmap/bulk-00000") && names.contains("configmap/bulk-04999"));
+    let log = stderr(&out);
+    let pages = log
+        .lines()
+        .filter(|l| l.contains("/namespaces/bulk/configmaps?") && l.contains("limit=500"))
+        .count();
+    let continued =
+        log.lines().filter(|l| l.contains("limit=500") && l.contains("continue=")).count();
+    assert!(
+        pages >= N / 500 && continued >= N / 500 - 1,
+        "{pages} pages, {continued} with continue:\n{log}"
+    );
+
+    // The same from the store, with etcdctl.
+    // The namespace also holds the controller-manager's kube-root-ca.crt.
+    assert_eq!(etcd_count(cp, "/registry/configmaps/bulk/"), N as u64 + 1);
+}
+
+/// `etcdctl get <prefix> --prefix --count-only -w fields`: how many keys
+/// the store holds under `prefix`.
+fn etcd_count(cp: &ControlPlane, prefix: &str) -> u64 {
+    let out = cp.etcdctl_at(
+        &cp.etcd_endpoints(),
+        &["get", prefix, "--prefix", "--count-only", "-w", "fields"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("\"Count\" : "))
+        .unwrap_or_else(|| panic!("no Count in etcdctl's fields: {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `etcdctl get /registry --prefix --keys-only` with the etcd client
+/// certificate shows the objects where kube-apiserver keeps them.
+fn registry_keys(cp: &ControlPlane) {
+    let out = cp.etcdctl_at(&cp.etcd_endpoints(), &["get", "/registry", "--prefix", "--keys-only"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    for k in [
+        "/registry/configmaps/objects/settings-1",
+        "/registry/configmaps/watched/ssa",
+        "/registry/secrets/objects/db",
+        "/registry/deployments/apps/web",
+        "/registry/namespaces/apps",
+        "/registry/minions/node-1",
+        "/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.logbook.test",
+        "/registry/logbook.test/widgets/objects/red",
+    ] {
+        assert!(keys.contains(k), "{k} missing from etcdctl's /registry listing");
+    }
+    let pods = keys.iter().filter(|k| k.starts_with("/registry/pods/apps/web-")).count();
+    assert_eq!(pods, 3, "three pods of web under /registry/pods/apps/");
+    assert!(keys.iter().any(|k| k.starts_with("/registry/replicasets/apps/web-")));
+    // Secrets are stored as the API server wrote them (no encryption configured).
+    let out = cp.etcdctl_at(
+        &cp.etcd_endpoints(),
+        &["get", "/registry/secrets/objects/db", "--print-value-only"],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+/// Deleting the Deployment removes its ReplicaSet and Pods through their
+/// ownerReferences (the garbage collector, background propagation). The
+/// Pods are bound to nodes, so their deletion is graceful: the collector
+/// marks them Terminating and the node's kubelet would remove them once
+/// their containers stopped. There are no kubelets here, so the test does
+/// the kubelet's part (a deletion with no grace period) and sees them go
+/// from the store.
+fn garbage_collection(cp: &mut ControlPlane) {
+    cp.kubectl_ok(&["delete", "deployment", "web", "-n", "apps", "--wait=false"]);
+    cp.wait_for(
+        "the garbage collector to remove web's ReplicaSet and mark its Pods deleted",
+        Duration::from_secs(120),
+        |cp| {
+            let rs = cp.kubectl(&["get", "replicasets", "-n", "apps", "-o", "name"]);
+            let pods = cp.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                "apps",
+                "-o",
+                r#"jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{"\n"}{end}"#,
+            ]);
+            let pods = String::from_utf8_lossy(&pods.stdout).into_owned();
+            (rs.status.success()
+                && rs.stdout.is_empty()
+                && pods.lines().all(|l| !l.ends_with('=')))
+            .then_some(())
+        },
+    );
+    assert_eq!(etcd_count(cp, "/registry/replicasets/apps/"), 0);
+    assert_eq!(etcd_count(cp, "/registry/deployments/apps/"), 0);
+    cp.kubectl_ok(&["delete", "pods", "-n", "apps", "--all", "--grace-period=0", "--force"]);
+    cp.wait_for("the pods to leave the store", Duration::from_secs(60), |cp| {
+        (etcd_count(cp, "/registry/pods/apps/") == 0).then_some(())
+    });
+}
+
+/// Prints the API server's log lines about its storage, for the record
+/// (errors while the leader was killed are expected there).
+fn report_storage_errors(cp: &ControlPlane) {
+    let log = std::fs::read_to_string(cp.log_path("kube-apiserver")).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            (l.starts_with('E') || l.starts_with('W'))
+                && (l.contains("etcd") || l.contains("storage") || l.contains("cacher"))
+        })
+        .collect();
+    eprintln!(
+        "kube-apiserver logged {} warnings/errors about its storage; the last ones:\n{}",
+        lines.len(),
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    );
+}
