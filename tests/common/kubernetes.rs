@@ -56,6 +56,22 @@ pub fn k8s_bin_dir() -> PathBuf {
     dir
 }
 
+/// The program the `etcd` symlink points to: the logbook binary, or the
+/// etcd binary `LOGBOOK_K8S_ETCD` names (e.g. scripts/etcd-bin.sh's etcd
+/// 3.7.3), to run the same control plane on the real etcd and tell a
+/// misbehaviour of Logbook from one of the test.
+pub fn store_program() -> PathBuf {
+    match std::env::var_os("LOGBOOK_K8S_ETCD") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "LOGBOOK_K8S_ETCD={} is not a file", p.display());
+            eprintln!("running the control plane on {} instead of Logbook", p.display());
+            p
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_logbook")),
+    }
+}
+
 /// etcdctl 3.7 from `scripts/etcd-bin.sh`'s cache if it is there, else the
 /// one on PATH.
 pub fn etcdctl_program() -> PathBuf {
@@ -449,7 +465,7 @@ impl ControlPlane {
         let pki = Pki::generate(&dir.path().join("pki"), names);
         std::fs::create_dir_all(dir.path().join("bin")).unwrap();
         let etcd = dir.path().join("bin/etcd");
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_logbook"), &etcd).unwrap();
+        std::os::unix::fs::symlink(store_program(), &etcd).unwrap();
         let members = names
             .iter()
             .map(|n| Member {
@@ -504,11 +520,25 @@ impl ControlPlane {
             let peer = self.members[i].peer_url();
             let name = self.members[i].name.clone();
             let endpoints = self.etcd_endpoints_up_to(i);
-            let out = self.etcdctl_at(
-                &endpoints,
-                &["member", "add", &name, &format!("--peer-urls={peer}"), "--learner"],
-            );
-            assert!(out.status.success(), "member add {name}: {}", stderr(&out));
+            // Retried as kubeadm retries it: etcd refuses a member add
+            // ("unhealthy cluster") until the leader has been connected to
+            // a quorum for 5 s, which it is not just after a promotion.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let out = self.etcdctl_at(
+                    &endpoints,
+                    &["member", "add", &name, &format!("--peer-urls={peer}"), "--learner"],
+                );
+                if out.status.success() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "member add {name} kept failing for 60s: {}",
+                    stderr(&out)
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
             // kubeadm builds --initial-cluster from the member list that
             // MemberAddAsLearner returned: every member, the new one named.
             let mut cluster: Vec<String> = (0..i)
