@@ -53,6 +53,7 @@ fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
     let mut cp = ControlPlane::create(&["m1", "m2", "m3"]);
 
     cp.start_etcd();
+    kubelet_probes_pass(&cp);
     steps.done("3 Logbook members with kubeadm's etcd flags (learner join + promote)");
 
     cp.start_apiserver();
@@ -114,6 +115,24 @@ impl Steps {
         self.table.push_str(&line);
         self.table.push('\n');
         self.last = now;
+    }
+}
+
+/// The probes of kubeadm's etcd static pod answer as the kubelet wants
+/// (a 2xx): liveness `/livez`, readiness and startup `/readyz`, on the
+/// plain-HTTP `--listen-metrics-urls` port.
+fn kubelet_probes_pass(cp: &ControlPlane) {
+    for m in &cp.members {
+        for path in ["/livez", "/readyz"] {
+            let r = common::http_get(&format!("{}{path}", m.metrics_url()));
+            assert!(
+                (200..300).contains(&r.status),
+                "{} {path} on the metrics port: {} {}",
+                m.name,
+                r.status,
+                r.body
+            );
+        }
     }
 }
 

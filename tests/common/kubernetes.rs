@@ -883,10 +883,10 @@ impl Drop for ControlPlane {
             }
             // One write, so the report is not interleaved with other output.
             let _ = std::io::stderr().write_all(report.as_bytes());
-            if std::env::var_os("LOGBOOK_KEEP_K8S_DIR").is_some() {
-                let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-                eprintln!("kept {}", dir.keep().display());
-            }
+        }
+        if std::env::var_os("LOGBOOK_KEEP_K8S_DIR").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("kept {}", dir.keep().display());
         }
         // Clients first, the store last, each through its own handle.
         self.extra.clear();
