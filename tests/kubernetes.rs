@@ -78,14 +78,31 @@ fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
     steps.done("server-side apply");
     finalizers(&mut cp, &mut changes);
     steps.done("finalizers");
-    leader_killed_under_writes(&mut cp, &mut changes);
+    let mut killed = vec![killed_under_writes(&mut cp, &mut changes, 0, Victim::Leader)];
     steps.done("Logbook leader killed under writes; restarted");
+    // Then every other member in turn, so that whichever member served
+    // kube-apiserver's watches, they had to resume on another.
+    for i in 0..cp.members.len() {
+        if !killed.contains(&i) {
+            killed.push(killed_under_writes(
+                &mut cp,
+                &mut changes,
+                killed.len(),
+                Victim::Member(i),
+            ));
+        }
+    }
+    members_agree(&mut cp);
+    steps.done("each other member killed under writes; members agree (hashkv)");
     bulk_list_in_chunks(&cp);
+    members_agree(&mut cp);
     steps.done("5,000 ConfigMaps, listed in chunks of 500");
     registry_keys(&cp);
     steps.done("etcdctl sees /registry keys");
     garbage_collection(&mut cp);
     steps.done("garbage collection of the Deployment");
+    compactions_ran(&cp);
+    steps.done("kube-apiserver's compactions");
     watch_saw_every_change(&mut cp, &watch, &changes);
     steps.done("the watch saw every change");
 
@@ -581,14 +598,30 @@ fn finalizers(cp: &mut ControlPlane, changes: &mut Vec<Change>) {
     });
 }
 
-/// kill -9 of the Logbook leader while kubectl creates ConfigMaps one after
-/// another: the API server serves again within seconds, every create
-/// kubectl saw succeed is there afterwards (in the API and in the store),
-/// and the killed member, restarted, catches up.
-fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) {
-    const WRITES: usize = 40;
-    const KILL_AFTER: usize = 12;
+/// Which member a round of [`killed_under_writes`] kills.
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    /// The one that says it leads.
+    Leader,
+    /// Member `i`, whatever its role.
+    Member(usize),
+}
+
+/// kill -9 of a Logbook member (the leader first) while kubectl creates
+/// ConfigMaps one after another: the API server serves writes again within
+/// seconds, every create kubectl saw succeed is there afterwards (in the API
+/// and in the store), and the killed member, restarted, catches up. Returns
+/// the member killed.
+fn killed_under_writes(
+    cp: &mut ControlPlane,
+    changes: &mut Vec<Change>,
+    round: usize,
+    victim: Victim,
+) -> usize {
+    const WRITES: usize = 30;
+    const KILL_AFTER: usize = 10;
     let kubectl = cp.kubectl_handle();
+    let name_of = move |i: usize| format!("w{round}-{i:03}");
     let (tx, rx) = std::sync::mpsc::channel::<(usize, bool, Instant, String)>();
     let writer = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(240);
@@ -596,11 +629,10 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
             if Instant::now() > deadline {
                 break;
             }
-            let name = format!("w-{i:03}");
             let out = kubectl.run(&[
                 "create",
                 "configmap",
-                &name,
+                &name_of(i),
                 "-n",
                 WATCHED,
                 &format!("--from-literal=v={i}"),
@@ -619,34 +651,44 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
         }
         assert!(Instant::now() < deadline, "the writer did not finish within 300 s");
         if killed.is_none() && results.iter().filter(|r| r.1).count() >= KILL_AFTER {
-            let leaders = cp.leaders();
-            if leaders.len() == 1 {
-                let l = leaders[0];
-                eprintln!("killing the leader, {} (kill -9)", cp.members[l].name);
-                cp.members[l].proc.as_mut().unwrap().kill();
-                killed = Some((l, Instant::now()));
+            let target = match victim {
+                Victim::Member(i) => Some(i),
+                Victim::Leader => match cp.leaders()[..] {
+                    [l] => Some(l),
+                    _ => None,
+                },
+            };
+            if let Some(v) = target {
+                let role = if cp.leaders() == [v] { "the leader" } else { "a follower" };
+                eprintln!("round {round}: killing {role}, {} (kill -9)", cp.members[v].name);
+                cp.members[v].proc.as_mut().unwrap().kill();
+                killed = Some((v, Instant::now()));
             }
         }
     }
     writer.join().unwrap();
-    let (dead, killed_at) = killed.expect("a single leader was found while writing");
-    let failures: Vec<String> =
-        results.iter().filter(|r| !r.1).map(|r| format!("w-{:03}: {}", r.0, r.3.trim())).collect();
+    let (dead, killed_at) = killed.expect("the member to kill was found while writing");
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.1)
+        .map(|r| format!("{}: {}", name_of(r.0), r.3.trim()))
+        .collect();
     let first_after =
         results.iter().filter(|r| r.1 && r.2 > killed_at).map(|r| r.2 - killed_at).min();
     eprintln!(
-        "{} of {} creates succeeded; first success {:?} after the kill; failures: {failures:#?}",
+        "round {round}: {} of {} creates succeeded; first success {first_after:?} after the kill; \
+         failures: {failures:#?}",
         results.iter().filter(|r| r.1).count(),
         results.len(),
-        first_after,
     );
-    let first_after = first_after.expect("no create succeeded after the leader was killed");
+    let first_after = first_after.expect("no create succeeded after the kill");
     assert!(
         first_after < Duration::from_secs(30),
-        "the API server took {first_after:?} to serve a write after the leader's death"
+        "the API server took {first_after:?} to serve a write after {} was killed",
+        cp.members[dead].name
     );
-    // A new leader among the two left.
-    let new_leaders = {
+    // One leader among the two left.
+    let leaders = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let l = cp.leaders();
@@ -656,8 +698,8 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
             std::thread::sleep(Duration::from_millis(300));
         }
     };
-    assert_eq!(new_leaders.len(), 1, "one new leader among the survivors");
-    assert_ne!(new_leaders[0], dead);
+    assert_eq!(leaders.len(), 1, "one leader among the survivors: {leaders:?}");
+    assert_ne!(leaders[0], dead);
 
     // Every create kubectl saw succeed is in the API and in the store.
     let listed: BTreeSet<String> = cp
@@ -665,7 +707,7 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
         .lines()
         .map(|l| l.trim_start_matches("configmap/").to_string())
         .collect();
-    let survivor = cp.members[new_leaders[0]].client_url();
+    let survivor = cp.members[leaders[0]].client_url();
     let stored = cp.etcdctl_at(
         &survivor,
         &["get", "/registry/configmaps/watched/", "--prefix", "--keys-only"],
@@ -673,7 +715,7 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
     assert!(stored.status.success(), "{}", stderr(&stored));
     let stored = String::from_utf8_lossy(&stored.stdout).into_owned();
     for (i, ok, _, _) in &results {
-        let name = format!("w-{i:03}");
+        let name = name_of(*i);
         if *ok {
             assert!(
                 listed.contains(&name),
@@ -694,12 +736,35 @@ fn leader_killed_under_writes(cp: &mut ControlPlane, changes: &mut Vec<Change>) 
     let last = results
         .iter()
         .rfind(|r| r.1)
-        .map(|r| format!("/registry/configmaps/watched/w-{:03}", r.0))
+        .map(|r| format!("/registry/configmaps/watched/{}", name_of(r.0)))
         .unwrap();
     cp.wait_for("the restarted member to catch up", Duration::from_secs(60), |cp| {
         let out = cp.etcdctl_at(&url, &["get", &last, "--keys-only", "--consistency=s"]);
         String::from_utf8_lossy(&out.stdout).contains(&last).then_some(())
     });
+    dead
+}
+
+/// The members hold the same data: `etcdctl endpoint hashkv --rev=R` gives
+/// one hash on every member, at a revision R all of them have applied.
+fn members_agree(cp: &mut ControlPlane) {
+    let all = cp.etcd_endpoints();
+    let out = cp.etcdctl_at(&all, &["endpoint", "status", "-w", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rev = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Status"]["header"]["revision"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    let out = cp.etcdctl_at(&all, &["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hashes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let distinct: BTreeSet<u64> =
+        hashes.as_array().unwrap().iter().map(|h| h["HashKV"]["hash"].as_u64().unwrap()).collect();
+    assert_eq!(distinct.len(), 1, "members disagree at revision {rev}: {hashes}");
 }
 
 /// 5,000 ConfigMaps created through the API over 8 connections, then
@@ -797,12 +862,54 @@ fn registry_keys(cp: &ControlPlane) {
     let pods = keys.iter().filter(|k| k.starts_with("/registry/pods/apps/web-")).count();
     assert_eq!(pods, 3, "three pods of web under /registry/pods/apps/");
     assert!(keys.iter().any(|k| k.starts_with("/registry/replicasets/apps/web-")));
+    // Events expire through a lease the API server attached (--event-ttl).
+    let out = cp.etcdctl_at(
+        &cp.etcd_endpoints(),
+        &["get", "/registry/events/apps/", "--prefix", "--limit=1", "-w", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lease = events["kvs"][0]["lease"].as_i64().unwrap_or(0);
+    assert!(lease != 0, "an event of the Deployment, with a lease: {events}");
+    let out = cp.etcdctl_at(
+        &cp.etcd_endpoints(),
+        &["lease", "timetolive", &format!("{lease:x}"), "-w", "json"],
+    );
+    let ttl: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ttl["ttl"].as_i64().unwrap_or(0) > 3000, "the event lease's TTL: {ttl}");
     // Secrets are stored as the API server wrote them (no encryption configured).
     let out = cp.etcdctl_at(
         &cp.etcd_endpoints(),
         &["get", "/registry/secrets/objects/db", "--print-value-only"],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+/// kube-apiserver compacted the store (every 15 s here): `compact_rev_key`
+/// has been written more than once, every member reports the compaction,
+/// and a read below it is refused as etcd refuses it.
+fn compactions_ran(cp: &ControlPlane) {
+    let all = cp.etcd_endpoints();
+    let out = cp.etcdctl_at(&all, &["get", "compact_rev_key", "-w", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kv = &v["kvs"][0];
+    assert!(kv["version"].as_i64().unwrap_or(0) >= 2, "compact_rev_key: {v}");
+    for m in &cp.members {
+        let metrics = common::http_get(&format!("{}/metrics", m.metrics_url())).body;
+        let compacted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_compact_revision "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(compacted > 0.0, "{} reports no compaction", m.name);
+    }
+    let out = cp.etcdctl_at(&all, &["get", "/registry/namespaces/apps", "--rev=2"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("required revision has been compacted"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Deleting the Deployment removes its ReplicaSet and Pods through their

@@ -687,7 +687,10 @@ impl ControlPlane {
     /// 127.0.0.1. Two flags kubeadm does not set: `--bind-address` (the
     /// test binds only 127.0.0.1) and `--endpoint-reconciler-type=none`
     /// (the `kubernetes` Service's endpoint would be the loopback
-    /// advertise address, which the reconciler refuses).
+    /// advertise address, which the reconciler refuses). And one kubeadm
+    /// leaves at its default: `--etcd-compaction-interval` is 15 s instead
+    /// of 5 min, so that the API server's own compactions (a Txn on
+    /// `compact_rev_key`, then Compact) run while the test does.
     pub fn start_apiserver(&mut self) {
         let p = |f: &str| self.pki.path(f);
         let mut cmd = Command::new(self.bin.join("kube-apiserver"));
@@ -699,6 +702,7 @@ impl ControlPlane {
             .arg("--enable-admission-plugins=NodeRestriction")
             .arg("--enable-bootstrap-token-auth=true")
             .arg("--endpoint-reconciler-type=none")
+            .arg("--etcd-compaction-interval=15s")
             .arg(format!("--etcd-cafile={}", p("etcd/ca.crt")))
             .arg(format!("--etcd-certfile={}", p("apiserver-etcd-client.crt")))
             .arg(format!("--etcd-keyfile={}", p("apiserver-etcd-client.key")))
