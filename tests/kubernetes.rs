@@ -29,22 +29,39 @@ use std::time::{Duration, Instant};
 use kube::{ControlPlane, Proc, stderr};
 use serde_json::Value;
 
-/// One change the test makes in the watched namespace, which the
-/// background `kubectl get configmaps -w` must report.
+/// One change the test makes in the watched namespace, which a background
+/// `kubectl get <resource> -w` must report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Change {
+    /// `configmaps` or `secrets`.
+    resource: &'static str,
     kind: &'static str,
     name: String,
-    /// `data.v` of the object the event carries, when the test knows it.
+    /// `data.v` of the object the event carries (decoded, for a Secret),
+    /// when the test knows it.
     v: Option<String>,
 }
 
+/// A change of a ConfigMap.
 fn change(kind: &'static str, name: &str, v: Option<&str>) -> Change {
-    Change { kind, name: name.to_string(), v: v.map(str::to_string) }
+    Change { resource: "configmaps", kind, name: name.to_string(), v: v.map(str::to_string) }
 }
 
-/// Namespace whose ConfigMaps the background watch follows.
+/// A change of a Secret.
+fn secret_change(kind: &'static str, name: &str, v: Option<&str>) -> Change {
+    Change { resource: "secrets", ..change(kind, name, v) }
+}
+
+/// Namespace whose ConfigMaps and Secrets the background watches follow.
 const WATCHED: &str = "watched";
+
+/// A background `kubectl get <resource> -w` and the file it prints to.
+struct Watch {
+    resource: &'static str,
+    path: PathBuf,
+    /// Its index in the control plane's `extra` processes.
+    proc: usize,
+}
 
 #[test]
 fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
@@ -64,9 +81,12 @@ fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
     for ns in [WATCHED, "objects", "apps", "bulk"] {
         cp.kubectl_ok(&["create", "namespace", ns]);
     }
-    let watch = start_configmap_watch(&mut cp);
+    // The API server serves the ConfigMap watch from its watch cache (as
+    // every watch of a real cluster) and the Secret watch straight from a
+    // Logbook watch of its own (the watch cache is off for Secrets).
+    let watches = [start_watch(&mut cp, "configmaps"), start_watch(&mut cp, "secrets")];
     let mut changes = Vec::new();
-    steps.done("namespaces, background watch");
+    steps.done("namespaces, background watches");
 
     configmaps_and_secrets(&cp, &mut changes);
     steps.done("ConfigMaps and Secrets");
@@ -94,17 +114,20 @@ fn a_kubernetes_control_plane_runs_on_three_logbook_members() {
     }
     members_agree(&mut cp);
     steps.done("each other member killed under writes; members agree (hashkv)");
-    bulk_list_in_chunks(&cp);
+    bulk_list_in_chunks(&cp, "configmaps", 5_000, 500);
+    bulk_list_in_chunks(&cp, "secrets", 1_000, 100);
     members_agree(&mut cp);
-    steps.done("5,000 ConfigMaps, listed in chunks of 500");
+    steps.done("5,000 ConfigMaps and 1,000 Secrets, listed in chunks");
     registry_keys(&cp);
     steps.done("etcdctl sees /registry keys");
     garbage_collection(&mut cp);
     steps.done("garbage collection of the Deployment");
     compactions_ran(&cp);
     steps.done("kube-apiserver's compactions");
-    watch_saw_every_change(&mut cp, &watch, &changes);
-    steps.done("the watch saw every change");
+    for w in &watches {
+        watch_saw_every_change(&mut cp, w, &changes);
+    }
+    steps.done("the watches saw every change");
 
     report_storage_errors(&cp);
     eprintln!("{}\ntotal: {:.1?}", steps.table, start.elapsed());
@@ -155,14 +178,18 @@ fn kubelet_probes_pass(cp: &ControlPlane) {
 
 // ---- the background watch ----
 
-/// `kubectl get configmaps -w --output-watch-events -o json` in the watched
+/// `kubectl get <resource> -w --output-watch-events -o json` in the watched
 /// namespace, its stdout to a file: every event as a JSON object.
-fn start_configmap_watch(cp: &mut ControlPlane) -> PathBuf {
-    let out = cp.dir.path().join("watch.json");
-    let log = cp.log_path("kubectl-watch");
+fn start_watch(cp: &mut ControlPlane, resource: &'static str) -> Watch {
+    if resource == "secrets" {
+        // Something for the initial list (the namespace has no Secret).
+        cp.kubectl_ok(&["create", "secret", "generic", "seed", "-n", WATCHED]);
+    }
+    let out = cp.dir.path().join(format!("watch-{resource}.json"));
+    let log = cp.log_path(&format!("kubectl-watch-{resource}"));
     let mut cmd = cp.kubectl_handle().cmd(&[
         "get",
-        "configmaps",
+        resource,
         "-n",
         WATCHED,
         "--watch",
@@ -185,13 +212,14 @@ fn start_configmap_watch(cp: &mut ControlPlane) -> PathBuf {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    cp.extra.push(Proc { name: "kubectl get configmaps -w".into(), child: Some(child), log });
+    cp.extra.push(Proc { name: format!("kubectl get {resource} -w"), child: Some(child), log });
     // The watch is established once its initial list has been printed (the
-    // namespace's kube-root-ca.crt, which the controller-manager creates).
+    // namespace's kube-root-ca.crt, which the controller-manager creates,
+    // or the seed Secret).
     cp.wait_for("the watch's first event", Duration::from_secs(60), |_| {
         (!watch_events(&out).is_empty()).then_some(())
     });
-    out
+    Watch { resource, path: out, proc: cp.extra.len() - 1 }
 }
 
 /// The events the watch printed so far (a partly written last one is left out).
@@ -200,17 +228,26 @@ fn watch_events(path: &Path) -> Vec<Value> {
     serde_json::Deserializer::from_str(&text).into_iter::<Value>().map_while(Result::ok).collect()
 }
 
-fn event_change(e: &Value) -> Change {
+fn event_change(resource: &'static str, e: &Value) -> Change {
+    use base64::Engine as _;
     let kind = match e["type"].as_str() {
         Some("ADDED") => "ADDED",
         Some("MODIFIED") => "MODIFIED",
         Some("DELETED") => "DELETED",
         other => panic!("watch event of type {other:?}: {e}"),
     };
+    let v = e["object"]["data"]["v"].as_str().map(|v| match resource {
+        "secrets" => String::from_utf8_lossy(
+            &base64::engine::general_purpose::STANDARD.decode(v).unwrap_or_default(),
+        )
+        .into_owned(),
+        _ => v.to_string(),
+    });
     Change {
+        resource,
         kind,
         name: e["object"]["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-        v: e["object"]["data"]["v"].as_str().map(str::to_string),
+        v,
     }
 }
 
@@ -218,32 +255,36 @@ fn event_change(e: &Value) -> Change {
 /// watch, in the order it was made, with resourceVersions that only grow:
 /// no event lost, none repeated, none out of order, across the leader's
 /// death.
-fn watch_saw_every_change(cp: &mut ControlPlane, path: &Path, changes: &[Change]) {
+fn watch_saw_every_change(cp: &mut ControlPlane, watch: &Watch, changes: &[Change]) {
+    let (path, resource) = (&watch.path, watch.resource);
+    let changes: Vec<&Change> = changes.iter().filter(|c| c.resource == resource).collect();
     let missing = |events: &[Value]| -> Option<Change> {
-        let seen: Vec<Change> = events.iter().map(event_change).collect();
+        let seen: Vec<Change> = events.iter().map(|e| event_change(resource, e)).collect();
         let mut at = 0;
-        for c in changes {
+        for c in &changes {
             match seen[at..]
                 .iter()
                 .position(|s| s.kind == c.kind && s.name == c.name && (c.v.is_none() || s.v == c.v))
             {
                 Some(p) => at += p + 1,
-                None => return Some(c.clone()),
+                None => return Some((*c).clone()),
             }
         }
         None
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        cp.wait_for("the watch to show every change", Duration::from_secs(60), |_| {
-            missing(&watch_events(path)).is_none().then_some(())
-        })
+        cp.wait_for(
+            &format!("the {resource} watch to show every change"),
+            Duration::from_secs(60),
+            |_| missing(&watch_events(path)).is_none().then_some(()),
+        )
     }));
     let events = watch_events(path);
     if result.is_err() {
         let printed: Vec<String> = events
             .iter()
             .map(|e| {
-                let c = event_change(e);
+                let c = event_change(resource, e);
                 format!(
                     "{} {} v={:?} rv={}",
                     c.kind, c.name, c.v, e["object"]["metadata"]["resourceVersion"]
@@ -251,30 +292,28 @@ fn watch_saw_every_change(cp: &mut ControlPlane, path: &Path, changes: &[Change]
             })
             .collect();
         panic!(
-            "the watch missed {:?} (or saw it out of order); it printed {} events:\n{}",
+            "the {resource} watch missed {:?} (or saw it out of order); it printed {} events:\n{}",
             missing(&events),
             events.len(),
             printed.join("\n")
         );
     }
-    // After the initial list, resourceVersions strictly increase.
+    // After the initial list (one object), resourceVersions strictly increase.
     let rvs: Vec<u64> = events
         .iter()
         .map(|e| {
             e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap()
         })
         .collect();
-    let initial = events
-        .iter()
-        .take_while(|e| {
-            e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "kube-root-ca.crt"
-        })
-        .count();
-    for w in rvs[initial..].windows(2) {
-        assert!(w[0] < w[1], "watch resourceVersions not increasing: {rvs:?}");
+    for w in rvs[1..].windows(2) {
+        assert!(w[0] < w[1], "{resource} watch resourceVersions not increasing: {rvs:?}");
     }
-    cp.extra[0].assert_running();
-    eprintln!("the watch printed {} events for {} changes made", events.len(), changes.len());
+    cp.extra[watch.proc].assert_running();
+    eprintln!(
+        "the {resource} watch printed {} events for {} changes made",
+        events.len(),
+        changes.len()
+    );
 }
 
 // ---- objects ----
@@ -327,6 +366,16 @@ fn configmaps_and_secrets(cp: &ControlPlane, changes: &mut Vec<Change>) {
     let pw =
         cp.kubectl_ok(&["get", "secret", "db", "-n", "objects", "-o", "jsonpath={.data.password}"]);
     assert_eq!(pw, "aHVudGVyMg==", "base64 of hunter2");
+
+    // A Secret in the watched namespace: created, changed, deleted.
+    cp.kubectl_ok(&["create", "secret", "generic", "s-a", "-n", WATCHED, "--from-literal=v=1"]);
+    changes.push(secret_change("ADDED", "s-a", Some("1")));
+    cp.kubectl_ok(&["patch", "secret", "s-a", "-n", WATCHED, "-p", r#"{"stringData":{"v":"2"}}"#]);
+    changes.push(secret_change("MODIFIED", "s-a", Some("2")));
+    let v = cp.kubectl_ok(&["get", "secret", "s-a", "-n", WATCHED, "-o", "jsonpath={.data.v}"]);
+    assert_eq!(v, "Mg==", "base64 of 2");
+    cp.kubectl_ok(&["delete", "secret", "s-a", "-n", WATCHED]);
+    changes.push(secret_change("DELETED", "s-a", Some("2")));
 }
 
 fn custom_resources(cp: &mut ControlPlane) {
@@ -622,6 +671,8 @@ fn killed_under_writes(
     const KILL_AFTER: usize = 10;
     let kubectl = cp.kubectl_handle();
     let name_of = move |i: usize| format!("w{round}-{i:03}");
+    // ConfigMaps and Secrets by turns.
+    let kind_of = |i: usize| if i.is_multiple_of(2) { "configmap" } else { "secret" };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, bool, Instant, String)>();
     let writer = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(240);
@@ -629,14 +680,13 @@ fn killed_under_writes(
             if Instant::now() > deadline {
                 break;
             }
-            let out = kubectl.run(&[
-                "create",
-                "configmap",
-                &name_of(i),
-                "-n",
-                WATCHED,
-                &format!("--from-literal=v={i}"),
-            ]);
+            let mut args = vec!["create", kind_of(i)];
+            if kind_of(i) == "secret" {
+                args.push("generic");
+            }
+            let (name, v) = (name_of(i), format!("--from-literal=v={i}"));
+            args.extend([name.as_str(), "-n", WATCHED, v.as_str()]);
+            let out = kubectl.run(&args);
             let _ = tx.send((i, out.status.success(), Instant::now(), stderr(&out)));
         }
     });
@@ -703,29 +753,30 @@ fn killed_under_writes(
 
     // Every create kubectl saw succeed is in the API and in the store.
     let listed: BTreeSet<String> = cp
-        .kubectl_ok(&["get", "configmaps", "-n", WATCHED, "-o", "name"])
+        .kubectl_ok(&["get", "configmaps,secrets", "-n", WATCHED, "-o", "name"])
         .lines()
-        .map(|l| l.trim_start_matches("configmap/").to_string())
+        .map(str::to_string)
         .collect();
     let survivor = cp.members[leaders[0]].client_url();
-    let stored = cp.etcdctl_at(
-        &survivor,
-        &["get", "/registry/configmaps/watched/", "--prefix", "--keys-only"],
-    );
+    let stored = cp.etcdctl_at(&survivor, &["get", "/registry/", "--prefix", "--keys-only"]);
     assert!(stored.status.success(), "{}", stderr(&stored));
     let stored = String::from_utf8_lossy(&stored.stdout).into_owned();
     for (i, ok, _, _) in &results {
-        let name = name_of(*i);
+        let (name, kind) = (name_of(*i), kind_of(*i));
         if *ok {
             assert!(
-                listed.contains(&name),
-                "{name} was created (kubectl said so) but is not listed: {listed:?}"
+                listed.contains(&format!("{kind}/{name}")),
+                "{kind} {name} was created (kubectl said so) but is not listed: {listed:?}"
             );
             assert!(
-                stored.contains(&format!("/registry/configmaps/watched/{name}\n")),
-                "{name} not in the store"
+                stored.contains(&format!("/registry/{kind}s/watched/{name}\n")),
+                "{kind} {name} not in the store"
             );
-            changes.push(change("ADDED", &name, Some(&i.to_string())));
+            let v = i.to_string();
+            changes.push(match kind {
+                "secret" => secret_change("ADDED", &name, Some(&v)),
+                _ => change("ADDED", &name, Some(&v)),
+            });
         }
     }
 
@@ -736,7 +787,7 @@ fn killed_under_writes(
     let last = results
         .iter()
         .rfind(|r| r.1)
-        .map(|r| format!("/registry/configmaps/watched/{}", name_of(r.0)))
+        .map(|r| format!("/registry/{}s/watched/{}", kind_of(r.0), name_of(r.0)))
         .unwrap();
     cp.wait_for("the restarted member to catch up", Duration::from_secs(60), |cp| {
         let out = cp.etcdctl_at(&url, &["get", &last, "--keys-only", "--consistency=s"]);
@@ -767,33 +818,38 @@ fn members_agree(cp: &mut ControlPlane) {
     assert_eq!(distinct.len(), 1, "members disagree at revision {rev}: {hashes}");
 }
 
-/// 5,000 ConfigMaps created through the API over 8 connections, then
-/// `kubectl get --chunk-size=500` lists them all in pages.
-fn bulk_list_in_chunks(cp: &ControlPlane) {
-    const N: usize = 5_000;
-    let bodies: Vec<String> = (0..N)
+/// `n` ConfigMaps or Secrets created through the API over 8 connections,
+/// then `kubectl get --chunk-size=<chunk>` lists them all in pages (from
+/// the API server's watch cache for ConfigMaps; for Secrets, whose cache
+/// is off, each page is a Range with a limit on Logbook).
+fn bulk_list_in_chunks(cp: &ControlPlane, resource: &str, n: usize, chunk: usize) {
+    let (kind, data) = match resource {
+        "configmaps" => ("ConfigMap", "data"),
+        _ => ("Secret", "stringData"),
+    };
+    let bodies: Vec<String> = (0..n)
         .map(|i| {
             format!(
-                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"bulk-{i:05}","labels":{{"set":"bulk"}}}},"data":{{"i":"{i}","pad":"{}"}}}}"#,
+                r#"{{"apiVersion":"v1","kind":"{kind}","metadata":{{"name":"bulk-{i:05}","labels":{{"set":"bulk"}}}},"{data}":{{"i":"{i}","pad":"{}"}}}}"#,
                 "x".repeat(200)
             )
         })
         .collect();
     let t = Instant::now();
-    let (created, error) =
-        kube::post_all(&cp.pki, cp.apiserver_port, "/api/v1/namespaces/bulk/configmaps", bodies, 8);
+    let path = format!("/api/v1/namespaces/bulk/{resource}");
+    let (created, error) = kube::post_all(&cp.pki, cp.apiserver_port, &path, bodies, 8);
     assert_eq!(error, None);
-    assert_eq!(created, N);
-    eprintln!("created {N} ConfigMaps in {:.1?}", t.elapsed());
+    assert_eq!(created, n);
+    eprintln!("created {n} {resource} in {:.1?}", t.elapsed());
 
     let out = cp.kubectl(&[
         "get",
-        "configmaps",
+        resource,
         "-n",
         "bulk",
         "-l",
         "set=bulk",
-        "--chunk-size=500",
+        &format!("--chunk-size={chunk}"),
         "-o",
         "name",
         "-v=6",
@@ -801,23 +857,28 @@ fn bulk_list_in_chunks(cp: &ControlPlane) {
     assert!(out.status.success(), "{}", stderr(&out));
     let names: BTreeSet<String> =
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), N, "kubectl listed {} of {N}", names.len());
-    assert!(names.contains("configmap/bulk-00000") && names.contains("configmap/bulk-04999"));
+    assert_eq!(names.len(), n, "kubectl listed {} of {n} {resource}", names.len());
+    let singular = kind.to_lowercase();
+    assert!(
+        names.contains(&format!("{singular}/bulk-00000"))
+            && names.contains(&format!("{singular}/bulk-{:05}", n - 1))
+    );
     let log = stderr(&out);
+    let limit = format!("limit={chunk}");
     let pages = log
         .lines()
-        .filter(|l| l.contains("/namespaces/bulk/configmaps?") && l.contains("limit=500"))
+        .filter(|l| l.contains(&format!("/namespaces/bulk/{resource}?")) && l.contains(&limit))
         .count();
-    let continued =
-        log.lines().filter(|l| l.contains("limit=500") && l.contains("continue=")).count();
+    let continued = log.lines().filter(|l| l.contains(&limit) && l.contains("continue=")).count();
     assert!(
-        pages >= N / 500 && continued >= N / 500 - 1,
+        pages >= n / chunk && continued >= n / chunk - 1,
         "{pages} pages, {continued} with continue:\n{log}"
     );
 
-    // The same from the store, with etcdctl.
-    // The namespace also holds the controller-manager's kube-root-ca.crt.
-    assert_eq!(etcd_count(cp, "/registry/configmaps/bulk/"), N as u64 + 1);
+    // The same from the store, with etcdctl. The namespace also holds the
+    // controller-manager's kube-root-ca.crt.
+    let extra = u64::from(resource == "configmaps");
+    assert_eq!(etcd_count(cp, &format!("/registry/{resource}/bulk/")), n as u64 + extra);
 }
 
 /// `etcdctl get <prefix> --prefix --count-only -w fields`: how many keys

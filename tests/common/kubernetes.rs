@@ -690,7 +690,9 @@ impl ControlPlane {
     /// advertise address, which the reconciler refuses). And one kubeadm
     /// leaves at its default: `--etcd-compaction-interval` is 15 s instead
     /// of 5 min, so that the API server's own compactions (a Txn on
-    /// `compact_rev_key`, then Compact) run while the test does.
+    /// `compact_rev_key`, then Compact) run while the test does; and
+    /// `--watch-cache-sizes=secrets#0` turns the watch cache off for Secrets,
+    /// so that their lists and watches go to Logbook as they are asked for.
     pub fn start_apiserver(&mut self) {
         let p = |f: &str| self.pki.path(f);
         let mut cmd = Command::new(self.bin.join("kube-apiserver"));
@@ -703,6 +705,7 @@ impl ControlPlane {
             .arg("--enable-bootstrap-token-auth=true")
             .arg("--endpoint-reconciler-type=none")
             .arg("--etcd-compaction-interval=15s")
+            .arg("--watch-cache-sizes=secrets#0")
             .arg(format!("--etcd-cafile={}", p("etcd/ca.crt")))
             .arg(format!("--etcd-certfile={}", p("apiserver-etcd-client.crt")))
             .arg(format!("--etcd-keyfile={}", p("apiserver-etcd-client.key")))
