@@ -821,7 +821,8 @@ fn members_agree(cp: &mut ControlPlane) {
 /// `n` ConfigMaps or Secrets created through the API over 8 connections,
 /// then `kubectl get --chunk-size=<chunk>` lists them all in pages (from
 /// the API server's watch cache for ConfigMaps; for Secrets, whose cache
-/// is off, each page is a Range with a limit on Logbook).
+/// is off, each page is a `KV.RangeStream` with a limit on Logbook, which
+/// the API server's storage metrics must show).
 fn bulk_list_in_chunks(cp: &ControlPlane, resource: &str, n: usize, chunk: usize) {
     let (kind, data) = match resource {
         "configmaps" => ("ConfigMap", "data"),
@@ -847,17 +848,17 @@ fn bulk_list_in_chunks(cp: &ControlPlane, resource: &str, n: usize, chunk: usize
         resource,
         "-n",
         "bulk",
-        "-l",
-        "set=bulk",
         &format!("--chunk-size={chunk}"),
         "-o",
         "name",
         "-v=6",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The namespace also holds the controller-manager's kube-root-ca.crt.
+    let extra = usize::from(resource == "configmaps");
     let names: BTreeSet<String> =
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), n, "kubectl listed {} of {n} {resource}", names.len());
+    assert_eq!(names.len(), n + extra, "kubectl listed {} of {n} {resource}", names.len());
     let singular = kind.to_lowercase();
     assert!(
         names.contains(&format!("{singular}/bulk-00000"))
@@ -875,10 +876,28 @@ fn bulk_list_in_chunks(cp: &ControlPlane, resource: &str, n: usize, chunk: usize
         "{pages} pages, {continued} with continue:\n{log}"
     );
 
-    // The same from the store, with etcdctl. The namespace also holds the
-    // controller-manager's kube-root-ca.crt.
-    let extra = u64::from(resource == "configmaps");
-    assert_eq!(etcd_count(cp, &format!("/registry/{resource}/bulk/")), n as u64 + extra);
+    // The same from the store, with etcdctl.
+    assert_eq!(etcd_count(cp, &format!("/registry/{resource}/bulk/")), (n + extra) as u64);
+
+    if resource == "secrets" {
+        // The pages came from Logbook as RangeStreams (kube-apiserver 1.37
+        // streams unfiltered lists when the server implements it, and
+        // falls back to paged Ranges for 10 minutes when it does not).
+        let metrics = cp.kubectl_ok(&["get", "--raw", "/metrics"]);
+        let streamed = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("apiserver_storage_list_duration_seconds_count{")
+                    && l.contains(r#"resource="secrets""#)
+                    && l.contains(r#"streamed="true""#)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(
+            streamed >= (n / chunk) as f64,
+            "kube-apiserver streamed {streamed} Secret lists from its store"
+        );
+    }
 }
 
 /// `etcdctl get <prefix> --prefix --count-only -w fields`: how many keys
