@@ -72,6 +72,18 @@ pub fn store_program() -> PathBuf {
     }
 }
 
+/// etcd 3.7.3 from `scripts/etcd-bin.sh`'s cache; fails the test, naming
+/// the script, when it is missing.
+pub fn etcd37_program() -> PathBuf {
+    let p = cache_dir().join("etcd-v3.7.3/etcd");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/etcd-bin.sh (scripts/test.sh runs it)",
+        p.display()
+    );
+    p
+}
+
 /// etcdctl 3.7 from `scripts/etcd-bin.sh`'s cache if it is there, else the
 /// one on PATH.
 pub fn etcdctl_program() -> PathBuf {
@@ -457,15 +469,20 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Lays out the directory, the certificates and the `etcd` symlink, and
-    /// picks ports; starts nothing.
+    /// Lays out the directory, the certificates and the `etcd` symlink (to
+    /// [`store_program`]), and picks ports; starts nothing.
     pub fn create(names: &[&str]) -> ControlPlane {
+        ControlPlane::create_with(names, &store_program())
+    }
+
+    /// [`create`](Self::create) with the `etcd` symlink pointing at `program`.
+    pub fn create_with(names: &[&str], program: &Path) -> ControlPlane {
         let bin = k8s_bin_dir();
         let dir = tempfile::Builder::new().prefix("logbook-k8s-").tempdir().unwrap();
         let pki = Pki::generate(&dir.path().join("pki"), names);
         std::fs::create_dir_all(dir.path().join("bin")).unwrap();
         let etcd = dir.path().join("bin/etcd");
-        std::os::unix::fs::symlink(store_program(), &etcd).unwrap();
+        std::os::unix::fs::symlink(program, &etcd).unwrap();
         let members = names
             .iter()
             .map(|n| Member {
@@ -499,6 +516,13 @@ impl ControlPlane {
             started: Instant::now(),
             dir,
         }
+    }
+
+    /// Points the `etcd` symlink at `program`: the members started from now
+    /// on run it (the image swap of a static pod).
+    pub fn run_etcd_as(&mut self, program: &Path) {
+        std::fs::remove_file(&self.etcd).unwrap();
+        std::os::unix::fs::symlink(program, &self.etcd).unwrap();
     }
 
     /// The log file of a process named `name`.
