@@ -240,7 +240,6 @@ fn lone_member_refuses_linearizable_reads() {
 /// the same steps answered OK after 2.4 s (and, with no quorum coming
 /// back, `context deadline exceeded` after its request timeout).
 #[test]
-#[ignore = "Logbook bug: a write without a leader fails at once instead of waiting for one (issue 24)"]
 fn a_write_sent_while_there_is_no_leader_waits_for_an_election() {
     let mut c = Cluster::start(3, &[]);
     c.ctl_ok(0, &["put", "k", "before"]);

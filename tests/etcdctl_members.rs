@@ -122,7 +122,6 @@ fn add_learner_promote_and_remove() {
 /// later. Promoted that early, the member turns a one-member cluster into a
 /// two-voter one that cannot commit until the newcomer runs and catches up.
 #[test]
-#[ignore = "Logbook bug: member promote does not check that the learner is in sync (issue 24)"]
 fn a_learner_that_has_not_caught_up_is_not_promoted() {
     let c = Cluster::start(1, &[]);
     let peer_url = format!("http://127.0.0.1:{}", free_port());

@@ -50,6 +50,8 @@ pub enum Error {
     MemberBadUrls,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
     #[error("etcdserver: not leader")]
@@ -147,7 +149,7 @@ impl Error {
     pub fn code(&self) -> Code {
         use Error::*;
         match self {
-            PeerUrlExist | MemberNotLearner => Code::FailedPrecondition,
+            PeerUrlExist | MemberNotLearner | LearnerNotReady => Code::FailedPrecondition,
             MemberBadUrls => Code::InvalidArgument,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge => Code::InvalidArgument,

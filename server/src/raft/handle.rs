@@ -94,12 +94,14 @@ impl RaftHandle {
     /// Registers a waiter for request `id`, hands `msg` to the Raft thread
     /// and waits (bounded) until the request is applied here.
     async fn submit_and_wait(&self, id: u64, msg: NodeMsg) -> Outcome {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        self.wait_for_leader(deadline).await?;
         let rx = self.proposals.register(id);
         if self.inbox.send(msg).is_err() {
             self.proposals.forget(id);
             return Err(Error::Stopped);
         }
-        match tokio::time::timeout(self.request_timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
@@ -108,6 +110,25 @@ impl RaftHandle {
                 Err(Error::Timeout)
             }
         }
+    }
+
+    /// Waits (until `deadline`) while this member knows no leader, as etcd's
+    /// Raft node takes no proposal then and its request waits for an
+    /// election: a write sent during a failover succeeds once a leader is
+    /// chosen instead of failing at once.
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<()> {
+        const POLL: Duration = Duration::from_millis(10);
+        while self.status.leader().is_none() {
+            if self.status.stopped() {
+                return Err(Error::Stopped);
+            }
+            if tokio::time::Instant::now() + POLL > deadline {
+                crate::metrics::METRICS.proposals_failed.inc();
+                return Err(Error::Timeout);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     }
 
     /// Proposes a membership change and waits until it is applied here.
@@ -146,6 +167,14 @@ impl RaftHandle {
     /// Asks Raft to hand leadership to member `to`.
     pub fn transfer_leader(&self, to: u64) -> Result<()> {
         self.inbox.send(NodeMsg::TransferLeader(to)).map_err(|_| Error::Stopped)
+    }
+
+    /// On the leader, whether learner `id` is in sync enough to be promoted;
+    /// `None` on a follower.
+    pub async fn learner_ready(&self, id: u64) -> Result<Option<bool>> {
+        let (reply, rx) = oneshot::channel();
+        self.inbox.send(NodeMsg::LearnerReady { id, reply }).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Tells the Raft thread to stop.

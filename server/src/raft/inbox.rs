@@ -41,6 +41,9 @@ pub enum NodeMsg {
     SnapshotStatus(u64, bool),
     /// Propose a membership change; `id` finds its waiter.
     ProposeConfChange { id: u64, cc: ConfChange },
+    /// On the leader: whether learner `id` has caught up enough to be
+    /// promoted (`None` on a follower, which cannot tell).
+    LearnerReady { id: u64, reply: oneshot::Sender<Option<bool>> },
     /// Hand leadership to this member.
     TransferLeader(u64),
     /// The WAL finished a write the loop waits on: look at its tickets.

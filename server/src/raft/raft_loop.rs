@@ -373,6 +373,9 @@ impl RaftLoop {
                 }
             }
             NodeMsg::TransferLeader(id) => self.node.transfer_leader(id),
+            NodeMsg::LearnerReady { id, reply } => {
+                let _ = reply.send(self.learner_ready(id));
+            }
             NodeMsg::WalProgress => {}
             NodeMsg::Lane(lane) => {
                 tracing::debug!(peer = format!("{:x}", lane.from()), "raft lane from peer opened");
@@ -385,6 +388,19 @@ impl RaftLoop {
             NodeMsg::Stop => return false,
         }
         true
+    }
+
+    /// etcd's `isLearnerReady`: on the leader, a learner may be promoted once
+    /// its log matches at least 90% of the leader's.
+    fn learner_ready(&self, id: u64) -> Option<bool> {
+        const READY: f64 = 0.9;
+        let raft = &self.node.raft;
+        if raft.state != StateRole::Leader {
+            return None;
+        }
+        let leader = raft.prs().get(raft.id).map_or(0, |p| p.matched);
+        let learner = raft.prs().get(id).map_or(0, |p| p.matched);
+        Some(learner as f64 >= leader as f64 * READY)
     }
 
     /// Steps the proposals gathered this turn into Raft as one `MsgPropose`:

@@ -147,6 +147,13 @@ impl Cluster for ClusterService {
         if !member.is_learner {
             return Err(Error::MemberNotLearner.into());
         }
+        // As etcd, refuse a learner that lacks the log: a quorum must never
+        // count a voter that cannot vote yet. Only the leader knows; on a
+        // follower the change goes through unchecked (etcd forwards the call
+        // to the leader instead).
+        if s.raft.learner_ready(id).await? == Some(false) {
+            return Err(Error::LearnerNotReady.into());
+        }
         let (_, revision) = s.raft.propose_conf_change(ConfChangeType::AddNode, id, member).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(s.header(revision)),
