@@ -52,6 +52,10 @@ pub enum Error {
     MemberNotLearner,
     #[error("etcdserver: can only promote a learner member which is in sync with leader")]
     LearnerNotReady,
+    /// A membership change proposed while an earlier one is unapplied; the
+    /// Raft handle retries it, so clients see it only as a timeout.
+    #[error("etcdserver: request timed out")]
+    ConfChangePending,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
     #[error("etcdserver: not leader")]
@@ -157,7 +161,7 @@ impl Error {
             LeaseExist => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            NoLeader | LeaderChanged | Stopped | Timeout | ConfChangePending => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
             Unsupported(_) | Unimplemented(_) => Code::Unimplemented,
             ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::state::auth::AuthInfo;
 use crate::status::RaftStatus;
 
+/// How long a membership change waits before it is proposed again when an
+/// earlier one is still being applied.
+const CONF_CHANGE_RETRY: Duration = Duration::from_millis(50);
+
 /// A cheap, cloneable handle on the Raft thread.
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -141,13 +145,25 @@ impl RaftHandle {
         if self.status.stopped() {
             return Err(Error::Stopped);
         }
-        let id = self.proposals.next_id();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(change);
-        cc.node_id = node_id;
-        cc.context =
-            ConfChangeContext { request_id: id, member: Some(member) }.encode_to_vec().into();
-        self.submit_and_wait(id, NodeMsg::ProposeConfChange { id, cc }).await
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        loop {
+            let id = self.proposals.next_id();
+            let mut cc = ConfChange::default();
+            cc.set_change_type(change);
+            cc.node_id = node_id;
+            let context = ConfChangeContext { request_id: id, member: Some(member.clone()) };
+            cc.context = context.encode_to_vec().into();
+            match self.submit_and_wait(id, NodeMsg::ProposeConfChange { id, cc }).await {
+                // An earlier change (or a new leader's first entry) is not
+                // applied yet: it will be soon.
+                Err(Error::ConfChangePending)
+                    if tokio::time::Instant::now() + CONF_CHANGE_RETRY < deadline =>
+                {
+                    tokio::time::sleep(CONF_CHANGE_RETRY).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Waits until a linearizable read may be served on this member.

@@ -362,7 +362,12 @@ impl RaftLoop {
                 if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure },
             ),
             NodeMsg::ProposeConfChange { id, cc } => {
-                if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
+                // Raft would silently turn the change into an empty entry while
+                // an earlier one (or a new leader's first entry) is unapplied,
+                // leaving its proposer to time out: tell it to try again.
+                if self.node.raft.state == StateRole::Leader && self.node.raft.has_pending_conf() {
+                    self.proposals.finish(id, Err(Error::ConfChangePending));
+                } else if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
                     tracing::debug!(error = %e, "membership change proposal dropped");
                     let err = if self.status.leader().is_none() {
                         Error::NoLeader
