@@ -140,3 +140,70 @@ fn a_learner_that_has_not_caught_up_is_not_promoted() {
     assert!(list.contains("true"), "m2 is still a learner: {list}");
     c.ctl_ok(0, &["put", "still", "writable"]);
 }
+
+/// A membership change asked of a follower is handed to the leader, which
+/// proposes it once an earlier change is applied. Before, the follower's
+/// proposal reached the leader inside Raft, which drops a change while
+/// another is unapplied: of two adds sent at once through the two
+/// followers, one timed out after the request timeout. Both now succeed.
+#[test]
+fn changes_asked_of_followers_at_once_all_apply() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let urls: Vec<String> =
+        followers.iter().map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = followers
+            .iter()
+            .zip(&urls)
+            .enumerate()
+            .map(|(n, (&f, url))| {
+                let c = &c;
+                s.spawn(move || {
+                    c.ctl(f, &["member", "add", &format!("new{n}"), &format!("--peer-urls={url}")])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "a member add through a follower failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for f in &followers {
+        // Each follower answers once it has applied the change itself.
+        let list = c.ctl_ok(*f, &["member", "list"]);
+        for url in &urls {
+            assert!(list.contains(url.as_str()), "{url} missing on member {f}: {list}");
+        }
+    }
+    c.ctl_ok(followers[0], &["put", "after", "both"]);
+}
+
+/// etcd hands a promotion to the leader, which alone knows how far a
+/// learner is; a follower asked to promote a learner that never ran refuses
+/// it as the leader does.
+#[test]
+fn a_follower_refuses_to_promote_a_learner_that_has_not_caught_up() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let out = c.ctl_ok(
+        follower,
+        &["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"],
+    );
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let out = c.ctl(follower, &["member", "promote", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a follower promoted a learner that never ran");
+    assert!(
+        err.contains("can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+    c.ctl_ok(follower, &["put", "still", "writable"]);
+}

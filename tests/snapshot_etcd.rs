@@ -626,10 +626,7 @@ fn a_removed_member_is_refused_and_its_id_travels_in_snapshots() {
         .and_then(|m| m["ID"].as_u64())
         .unwrap_or_else(|| panic!("no m3 in {members}"));
     assert!(c.stop(2), "m3 did not stop cleanly");
-    // If m3 led, the other two elect a leader first: a membership change
-    // reaching a leader before its first entry is applied is dropped by Raft
-    // (a known gap: the proposer times out; see the closing note of the
-    // session that added this wait).
+    // If m3 led, the other two elect a leader first.
     c.wait_leader(Duration::from_secs(30));
     c.ctl_ok(0, &["put", "settled", "1"]);
     c.ctl_ok(0, &["member", "remove", &format!("{id:x}")]);

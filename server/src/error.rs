@@ -42,6 +42,10 @@ pub enum Error {
     Stopped,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// A request that timed out while the leader changed (etcd's
+    /// `ErrTimeoutDueToLeaderFail`).
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
     #[error("etcdserver: member not found")]
     MemberNotFound,
     #[error("etcdserver: Peer URLs already exists")]
@@ -128,6 +132,10 @@ pub enum Error {
     Io { context: String, source: std::io::Error },
     #[error("{0}")]
     Internal(String),
+    /// An error another member answered (the leader, for a request a
+    /// follower handed it), passed on unchanged.
+    #[error("{message}")]
+    Remote { code: Code, message: String },
 }
 
 /// The server's result type.
@@ -161,7 +169,12 @@ impl Error {
             LeaseExist => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            NoLeader | LeaderChanged | Stopped | Timeout | ConfChangePending => Code::Unavailable,
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutDueToLeaderFail
+            | ConfChangePending => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
             Unsupported(_) | Unimplemented(_) => Code::Unimplemented,
             ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired
@@ -175,6 +188,7 @@ impl Error {
             InvalidAuthToken => Code::Unauthenticated,
             Config(_) => Code::InvalidArgument,
             Wal(_) | Engine(_) | Raft(_) | Io { .. } | Internal(_) => Code::Internal,
+            Remote { code, .. } => *code,
         }
     }
 }

@@ -4,6 +4,9 @@
 //! and metrics read it, and every response header is built here.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use logbook_api::etcdserverpb::ResponseHeader;
 
@@ -20,6 +23,10 @@ pub struct RaftStatus {
     commit_index: AtomicU64,
     applied_index: AtomicU64,
     stopped: AtomicBool,
+    /// When this member last saw a leader elected (etcd's
+    /// `leadElectedTime`), to tell a request that timed out across a
+    /// failover from one that timed out otherwise.
+    leader_elected: Mutex<Option<Instant>>,
 }
 
 impl RaftStatus {
@@ -33,6 +40,7 @@ impl RaftStatus {
             commit_index: AtomicU64::new(applied),
             applied_index: AtomicU64::new(applied),
             stopped: AtomicBool::new(false),
+            leader_elected: Mutex::new(None),
         }
     }
 
@@ -61,7 +69,16 @@ impl RaftStatus {
 
     /// Records a new leader (0: none); returns the one before.
     pub fn set_leader(&self, id: u64) -> u64 {
-        self.leader.swap(id, Ordering::AcqRel)
+        let before = self.leader.swap(id, Ordering::AcqRel);
+        if id != 0 && id != before {
+            *self.leader_elected.lock() = Some(Instant::now());
+        }
+        before
+    }
+
+    /// When this member last saw a (new) leader.
+    pub fn leader_elected_at(&self) -> Option<Instant> {
+        *self.leader_elected.lock()
     }
 
     pub fn term(&self) -> u64 {

@@ -128,6 +128,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
         status.clone(),
         cfg.max_request_bytes,
         cfg.request_timeout(),
+        cfg.election_timeout(),
     );
     let ctx = Context::new(cfg.clone(), raft.clone(), status.clone(), stores.clone());
     let sink: crate::peer::Sink = Arc::new(inbox_tx.clone());
@@ -180,6 +181,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
             client_urls: cfg.advertise_client_urls.clone(),
             raft: sink.clone(),
             stores: stores.clone(),
+            changes: Arc::new(raft.clone()),
         });
         let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
             PeerServer::from_arc(svc.clone())

@@ -20,6 +20,24 @@ use raft::prelude::Message;
 /// The Raft thread, as the peer side holds it.
 pub type Sink = Arc<dyn RaftSink>;
 
+/// How the peer service proposes a membership change a follower forwarded.
+pub type Changes = Arc<dyn ConfChanges>;
+
+/// Membership changes on the leader, for followers' clients.
+#[tonic::async_trait]
+pub trait ConfChanges: Send + Sync + 'static {
+    /// On the leader: checks a promoted learner is in sync, proposes the
+    /// change and waits until it is applied; returns the revision and the
+    /// applied index after it. Elsewhere: [`crate::error::Error::NotLeader`].
+    async fn forwarded(
+        &self,
+        change: raft::prelude::ConfChangeType,
+        node_id: u64,
+        member: logbook_api::logbookpb::StoredMember,
+        promote: bool,
+    ) -> crate::error::Result<(i64, u64)>;
+}
+
 /// Where the peer side hands what it receives: the Raft thread's inbox.
 pub trait RaftSink: Send + Sync + 'static {
     /// A message from a peer; false when Raft is gone.

@@ -7,7 +7,8 @@
 use bytes::BytesMut;
 use logbook_api::logbookpb::peer_server::Peer;
 use logbook_api::logbookpb::{
-    HelloRequest, HelloResponse, LeaseQueryRequest, LeaseQueryResponse, SnapshotAck, SnapshotChunk,
+    ConfChangeForward, ConfChangeForwardResponse, HelloRequest, HelloResponse, LeaseQueryRequest,
+    LeaseQueryResponse, SnapshotAck, SnapshotChunk,
 };
 use protobuf::Message as _;
 use raft::prelude::Message;
@@ -15,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use std::sync::Arc;
 
-use super::Sink;
+use super::{Changes, Sink};
 use crate::error::Error;
 use crate::state::membership::{REMOVED_MESSAGE, is_removed};
 use crate::state::stores::Stores;
@@ -30,6 +31,8 @@ pub struct PeerService {
     pub raft: Sink,
     /// Members (for the hello) and leases (for lease queries).
     pub stores: Arc<Stores>,
+    /// Proposes membership changes followers forward.
+    pub changes: Changes,
 }
 
 /// The refusal a removed member gets.
@@ -133,5 +136,23 @@ impl Peer for PeerService {
             },
             Err(_) => LeaseQueryResponse { leader: false, ..Default::default() },
         }))
+    }
+
+    async fn conf_change(
+        &self,
+        request: Request<ConfChangeForward>,
+    ) -> Result<Response<ConfChangeForwardResponse>, Status> {
+        let req = request.into_inner();
+        use raft::prelude::ConfChangeType;
+        let change = match req.change_type {
+            0 => ConfChangeType::AddNode,
+            1 => ConfChangeType::RemoveNode,
+            2 => ConfChangeType::AddLearnerNode,
+            _ => return Err(Status::invalid_argument("unknown membership change type")),
+        };
+        let member = req.member.ok_or_else(|| Status::invalid_argument("no member given"))?;
+        let (revision, applied_index) =
+            self.changes.forwarded(change, req.node_id, member, req.promote).await?;
+        Ok(Response::new(ConfChangeForwardResponse { revision, applied_index }))
     }
 }

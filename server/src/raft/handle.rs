@@ -7,7 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbook_api::logbookpb::{ConfChangeContext, InternalRequest, StoredMember, internal_request};
+use logbook_api::logbookpb::{
+    ConfChangeContext, ConfChangeForward, ConfChangeForwardResponse, InternalRequest, StoredMember,
+    internal_request,
+};
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType};
 use tokio::sync::oneshot;
@@ -32,6 +35,9 @@ pub struct RaftHandle {
     max_request_bytes: usize,
     /// How long a caller waits for Raft (etcd's request timeout).
     request_timeout: Duration,
+    /// Twice the election timeout: a request that started at most this long
+    /// before a leader was elected, and timed out, blames the failover.
+    leader_fail_window: Duration,
 }
 
 impl RaftHandle {
@@ -41,8 +47,31 @@ impl RaftHandle {
         status: Arc<RaftStatus>,
         max_request_bytes: usize,
         request_timeout: Duration,
+        election_timeout: Duration,
     ) -> Self {
-        RaftHandle { inbox, proposals, status, max_request_bytes, request_timeout }
+        RaftHandle {
+            inbox,
+            proposals,
+            status,
+            max_request_bytes,
+            request_timeout,
+            leader_fail_window: election_timeout * 2,
+        }
+    }
+
+    /// The error for a request started at `start` that timed out: as etcd's
+    /// `parseProposeCtxErr`, one that was waiting while a new leader was
+    /// elected says the previous leader may have failed.
+    fn timeout_error(&self, start: tokio::time::Instant) -> Error {
+        crate::metrics::METRICS.proposals_failed.inc();
+        match self.status.leader_elected_at() {
+            Some(elected)
+                if blames_leader_failure(start.into_std(), elected, self.leader_fail_window) =>
+            {
+                Error::TimeoutDueToLeaderFail
+            }
+            _ => Error::Timeout,
+        }
     }
 
     /// Proposes `request` through Raft and waits until it is applied here.
@@ -98,8 +127,9 @@ impl RaftHandle {
     /// Registers a waiter for request `id`, hands `msg` to the Raft thread
     /// and waits (bounded) until the request is applied here.
     async fn submit_and_wait(&self, id: u64, msg: NodeMsg) -> Outcome {
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        self.wait_for_leader(deadline).await?;
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.request_timeout;
+        self.wait_for_leader(start, deadline).await?;
         let rx = self.proposals.register(id);
         if self.inbox.send(msg).is_err() {
             self.proposals.forget(id);
@@ -110,8 +140,7 @@ impl RaftHandle {
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
                 self.proposals.forget(id);
-                crate::metrics::METRICS.proposals_failed.inc();
-                Err(Error::Timeout)
+                Err(self.timeout_error(start))
             }
         }
     }
@@ -120,15 +149,18 @@ impl RaftHandle {
     /// Raft node takes no proposal then and its request waits for an
     /// election: a write sent during a failover succeeds once a leader is
     /// chosen instead of failing at once.
-    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<()> {
+    async fn wait_for_leader(
+        &self,
+        start: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
         const POLL: Duration = Duration::from_millis(10);
         while self.status.leader().is_none() {
             if self.status.stopped() {
                 return Err(Error::Stopped);
             }
             if tokio::time::Instant::now() + POLL > deadline {
-                crate::metrics::METRICS.proposals_failed.inc();
-                return Err(Error::Timeout);
+                return Err(self.timeout_error(start));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -164,6 +196,93 @@ impl RaftHandle {
                 other => return other,
             }
         }
+    }
+
+    /// A membership change asked of this member: proposed here when it
+    /// leads, otherwise handed to the leader's peer service by `forward`
+    /// (a follower's own proposal would reach the leader inside Raft, which
+    /// drops it while an earlier change is unapplied, and its client would
+    /// time out). Once the leader has applied it, waits until this member
+    /// has applied as far, so its member list shows the change. Returns the
+    /// store's revision after the change.
+    pub async fn conf_change<F, Fut>(
+        &self,
+        change: ConfChangeType,
+        node_id: u64,
+        member: StoredMember,
+        promote: bool,
+        forward: F,
+    ) -> Result<i64>
+    where
+        F: Fn(ConfChangeForward) -> Fut,
+        Fut: std::future::Future<Output = Result<ConfChangeForwardResponse>>,
+    {
+        if self.status.stopped() {
+            return Err(Error::Stopped);
+        }
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.request_timeout;
+        loop {
+            self.wait_for_leader(start, deadline).await?;
+            let answer = if self.status.is_leader() {
+                self.leader_conf_change(change, node_id, member.clone(), promote).await
+            } else {
+                let req = ConfChangeForward {
+                    change_type: change as i32,
+                    node_id,
+                    member: Some(member.clone()),
+                    promote,
+                };
+                match tokio::time::timeout_at(deadline, forward(req)).await {
+                    Ok(answer) => answer.map(|r| (r.revision, r.applied_index)),
+                    Err(_) => Err(self.timeout_error(start)),
+                }
+            };
+            match answer {
+                // Leadership moved before the change was proposed: ask the
+                // new leader.
+                Err(Error::NotLeader | Error::NoLeader)
+                    if tokio::time::Instant::now() + CONF_CHANGE_RETRY < deadline =>
+                {
+                    tokio::time::sleep(CONF_CHANGE_RETRY).await;
+                }
+                Err(e) => return Err(e),
+                Ok((revision, applied)) => {
+                    while self.status.applied_index() < applied {
+                        if self.status.stopped() {
+                            return Err(Error::Stopped);
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(self.timeout_error(start));
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    return Ok(revision);
+                }
+            }
+        }
+    }
+
+    /// On the leader: refuses a promotion of a learner that lacks the log
+    /// (etcd's check), then proposes the change.
+    async fn leader_conf_change(
+        &self,
+        change: ConfChangeType,
+        node_id: u64,
+        member: StoredMember,
+        promote: bool,
+    ) -> Result<(i64, u64)> {
+        if promote {
+            match self.learner_ready(node_id).await? {
+                None => return Err(Error::NotLeader),
+                Some(false) => return Err(Error::LearnerNotReady),
+                Some(true) => {}
+            }
+        } else if !self.status.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let (_, revision) = self.propose_conf_change(change, node_id, member).await?;
+        Ok((revision, self.status.applied_index()))
     }
 
     /// Waits until a linearizable read may be served on this member.
@@ -212,5 +331,51 @@ impl RaftHandle {
     /// The member's Raft status.
     pub fn status(&self) -> &Arc<RaftStatus> {
         &self.status
+    }
+}
+
+/// Whether a request started at `start` that timed out blames a failover:
+/// a leader was elected after it started, at most `window` later (etcd's
+/// `prevLeadLost < start < leadElected`).
+fn blames_leader_failure(
+    start: std::time::Instant,
+    elected: std::time::Instant,
+    window: Duration,
+) -> bool {
+    start < elected && elected.duration_since(start) <= window
+}
+
+#[tonic::async_trait]
+impl crate::peer::ConfChanges for RaftHandle {
+    async fn forwarded(
+        &self,
+        change: ConfChangeType,
+        node_id: u64,
+        member: StoredMember,
+        promote: bool,
+    ) -> Result<(i64, u64)> {
+        if self.status.stopped() {
+            return Err(Error::Stopped);
+        }
+        self.leader_conf_change(change, node_id, member, promote).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::blames_leader_failure;
+
+    #[test]
+    fn a_timeout_blames_a_leader_elected_while_it_waited() {
+        let start = Instant::now();
+        let window = Duration::from_secs(2);
+        assert!(blames_leader_failure(start, start + Duration::from_secs(1), window));
+        // Elected before the request: the failover is not why it waited.
+        assert!(!blames_leader_failure(start + Duration::from_secs(1), start, window));
+        // Elected long after it started: the request was stuck for another
+        // reason before the old leader was lost.
+        assert!(!blames_leader_failure(start, start + Duration::from_secs(3), window));
     }
 }

@@ -28,6 +28,20 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// Proposes a membership change, on the leader (a follower hands it
+    /// there); returns the revision after it.
+    async fn conf_change(
+        &self,
+        change: ConfChangeType,
+        id: u64,
+        member: StoredMember,
+        promote: bool,
+    ) -> Result<i64, Status> {
+        let s = &self.ctx;
+        let forward = |req| s.leader.conf_change(&s.stores.engine, req);
+        Ok(s.raft.conf_change(change, id, member, promote, forward).await?)
+    }
+
     /// With auth on, only root may change membership.
     async fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let who = self.ctx.auth_info(request).await?;
@@ -79,7 +93,7 @@ impl Cluster for ClusterService {
         };
         let change =
             if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
-        let (_, revision) = s.raft.propose_conf_change(change, id, member.clone()).await?;
+        let revision = self.conf_change(change, id, member.clone(), false).await?;
         let engine = s.engine();
         Ok(Response::new(MemberAddResponse {
             header: Some(s.header(revision)),
@@ -99,8 +113,7 @@ impl Cluster for ClusterService {
             .into_iter()
             .find(|m| m.id == id)
             .ok_or(Error::MemberNotFound)?;
-        let (_, revision) =
-            s.raft.propose_conf_change(ConfChangeType::RemoveNode, id, member).await?;
+        let revision = self.conf_change(ConfChangeType::RemoveNode, id, member, false).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(s.header(revision)),
             members: load_members(&s.engine()).iter().map(to_wire).collect(),
@@ -147,14 +160,9 @@ impl Cluster for ClusterService {
         if !member.is_learner {
             return Err(Error::MemberNotLearner.into());
         }
-        // As etcd, refuse a learner that lacks the log: a quorum must never
-        // count a voter that cannot vote yet. Only the leader knows; on a
-        // follower the change goes through unchecked (etcd forwards the call
-        // to the leader instead).
-        if s.raft.learner_ready(id).await? == Some(false) {
-            return Err(Error::LearnerNotReady.into());
-        }
-        let (_, revision) = s.raft.propose_conf_change(ConfChangeType::AddNode, id, member).await?;
+        // As etcd, the leader refuses a learner that lacks the log: a quorum
+        // must never count a voter that cannot vote yet.
+        let revision = self.conf_change(ConfChangeType::AddNode, id, member, true).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(s.header(revision)),
             members: load_members(&s.engine()).iter().map(to_wire).collect(),
