@@ -12,7 +12,7 @@ use crate::cli::SystemArgs;
 use crate::cluster::{System, which};
 
 /// How to install the baseline, said in one line when it is missing.
-pub const INSTALL_ETCD: &str = "etcd not found: install it with `apt-get install etcd-server` (or pass --etcd PATH) to compare Logbook with etcd";
+pub const INSTALL_ETCD: &str = "etcd not found: build today's releases with scripts/etcd-bin.sh, or install one with `apt-get install etcd-server` (or pass --etcd PATH), to compare Logbook with etcd";
 
 /// A system to run and its binary.
 #[derive(Debug, Clone)]
@@ -23,7 +23,9 @@ pub struct Target {
 
 /// Resolves `--systems`, `--etcd` and `--logbook`. Without `--systems`,
 /// Logbook always runs and etcd when its binary is found (otherwise `notes`
-/// gets the one-line install hint).
+/// gets the one-line install hint). Without `--etcd`, the baseline is the
+/// newest release `scripts/etcd-bin.sh` built into the cache, else the
+/// `etcd` on PATH (Debian's 3.4).
 pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>> {
     let explicit = !args.systems.is_empty();
     let systems: Vec<System> = if explicit {
@@ -38,7 +40,12 @@ pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>
                 Some(p) => p.clone(),
                 None => std::env::current_exe().context("locating the logbook binary")?,
             },
-            System::Etcd => match args.etcd.clone().or_else(|| which("etcd")) {
+            System::Etcd => match args
+                .etcd
+                .clone()
+                .or_else(|| cache_dir().and_then(|c| newest_cached_etcd(&c)))
+                .or_else(|| which("etcd"))
+            {
                 Some(p) => p,
                 None if explicit || args.etcd.is_some() => bail!("{INSTALL_ETCD}"),
                 None => {
@@ -51,6 +58,38 @@ pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>
         out.push(Target { system, binary });
     }
     Ok(out)
+}
+
+/// Where `scripts/etcd-bin.sh` builds etcd releases: `$LOGBOOK_CACHE`, else
+/// `~/.cache/logbook`.
+pub fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("LOGBOOK_CACHE") {
+        Some(c) if !c.is_empty() => Some(PathBuf::from(c)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/logbook")),
+    }
+}
+
+/// The `etcd` of the newest release under `cache` (directories named
+/// `etcd-vX.Y.Z`, as `scripts/etcd-bin.sh` makes them; pre-releases such as
+/// `v3.7.0-rc.1` are skipped).
+pub fn newest_cached_etcd(cache: &Path) -> Option<PathBuf> {
+    let mut best: Option<((u64, u64, u64), PathBuf)> = None;
+    for entry in std::fs::read_dir(cache).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(version) = name.to_str().and_then(|n| n.strip_prefix("etcd-v")) else {
+            continue;
+        };
+        let parts: Vec<u64> = match version.split('.').map(|p| p.parse()).collect() {
+            Ok(parts) => parts,
+            Err(_) => continue,
+        };
+        let [major, minor, patch] = parts[..] else { continue };
+        let binary = entry.path().join("etcd");
+        if binary.is_file() && best.as_ref().is_none_or(|(v, _)| (major, minor, patch) > *v) {
+            best = Some(((major, minor, patch), binary));
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 /// The data directory: `--data-dir` (kept) or a temporary one (removed when
@@ -129,6 +168,28 @@ mod tests {
             out: None,
             quiet: true,
         }
+    }
+
+    #[test]
+    fn the_newest_cached_release_is_the_baseline() {
+        let cache = tempfile::tempdir().unwrap();
+        for (dir, with_binary) in [
+            ("etcd-v3.6.16", true),
+            ("etcd-v3.7.3", true),
+            ("etcd-v3.10.0", false), // no binary: an interrupted build
+            ("etcd-v3.8.0-rc.1", true),
+            ("etcd-v3.7.10", true),
+            ("k8s-v1.37.2", true),
+        ] {
+            let d = cache.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            if with_binary {
+                std::fs::write(d.join("etcd"), b"").unwrap();
+            }
+        }
+        assert_eq!(newest_cached_etcd(cache.path()), Some(cache.path().join("etcd-v3.7.10/etcd")));
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(newest_cached_etcd(empty.path()), None);
     }
 
     #[test]
