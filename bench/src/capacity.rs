@@ -133,6 +133,12 @@ pub struct Capacity {
 pub async fn run(args: &CapacityArgs) -> Result<(Capacity, PathBuf)> {
     let mut notes = Vec::new();
     let targets = targets::resolve(&args.systems, &mut notes)?;
+    anyhow::ensure!(
+        !targets.iter().any(Target::deployed),
+        "capacity starts its own clusters (it reads their database sizes from their data \
+         directories); --logbook-endpoints and --etcd-endpoints work with the ladder \
+         (`logbook bench`) and the load generator's workloads"
+    );
     for n in &notes {
         eprintln!("{n}");
     }

@@ -40,6 +40,20 @@ pub enum BenchCommand {
     Capacity(CapacityArgs),
 }
 
+impl BenchCommand {
+    /// The load options of a load-generator workload.
+    pub fn load(&self) -> Option<&LoadArgs> {
+        match self {
+            BenchCommand::Put(a) | BenchCommand::LeaseKeepalive(a) => Some(a),
+            BenchCommand::Range(a) => Some(&a.load),
+            BenchCommand::TxnPut(a) => Some(&a.load),
+            BenchCommand::Watch(a) => Some(&a.load),
+            BenchCommand::Mixed(a) => Some(&a.load),
+            BenchCommand::Capacity(_) => None,
+        }
+    }
+}
+
 /// Read consistency: linearizable (`l`, through the leader) or serializable
 /// (`s`, local to the member).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -56,6 +70,18 @@ pub struct LoadArgs {
     /// Client URLs, comma separated (`http://` is assumed when missing).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub endpoints: Vec<String>,
+    /// CA bundle verifying `https://` endpoints (as etcdctl's --cacert).
+    #[arg(long)]
+    #[serde(skip)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (as etcdctl's --cert).
+    #[arg(long)]
+    #[serde(skip)]
+    pub cert: Option<PathBuf>,
+    /// Key of --cert (as etcdctl's --key).
+    #[arg(long)]
+    #[serde(skip)]
+    pub key: Option<PathBuf>,
     /// Concurrent clients (each has at most one request in flight).
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
@@ -186,9 +212,41 @@ pub struct SystemArgs {
     /// Systems to run: `logbook`, `etcd` (default: both, etcd when found).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// The etcd binary (default: `etcd` on PATH).
+    /// The etcd binary (default: the newest release scripts/etcd-bin.sh
+    /// built into ~/.cache/logbook, else `etcd` on PATH).
     #[arg(long)]
     pub etcd: Option<PathBuf>,
+    /// Measure a Logbook cluster already running (e.g. one member per
+    /// master): its client URLs, comma separated. No local Logbook starts;
+    /// member CPU, memory and fsyncs are read from each one's `/metrics`.
+    #[arg(long, value_delimiter = ',')]
+    pub logbook_endpoints: Vec<String>,
+    /// Measure an etcd cluster already running: its client URLs.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// CA bundle to verify the `https://` Logbook endpoints with (etcdctl's --cacert).
+    #[arg(long)]
+    pub logbook_cacert: Option<PathBuf>,
+    /// Client certificate for the Logbook endpoints (etcdctl's --cert).
+    #[arg(long)]
+    pub logbook_cert: Option<PathBuf>,
+    /// Key of --logbook-cert (etcdctl's --key).
+    #[arg(long)]
+    pub logbook_key: Option<PathBuf>,
+    /// CA bundle to verify the `https://` etcd endpoints with.
+    #[arg(long)]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate for the etcd endpoints.
+    #[arg(long)]
+    pub etcd_cert: Option<PathBuf>,
+    /// Key of --etcd-cert.
+    #[arg(long)]
+    pub etcd_key: Option<PathBuf>,
+    /// The disk floor measured on a master (the JSON of a disk probe, as
+    /// `results.json`'s `floor`), used instead of probing this machine's
+    /// disk: with deployed clusters the members' disks are elsewhere.
+    #[arg(long)]
+    pub disk_floor: Option<PathBuf>,
     /// The Logbook binary (default: this executable).
     #[arg(long)]
     pub logbook: Option<PathBuf>,

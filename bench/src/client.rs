@@ -87,7 +87,11 @@ impl Pool {
 /// ([`logbook_api::coalesce`]): the generator's own CPU per request is
 /// CPU the measured servers do not get on a small machine.
 pub async fn connect_one(url: &str) -> Result<Channel> {
-    let ep = Endpoint::from_shared(url.to_owned())
+    // TLS is done by our connector ([`crate::tls`]); tonic sees plain HTTP.
+    let tls = url.starts_with("https://");
+    let target =
+        if tls { format!("http://{}", crate::tls::authority(url)?) } else { url.to_owned() };
+    let ep = Endpoint::from_shared(target)
         .with_context(|| format!("bad endpoint {url:?}"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(REQUEST_TIMEOUT)
@@ -95,6 +99,12 @@ pub async fn connect_one(url: &str) -> Result<Channel> {
         .initial_connection_window_size(Some(16 << 20))
         .initial_stream_window_size(Some(4 << 20))
         .http2_keep_alive_interval(Duration::from_secs(30));
+    if tls {
+        return ep
+            .connect_with_connector(crate::tls::Connector)
+            .await
+            .with_context(|| format!("cannot connect to {url}"));
+    }
     if ep.uri().scheme_str() == Some("http") {
         return ep
             .connect_with_connector(CoalescingConnector)

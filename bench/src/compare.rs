@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -109,10 +109,27 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
     }
     let (data, _guard) = targets::data_dir(&args.systems)?;
     let out = targets::out_dir(&args.systems, "logbook-bench")?;
-    eprintln!("probing fdatasync latency in {} ...", data.display());
-    let mut floor = {
-        let d = data.clone();
-        tokio::task::spawn_blocking(move || disk_probe::probe(&d, PROBE_TIME, 5_000)).await??
+    if targets.iter().any(Target::deployed) && args.systems.disk_floor.is_none() {
+        notes.push(
+            "the disk floor and the bare put server were measured on the load generator's \
+             machine, not on the deployed members' (pass --disk-floor with a master's probe)"
+                .to_owned(),
+        );
+    }
+    let mut floor = match &args.systems.disk_floor {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the disk floor {}", file.display()))?;
+            let floor: DiskFloor = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a disk floor's JSON", file.display()))?;
+            eprintln!("disk floor from {} (measured in {})", file.display(), floor.dir);
+            floor
+        }
+        None => {
+            eprintln!("probing fdatasync latency in {} ...", data.display());
+            let d = data.clone();
+            tokio::task::spawn_blocking(move || disk_probe::probe(&d, PROBE_TIME, 5_000)).await??
+        }
     };
     eprintln!(
         "disk floor: fdatasync p50 {:.3} ms, p99 {:.3} ms",
@@ -120,19 +137,26 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
     );
     let d = data.clone();
     let members = args.systems.members.max(1);
-    match tokio::task::spawn_blocking(move || {
-        disk_probe::probe_shared(&d, members, PROBE_TIME, 5_000)
-    })
-    .await?
-    {
-        Ok(shared) => {
+    let shared = if floor.shared.is_some() {
+        None
+    } else {
+        Some(
+            tokio::task::spawn_blocking(move || {
+                disk_probe::probe_shared(&d, members, PROBE_TIME, 5_000)
+            })
+            .await?,
+        )
+    };
+    match shared {
+        None => {}
+        Some(Ok(shared)) => {
             eprintln!(
                 "with {} syncers at once: fdatasync p50 {:.3} ms, p99 {:.3} ms",
                 shared.syncers, shared.fsync.latency_ms.p50, shared.fsync.latency_ms.p99
             );
             floor.shared = Some(shared);
         }
-        Err(e) => notes.push(format!("shared-disk fdatasync not measured: {e:#}")),
+        Some(Err(e)) => notes.push(format!("shared-disk fdatasync not measured: {e:#}")),
     }
     let rtt = match tokio::task::spawn_blocking(|| loopback::probe(PROBE_TIME, 20_000)).await? {
         Ok(rtt) => {
@@ -158,12 +182,16 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
 
     let mut systems = Vec::new();
     for t in &targets {
-        eprintln!(
-            "== {}: starting a {}-member cluster ({})",
-            t.system,
-            args.systems.members,
-            t.binary.display()
-        );
+        if t.deployed() {
+            eprintln!("== {}: the cluster at {}", t.system, t.endpoints.join(","));
+        } else {
+            eprintln!(
+                "== {}: starting a {}-member cluster ({})",
+                t.system,
+                args.systems.members,
+                t.binary.display()
+            );
+        }
         let r = run_system(t, &data.join(t.system.name()), args, &mut notes).await;
         systems.push(match r {
             Ok(r) => r,
@@ -171,7 +199,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
                 eprintln!("{} failed: {e:#}", t.system);
                 SystemResult {
                     system: t.system,
-                    binary: t.binary.display().to_string(),
+                    binary: t.describe(),
                     version: String::new(),
                     rungs: vec![],
                     failure: Some(format!("{e:#}")),
@@ -191,22 +219,84 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
     Ok((cmp, out))
 }
 
+/// Where a ladder's cluster is, and how its members' CPU time is read.
+enum Members<'a> {
+    /// Started here: `/proc` of its processes; checked alive after each rung.
+    Local(&'a mut Cluster),
+    /// Running elsewhere: `process_cpu_seconds_total` of each `/metrics`.
+    Deployed,
+}
+
 async fn run_system(
     t: &Target,
     dir: &Path,
     args: &CompareArgs,
     notes: &mut Vec<String>,
 ) -> Result<SystemResult> {
+    if t.deployed() {
+        let leader = leader_of(&t.endpoints).await?;
+        return ladder(t, &leader, &t.endpoints, Members::Deployed, args, notes).await;
+    }
     let mut cluster =
         Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
-    let version = status::version(&leader).await.unwrap_or_default();
+    let members = cluster.endpoints();
+    let result = ladder(t, &leader, &members, Members::Local(&mut cluster), args, notes).await;
+    cluster.stop();
+    result
+}
+
+/// The endpoint of `endpoints` whose member leads (by its Status).
+async fn leader_of(endpoints: &[String]) -> Result<String> {
+    let mut errors = Vec::new();
+    for e in endpoints {
+        let asked = async {
+            let pool = Pool::from_channel(crate::client::connect_one(e).await?);
+            let status = pool
+                .maintenance(0)
+                .status(logbook_api::etcdserverpb::StatusRequest {})
+                .await?
+                .into_inner();
+            anyhow::Ok(status.header.is_some_and(|h| h.member_id == status.leader))
+        };
+        match tokio::time::timeout(READY_TIMEOUT, asked).await {
+            Ok(Ok(true)) => return Ok(e.clone()),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => errors.push(format!("{e}: {err:#}")),
+            Err(_) => errors.push(format!("{e}: no answer within {READY_TIMEOUT:?}")),
+        }
+    }
+    anyhow::bail!("no leader among {}: {}", endpoints.join(","), errors.join("; "))
+}
+
+/// The CPU seconds the deployed `members` report in `/metrics`, summed.
+async fn deployed_cpu_seconds(members: &[String]) -> Result<f64> {
+    let mut total = 0.0;
+    for m in members {
+        let text = metrics::fetch_metrics(m).await?;
+        total += metrics::gauge(&text, "process_cpu_seconds_total")
+            .with_context(|| format!("{m}/metrics has no process_cpu_seconds_total"))?;
+    }
+    Ok(total)
+}
+
+/// Runs the ladder against `leader` of a cluster whose members serve
+/// `members` (client URLs, for `/metrics`).
+async fn ladder(
+    t: &Target,
+    leader: &str,
+    members: &[String],
+    mut cluster: Members<'_>,
+    args: &CompareArgs,
+    notes: &mut Vec<String>,
+) -> Result<SystemResult> {
+    let version = status::version(leader).await.unwrap_or_default();
     let value = random_value(args.val_size, &mut Rng::new(0xbe7c));
     let keygen = |sequential| KeyGen::new("/bench/", 16, args.key_space_size, sequential);
     let quiet = args.systems.quiet;
 
     // Warm-up, not measured: connections, leader caches, first WAL segment.
-    let pool = Pool::connect(std::slice::from_ref(&leader), 2).await?;
+    let pool = Pool::connect(&[leader.to_owned()], 2).await?;
     let warm = Plan {
         clients: 16,
         total: Some(50_000),
@@ -217,10 +307,13 @@ async fn run_system(
     };
     drive(Arc::new(Put::new(pool, keygen(false), value.clone())), &warm).await;
 
-    let members = cluster.endpoints();
-    let pids = cluster.pids();
+    let pids = match &cluster {
+        Members::Local(c) => c.pids(),
+        Members::Deployed => Vec::new(),
+    };
     let me = [std::process::id()];
     let mut scrape_failed = false;
+    let mut cpu_failed = false;
     let mut rungs = Vec::new();
     for (i, &clients) in args.rungs.iter().enumerate() {
         let sequential = i == 0 && clients == 1;
@@ -232,12 +325,22 @@ async fn run_system(
             progress: !quiet,
             label: format!("{} {clients}c", t.system),
         };
-        let before = metrics::scrape_members(&members).await;
+        let before = metrics::scrape_members(members).await;
+        let remote_before = match cluster {
+            Members::Deployed => Some(deployed_cpu_seconds(members).await),
+            Members::Local(_) => None,
+        };
         let cpu_before = (procstat::sample(&pids), procstat::sample(&me));
-        let out = put_rung(&leader, keygen(sequential), value.clone(), plan).await?;
+        let out = put_rung(leader, keygen(sequential), value.clone(), plan).await?;
         let cpu_after = (procstat::sample(&pids), procstat::sample(&me));
-        cluster.check_alive()?;
-        let after = metrics::scrape_members(&members).await;
+        if let Members::Local(c) = &mut cluster {
+            c.check_alive()?;
+        }
+        let remote_after = match cluster {
+            Members::Deployed => Some(deployed_cpu_seconds(members).await),
+            Members::Local(_) => None,
+        };
+        let after = metrics::scrape_members(members).await;
         let wal = match (before, after) {
             (Ok(b), Ok(a)) => Some(metrics::between(&b, &a)),
             (Err(e), _) | (_, Err(e)) => {
@@ -248,10 +351,22 @@ async fn run_system(
                 None
             }
         };
+        let cluster_cpu = match (remote_before, remote_after) {
+            (None, None) => Some(procstat::cpu_seconds(&cpu_before.0, &cpu_after.0)),
+            (Some(Ok(b)), Some(Ok(a))) => Some(a - b),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                if !cpu_failed {
+                    notes.push(format!("{}: member CPU not read: {e:#}", t.system));
+                    cpu_failed = true;
+                }
+                None
+            }
+            _ => None,
+        };
         let put = out.total().clone();
         let per_request = |secs: f64| secs * 1e6 / put.count.max(1) as f64;
-        let cpu = (put.count > 0).then(|| RungCpu {
-            cluster_us: per_request(procstat::cpu_seconds(&cpu_before.0, &cpu_after.0)),
+        let cpu = (put.count > 0).then_some(()).and(cluster_cpu).map(|cluster| RungCpu {
+            cluster_us: per_request(cluster),
             generator_us: per_request(procstat::cpu_seconds(&cpu_before.1, &cpu_after.1)),
         });
         eprintln!(
@@ -264,14 +379,7 @@ async fn run_system(
         );
         rungs.push(Rung { clients, sequential, put, errors: out.errors, wal, cpu });
     }
-    cluster.stop();
-    Ok(SystemResult {
-        system: t.system,
-        binary: t.binary.display().to_string(),
-        version,
-        rungs,
-        failure: None,
-    })
+    Ok(SystemResult { system: t.system, binary: t.describe(), version, rungs, failure: None })
 }
 
 /// Measures the bare put server ([`crate::bare`]) at the ladder's first rung

@@ -62,6 +62,7 @@ pub mod report;
 pub mod stats;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +92,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 async fn dispatch(args: BenchArgs) -> Result<()> {
+    if let Some(load) = args.command.as_ref().and_then(BenchCommand::load) {
+        if let Some(ca) = &load.cacert {
+            let config = tls::client_config(ca, load.cert.as_deref(), load.key.as_deref())?;
+            tls::register(&load.endpoints, config)?;
+        } else if load.cert.is_some() || load.key.is_some() {
+            bail!("--cert and --key need --cacert");
+        }
+    }
     let (report, json) = match &args.command {
         None => return run_comparison(&args.compare).await.map(drop),
         Some(BenchCommand::Capacity(c)) => return run_capacity(c).await.map(drop),

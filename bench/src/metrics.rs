@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// etcd's WAL fsync latency histogram (seconds).
@@ -223,6 +223,21 @@ impl WalMetrics {
     }
 }
 
+/// The value of the counter or gauge `name` in Prometheus text `text`, its
+/// series summed; `None` when it is absent.
+pub fn gauge(text: &str, name: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        if series.split('{').next() == Some(name)
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            *total.get_or_insert(0.0) += v;
+        }
+    }
+    total
+}
+
 /// A scrape of every member, with the time it was taken.
 #[derive(Debug, Clone)]
 pub struct Scrape {
@@ -247,23 +262,32 @@ pub fn between(before: &Scrape, after: &Scrape) -> WalMetrics {
     after.wal.since(&before.wal, after.at.duration_since(before.at))
 }
 
-/// `GET <client_url>/metrics` over plain HTTP/1.1 (one connection, closed
-/// after the answer), bounded in time and size.
+/// `GET <client_url>/metrics` over HTTP/1.1 (plain, or TLS with the
+/// configuration registered for the endpoint: [`crate::tls`]; one
+/// connection, closed after the answer), bounded in time and size.
 pub async fn fetch_metrics(client_url: &str) -> Result<String> {
     let url = crate::client::endpoint_url(client_url);
-    let Some(host) = url.strip_prefix("http://") else {
-        bail!("{url}: only http:// endpoints can be scraped");
+    let tls = match url.split_once("://") {
+        Some(("http", _)) => false,
+        Some(("https", _)) => true,
+        _ => bail!("{url}: only http:// and https:// endpoints can be scraped"),
     };
-    let host = host.trim_end_matches('/');
-    let work = async {
-        let mut s = TcpStream::connect(host).await?;
-        let req = format!(
-            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
-        );
+    let host = crate::tls::authority(&url)?;
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    );
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &str) -> Result<Vec<u8>> {
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         (&mut s).take(MAX_BODY as u64).read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
+        Ok(buf)
+    }
+    let work = async {
+        if tls {
+            exchange(crate::tls::dial(&host, b"http/1.1").await?, &req).await
+        } else {
+            exchange(TcpStream::connect(&host).await?, &req).await
+        }
     };
     let raw = tokio::time::timeout(SCRAPE_TIMEOUT, work)
         .await
@@ -316,6 +340,15 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gauges_sum_their_series() {
+        let text = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n\
+                    x{a=\"1\"} 2\nx{a=\"2\"} 3\nprocess_cpu_seconds_total_other 9\n";
+        assert_eq!(gauge(text, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(gauge(text, "x"), Some(5.0));
+        assert_eq!(gauge(text, "y"), None);
+    }
 
     const ETCD: &str = "\
 # HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.

@@ -14,11 +14,49 @@ use crate::cluster::{System, which};
 /// How to install the baseline, said in one line when it is missing.
 pub const INSTALL_ETCD: &str = "etcd not found: build today's releases with scripts/etcd-bin.sh, or install one with `apt-get install etcd-server` (or pass --etcd PATH), to compare Logbook with etcd";
 
-/// A system to run and its binary.
+/// A system to run and its binary, or a deployed cluster's endpoints.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub system: System,
+    /// Empty for a deployed cluster.
     pub binary: PathBuf,
+    /// A cluster already running (`--logbook-endpoints`, `--etcd-endpoints`):
+    /// its client URLs. Empty: a local cluster is started from `binary`.
+    pub endpoints: Vec<String>,
+}
+
+impl Target {
+    /// Whether this is a cluster running elsewhere.
+    pub fn deployed(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
+
+    /// What the report names as its binary.
+    pub fn describe(&self) -> String {
+        if self.deployed() {
+            format!("deployed: {}", self.endpoints.join(","))
+        } else {
+            self.binary.display().to_string()
+        }
+    }
+}
+
+/// A deployed system's endpoints and TLS files, from the command line.
+fn deployed(args: &SystemArgs, system: System) -> (&[String], [Option<&Path>; 3]) {
+    match system {
+        System::Logbook => (
+            &args.logbook_endpoints,
+            [
+                args.logbook_cacert.as_deref(),
+                args.logbook_cert.as_deref(),
+                args.logbook_key.as_deref(),
+            ],
+        ),
+        System::Etcd => (
+            &args.etcd_endpoints,
+            [args.etcd_cacert.as_deref(), args.etcd_cert.as_deref(), args.etcd_key.as_deref()],
+        ),
+    }
 }
 
 /// Resolves `--systems`, `--etcd` and `--logbook`. Without `--systems`,
@@ -28,13 +66,42 @@ pub struct Target {
 /// `etcd` on PATH (Debian's 3.4).
 pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>> {
     let explicit = !args.systems.is_empty();
+    let any_deployed = !args.logbook_endpoints.is_empty() || !args.etcd_endpoints.is_empty();
     let systems: Vec<System> = if explicit {
         args.systems.iter().map(|s| System::parse(s)).collect::<Result<_>>()?
+    } else if any_deployed {
+        // Deployed clusters named: measure those, start nothing locally.
+        [System::Logbook, System::Etcd]
+            .into_iter()
+            .filter(|&s| !deployed(args, s).0.is_empty())
+            .collect()
     } else {
         vec![System::Logbook, System::Etcd]
     };
     let mut out = Vec::new();
+    for system in [System::Logbook, System::Etcd] {
+        let (endpoints, [cacert, cert, key]) = deployed(args, system);
+        let tls_given = cacert.is_some() || cert.is_some() || key.is_some();
+        anyhow::ensure!(
+            !tls_given || !endpoints.is_empty(),
+            "--{system}-cacert, --{system}-cert and --{system}-key are for --{system}-endpoints"
+        );
+        if let Some(ca) = cacert {
+            crate::tls::register(endpoints, crate::tls::client_config(ca, cert, key)?)?;
+        } else {
+            anyhow::ensure!(
+                !tls_given,
+                "--{system}-cert and --{system}-key need --{system}-cacert"
+            );
+        }
+    }
     for system in systems {
+        let endpoints = deployed(args, system).0;
+        if !endpoints.is_empty() {
+            let endpoints = endpoints.iter().map(|e| crate::client::endpoint_url(e)).collect();
+            out.push(Target { system, binary: PathBuf::new(), endpoints });
+            continue;
+        }
         let binary = match system {
             System::Logbook => match &args.logbook {
                 Some(p) => p.clone(),
@@ -55,7 +122,7 @@ pub fn resolve(args: &SystemArgs, notes: &mut Vec<String>) -> Result<Vec<Target>
             },
         };
         anyhow::ensure!(binary.is_file(), "{system} binary {} does not exist", binary.display());
-        out.push(Target { system, binary });
+        out.push(Target { system, binary, endpoints: Vec::new() });
     }
     Ok(out)
 }
@@ -162,6 +229,15 @@ mod tests {
         SystemArgs {
             systems: systems.iter().map(|s| s.to_string()).collect(),
             etcd: etcd.map(PathBuf::from),
+            logbook_endpoints: Vec::new(),
+            etcd_endpoints: Vec::new(),
+            logbook_cacert: None,
+            logbook_cert: None,
+            logbook_key: None,
+            etcd_cacert: None,
+            etcd_cert: None,
+            etcd_key: None,
+            disk_floor: None,
             logbook: None,
             data_dir: None,
             members: 3,

@@ -207,6 +207,7 @@ impl Metrics {
         if let Some(wal) = wal {
             families.extend(wal_histograms(&wal.stats()));
         }
+        families.extend(process_families());
         let mut out = Vec::with_capacity(8 * 1024);
         TextEncoder::new()
             .encode(&families, &mut out)
@@ -239,6 +240,85 @@ fn wal_histograms(stats: &logbook_wal::Stats) -> [MetricFamily; 2] {
             records_sum,
         ),
     ]
+}
+
+/// The `process_*` series Go's Prometheus client gives etcd (CPU seconds,
+/// resident and virtual memory, open and maximum fds, threads, start time),
+/// read from `/proc/self` at each scrape: dashboards, and `logbook bench`
+/// against a deployed cluster, read a member's resource use from them.
+/// CPU time keeps the clock tick's resolution (the `prometheus` crate's own
+/// process collector rounds it down to whole seconds). Series that cannot be
+/// read are left out.
+fn process_families() -> Vec<MetricFamily> {
+    let Ok(me) = procfs::process::Process::myself() else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut push = |name: &str, help: &str, kind: MetricType, value: f64| {
+        let mut m = Metric::default();
+        if kind == MetricType::COUNTER {
+            let mut c = prometheus::proto::Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = prometheus::proto::Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(kind);
+        f.set_metric(vec![m]);
+        out.push(f);
+    };
+    if let Ok(stat) = me.stat() {
+        let ticks = procfs::ticks_per_second() as f64;
+        push(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            MetricType::COUNTER,
+            (stat.utime + stat.stime) as f64 / ticks,
+        );
+        push(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            MetricType::GAUGE,
+            (stat.rss * procfs::page_size()) as f64,
+        );
+        push(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            MetricType::GAUGE,
+            stat.vsize as f64,
+        );
+        push(
+            "process_threads",
+            "Number of OS threads in the process.",
+            MetricType::GAUGE,
+            stat.num_threads as f64,
+        );
+        if let Ok(boot) = procfs::boot_time_secs() {
+            push(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                MetricType::GAUGE,
+                boot as f64 + stat.starttime as f64 / ticks,
+            );
+        }
+    }
+    if let Ok(n) = me.fd_count() {
+        push("process_open_fds", "Number of open file descriptors.", MetricType::GAUGE, n as f64);
+    }
+    if let Ok(limits) = me.limits()
+        && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+    {
+        push(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            MetricType::GAUGE,
+            max as f64,
+        );
+    }
+    out
 }
 
 /// A histogram family from per-bucket (not cumulative) counts, the last
@@ -292,6 +372,7 @@ mod tests {
         stats.sync_nanos = 2_000_000;
         let mut families = METRICS.registry.gather();
         families.extend(wal_histograms(&stats));
+        families.extend(process_families());
         let mut out = Vec::new();
         TextEncoder::new().encode(&families, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -310,6 +391,10 @@ mod tests {
             "# TYPE logbook_wal_records_per_fsync histogram",
             "etcd_server_version{server_version=\"3.5.13\"} 1",
             "# TYPE etcd_server_has_leader gauge",
+            "# TYPE process_cpu_seconds_total counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_start_time_seconds gauge",
+            "# TYPE process_open_fds gauge",
             "etcd_network_peer_sent_bytes_total{To=\"a1\"} 10",
             "etcd_network_peer_received_bytes_total{From=\"b2\"} 20",
             "etcd_network_peer_sent_failures_total{To=\"a1\"} 1",
