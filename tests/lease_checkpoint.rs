@@ -23,8 +23,9 @@ const WAIT: Duration = Duration::from_secs(315);
 fn remaining_ttl(endpoint: &str, lease: &str) -> i64 {
     let out = etcdctl(endpoint, &["lease", "timetolive", lease], None);
     let text = String::from_utf8_lossy(&out.stdout);
-    let at = text.find("remaining TTL(").unwrap_or_else(|| panic!("timetolive printed {text}"));
-    text[at + "remaining TTL(".len()..].split('s').next().unwrap().parse().unwrap()
+    // "lease 694d7a5a4e0c3b04 granted with TTL(1000s), remaining(700s)"
+    let at = text.find("remaining(").unwrap_or_else(|| panic!("timetolive printed {text}"));
+    text[at + "remaining(".len()..].split('s').next().unwrap().parse().unwrap()
 }
 
 fn grant(endpoint: &str) -> String {
