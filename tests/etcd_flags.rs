@@ -432,3 +432,32 @@ fn kubeadms_etcd_command_line_serves_etcdctl_over_tls_through_a_symlink_named_et
         std::panic::resume_unwind(e);
     }
 }
+
+/// The flags of issue #29 the server acts on now (membership checks, the
+/// initial election tick advance, compaction batches, the Raft log's
+/// catch-up tail, lease checkpoints): accepted without the "not yet acted
+/// on" warning. What each does is tested against etcd in tests/strict_reconfig.rs,
+/// tests/lease_checkpoint.rs and tests/api_36.rs.
+#[test]
+fn issue_29_flags_are_acted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in [
+        "--strict-reconfig-check=false",
+        "--initial-election-tick-advance=false",
+        "--max-learners=3",
+        "--compaction-batch-limit=10",
+        "--experimental-compaction-batch-limit=10",
+        "--compaction-sleep-interval=1ms",
+        "--experimental-compaction-sleep-interval=1ms",
+        "--snapshot-catchup-entries=100",
+        "--experimental-snapshot-catchup-entries=100",
+        "--experimental-enable-lease-checkpoint",
+        "--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true",
+    ] {
+        let out =
+            check(&[flag.to_string(), format!("--data-dir={}", dir.path().join("d").display())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{flag}: {stderr}");
+        assert!(!stderr.contains("not yet acted on"), "{flag}: {stderr}");
+    }
+}

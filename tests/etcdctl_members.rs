@@ -20,8 +20,21 @@ fn add_learner_promote_and_remove() {
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let client_url = format!("http://127.0.0.1:{client_port}");
 
-    let out =
-        c.ctl_ok(0, &["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"]);
+    // As etcd (--strict-reconfig-check), the leader takes a membership
+    // change only once its peers have been connected for 5 s: retried as
+    // kubeadm retries it.
+    let add = ["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = c.ctl(0, &add);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && err.contains("unhealthy cluster") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        assert!(out.status.success(), "member add: {err}");
+        break String::from_utf8(out.stdout).unwrap();
+    };
     assert!(out.contains("added to cluster"), "{out}");
     let id = out.split_whitespace().nth(1).unwrap().to_string();
     let initial = out

@@ -378,6 +378,15 @@ fn same_json_requests_same_answers_as_real_etcd() {
         let (mut w, mut g) = (want.json(), got.json());
         normalise(&mut w);
         normalise(&mut g);
+        // Status's etcd 3.6 fields, which etcd 3.4 lacks (tests/api_36.rs
+        // compares them with etcd 3.6).
+        if *path == "/v3/maintenance/status"
+            && let Some(o) = g.as_object_mut()
+        {
+            for field in ["storageVersion", "dbSizeQuota", "downgradeInfo"] {
+                o.remove(field);
+            }
+        }
         // etcd 3.4's gateway writes no "code" order guarantee; compare as values.
         assert_eq!(g, w, "{path} {body}");
     }

@@ -18,8 +18,8 @@ use crate::layout::{self, BUCKETS};
 
 /// etcd buckets kept byte for byte in an engine side bucket: (etcd bucket, engine bucket).
 /// Leases go to the lessor's `lease` bucket: its key is etcd's (the ID, i64 big-endian) and
-/// its `StoredLease` is wire-compatible with etcd's `leasepb.Lease` (ID = 1, TTL = 2; etcd's
-/// RemainingTTL = 3 is ignored by Logbook and kept). Auth lives in the server's buckets named
+/// its `StoredLease` is wire-compatible with etcd's `leasepb.Lease` (ID = 1, TTL = 2,
+/// RemainingTTL = 3: the lease checkpoint, kept both ways). Auth lives in the server's buckets named
 /// and laid out exactly as etcd's (`auth`: `authEnabled` -> [0|1], `authRevision` -> u64 BE;
 /// `authUsers`/`authRoles`: name -> `authpb.User`/`authpb.Role`), so it moves both ways
 /// unchanged. Members, removed members, the cluster version and alarms, which the server

@@ -62,6 +62,27 @@ pub enum Error {
     ConfChangePending,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// A membership change that would leave fewer started members than a
+    /// quorum (`--strict-reconfig-check`).
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// A learner added beyond `--max-learners`.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// A membership change that would break the quorum of members this one
+    /// has been connected to (`--strict-reconfig-check`).
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    /// A downgrade cancelled when none is enabled; etcd logs it and answers
+    /// the cancel as done.
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
     #[error("etcdserver: not leader")]
     NotLeader,
     #[error("etcdserver: root user does not exist")]
@@ -174,8 +195,12 @@ impl Error {
             | Stopped
             | Timeout
             | TimeoutDueToLeaderFail
-            | ConfChangePending => Code::Unavailable,
+            | ConfChangePending
+            | Unhealthy => Code::Unavailable,
             BadLeaderTransferee | NotLeader => Code::FailedPrecondition,
+            NotEnoughStartedMembers | TooManyLearners => Code::FailedPrecondition,
+            WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion => Code::InvalidArgument,
+            DowngradeInProcess | NoInflightDowngrade => Code::FailedPrecondition,
             Unsupported(_) | Unimplemented(_) => Code::Unimplemented,
             ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | LockSessionExpired
             | VerifyOnly => Code::Unknown,

@@ -9,6 +9,7 @@
 //! raft              scheduledCompactRev         i64 BE: the last compaction applied
 //! cluster           id                          u64 BE: the cluster ID
 //! cluster           member_id                   u64 BE: this member's own ID (member-local)
+//! cluster           downgrade                   etcdserverpb.DowngradeInfo (absent: none)
 //! members           member ID (u64 BE)          StoredMember
 //! members_removed   member ID (u64 BE)          "removed"
 //! alarm             member ID (u64 BE) | type (i32 BE)   AlarmMember
@@ -36,6 +37,10 @@ pub const CLUSTER_ID_KEY: &[u8] = b"id";
 /// member-local fact in the engine: a snapshot from the leader carries the leader's,
 /// which the installer replaces (see `state::snapshot_install`).
 pub const MEMBER_ID_KEY: &[u8] = b"member_id";
+
+/// The cluster's downgrade state, in [`CLUSTER_BUCKET`] (etcd keeps it under
+/// the same key, as JSON): an `etcdserverpb.DowngradeInfo`.
+pub const DOWNGRADE_KEY: &[u8] = b"downgrade";
 
 /// The bucket holding one `StoredMember` per member, keyed by [`member_key`].
 pub const MEMBERS_BUCKET: &str = "members";

@@ -17,6 +17,53 @@ pub fn cluster_version() -> String {
     format!("{minor}.0")
 }
 
+/// The cluster version as major and minor numbers.
+pub fn cluster_major_minor() -> (i64, i64) {
+    let mut parts =
+        ETCD_VERSION.split('.').map(|p| p.parse::<i64>().expect("ETCD_VERSION is numeric"));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// A downgrade target as etcd reads one (`convertToClusterVersion`): a
+/// semantic version "X.Y.Z" (pre-release and build metadata allowed) or
+/// "X.Y", of which only major and minor count. None where etcd answers
+/// "wrong downgrade target version format".
+pub fn parse_downgrade_target(v: &str) -> Option<(i64, i64)> {
+    parse_semver(v).or_else(|| parse_semver(&format!("{v}.0")))
+}
+
+/// go-semver's `NewVersion`: split off "+metadata" then "-pre-release",
+/// three dotted integers (Go's ParseInt: an optional sign, decimal digits),
+/// identifiers of `[0-9A-Za-z-]` separated by dots.
+fn parse_semver(v: &str) -> Option<(i64, i64)> {
+    let (v, metadata) = v.split_once('+').unwrap_or((v, ""));
+    let (v, pre) = v.split_once('-').unwrap_or((v, ""));
+    let parts: Vec<&str> = v.splitn(3, '.').collect();
+    if parts.len() != 3 || !valid_identifier(pre) || !valid_identifier(metadata) {
+        return None;
+    }
+    let mut nums = [0i64; 3];
+    for (n, p) in nums.iter_mut().zip(&parts) {
+        *n = go_parse_int(p)?;
+    }
+    Some((nums[0], nums[1]))
+}
+
+fn go_parse_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn valid_identifier(id: &str) -> bool {
+    id.is_empty()
+        || id.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// The `etcd --version` answer when Logbook runs as `etcd`: etcd's four
 /// lines, with Logbook's own version where etcd names its build.
 pub fn etcd_version_text() -> String {
@@ -43,6 +90,23 @@ mod tests {
             cluster.ends_with(".0")
                 && super::ETCD_VERSION.starts_with(&cluster[..cluster.len() - 1])
         );
+    }
+
+    #[test]
+    fn downgrade_targets_parse_as_etcds() {
+        use super::parse_downgrade_target as p;
+        assert_eq!(p("3.4"), Some((3, 4)));
+        assert_eq!(p("3.4.0"), Some((3, 4)));
+        assert_eq!(p("3.4.7-rc.1+build"), Some((3, 4)));
+        // A sign is split off as build metadata or pre-release first.
+        for bad in ["", "3", "v3.4", "abc", "3.4.x", "3..4", "3.4.0-a..b", "+3.4", "-3.4"] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+        assert!(super::ETCD_VERSION.starts_with(&format!(
+            "{}.{}.",
+            super::cluster_major_minor().0,
+            super::cluster_major_minor().1
+        )));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! message (pbjson's serde impls, see `api/build.rs`), the response encodes
 //! back the same way — proto field names, 64-bit integers as strings, bytes
 //! as base64, defaults omitted — and a gRPC error becomes etcd's
-//! `{"error","code","message"}` with grpc-gateway's HTTP status for the code.
+//! `{"error","message","code"}` (in that order, as etcd's) with grpc-gateway's HTTP status for the code.
 //!
 //! A service is wired with one [`unary!`] line per method. The streaming
 //! methods (Watch, LeaseKeepAlive, Snapshot, Election's Observe) go through
@@ -591,17 +591,18 @@ pub fn http_status(code: Code) -> StatusCode {
 /// etcd's gateway error body for `status`.
 #[derive(Serialize)]
 struct ErrorBody<'a> {
+    // grpc-gateway v1's errorBody marshals its fields in this order.
     error: &'a str,
-    code: i32,
     message: &'a str,
+    code: i32,
 }
 
 /// A gRPC status as etcd's gateway writes it.
 pub fn error_response(status: &Status) -> Response {
     let body = ErrorBody {
         error: status.message(),
-        code: status.code() as i32,
         message: status.message(),
+        code: status.code() as i32,
     };
     json_response(http_status(status.code()), &body)
 }

@@ -147,13 +147,27 @@ pub(super) fn load_apply_state(engine: &Engine) -> Result<ApplyState> {
 
 /// Opens the member's engine, bootstrapping a new member's (or joining a
 /// running cluster), and settles the member's and cluster's IDs from it.
+/// The engine's settings from the flags: compaction batches as
+/// `--compaction-batch-limit` and `--compaction-sleep-interval` say (0 keeps
+/// etcd's defaults, 1000 and 10 ms, as etcd's store does).
+fn engine_options(cfg: &Config) -> logbook_engine::Options {
+    let mut o = logbook_engine::Options::default();
+    if cfg.compaction_batch_limit > 0 {
+        o.compaction_batch_limit = cfg.compaction_batch_limit as usize;
+    }
+    if !cfg.compaction_sleep_interval.is_zero() {
+        o.compaction_sleep_interval = cfg.compaction_sleep_interval;
+    }
+    o
+}
+
 /// Returns the engine, the stored members and its options.
 pub(super) async fn open_engine(
     cfg: &mut Config,
 ) -> Result<(Engine, Vec<StoredMember>, logbook_engine::Options)> {
     create_dir(cfg.db_path.parent().expect("db path has a parent"))?;
     create_dir(&cfg.wal_dir)?;
-    let engine_options = logbook_engine::Options::default();
+    let engine_options = engine_options(cfg);
     let engine = Engine::open(&cfg.db_path, engine_options.clone())?;
 
     if load_members(&engine).is_empty() {

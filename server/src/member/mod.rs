@@ -47,7 +47,7 @@ use crate::services::watch::WatchService;
 use crate::state::auth::AuthStore;
 use crate::state::auth_token::TokenProvider;
 use crate::state::engine_cell::EngineCell;
-use crate::state::lessor::Lessor;
+use crate::state::lessor::{Checkpoints, Lessor};
 use crate::state::machine::StateMachine;
 use crate::state::stores::Stores;
 use crate::status::RaftStatus;
@@ -97,7 +97,10 @@ async fn serve(mut cfg: Config) -> Result<()> {
         Arc::new(EngineCell::new(engine)),
         engine_options,
         apply_state,
-        Lessor::new(Lessor::min_ttl_for(cfg.election_timeout())),
+        Lessor::with_checkpoints(
+            Lessor::min_ttl_for(cfg.election_timeout()),
+            Checkpoints { enabled: cfg.lease_checkpoint, persist: cfg.lease_checkpoint_persist },
+        ),
         AuthStore::new(tokens, cfg.bcrypt_cost),
     )?);
     let (wal, storage) =
@@ -245,6 +248,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
 
     let publisher = tokio::spawn(tasks::publish(ctx.clone()));
     let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
+    let checkpointer = tokio::spawn(tasks::checkpoint_leases(ctx.clone()));
     let compactor = cfg.auto_compaction.map(|mode| tokio::spawn(compactor::run(ctx.clone(), mode)));
 
     let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
@@ -261,6 +265,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     };
     publisher.abort();
     expirer.abort();
+    checkpointer.abort();
     if let Some(c) = compactor {
         c.abort();
     }

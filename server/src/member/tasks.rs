@@ -1,11 +1,12 @@
 //! The member's background tasks: publishing its attributes through Raft
-//! once, and (on the leader) revoking expired leases.
+//! once, and (on the leader) revoking expired leases and checkpointing
+//! leases' remaining TTLs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbook_api::logbookpb::MemberAttributes;
 use logbook_api::logbookpb::internal_request::Request as Internal;
+use logbook_api::logbookpb::{LeaseCheckpoints, MemberAttributes};
 
 use crate::error::Error;
 use crate::services::context::Context;
@@ -55,6 +56,32 @@ pub(super) async fn expire_leases(ctx: Arc<Context>) {
                     }
                 }
             });
+        }
+    }
+}
+
+/// On the leader, with lease checkpoints on, proposes the due checkpoints
+/// of leases' remaining TTLs (etcd checks twice a second and batches up to
+/// 1000 per entry).
+pub(super) async fn checkpoint_leases(ctx: Arc<Context>) {
+    const ROUND: Duration = Duration::from_millis(500);
+    const PER_ENTRY: usize = 1000;
+    loop {
+        tokio::time::sleep(ROUND).await;
+        loop {
+            let checkpoints = ctx.stores.lessor.due_checkpoints(PER_ENTRY);
+            if checkpoints.is_empty() {
+                break;
+            }
+            let full = checkpoints.len() >= PER_ENTRY;
+            let req = LeaseCheckpoints { checkpoints };
+            if let Err(e) = ctx.raft.propose_system(Internal::LeaseCheckpoints(req)).await {
+                tracing::warn!(error = %e, "proposing lease checkpoints failed");
+                break;
+            }
+            if !full {
+                break;
+            }
         }
     }
 }

@@ -697,6 +697,8 @@ pub struct Incoming {
     start: usize,
     end: usize,
     last_heard: Instant,
+    /// When the lane opened (etcd's transport `ActiveSince`).
+    opened: Instant,
     /// `etcd_network_peer_received_bytes_total` for this peer.
     received_bytes: IntCounter,
 }
@@ -710,6 +712,7 @@ impl Incoming {
             start: 0,
             end: 0,
             last_heard: Instant::now(),
+            opened: Instant::now(),
             received_bytes: METRICS.peer_received_bytes.with_label_values(&[&format!("{from:x}")]),
         }
     }
@@ -722,6 +725,11 @@ impl Incoming {
     /// The member at the other end (from its hello).
     pub fn from(&self) -> u64 {
         self.from
+    }
+
+    /// Since when the peer has been connected through this lane.
+    pub fn active_since(&self) -> Instant {
+        self.opened
     }
 
     /// True when nothing, not even a keep-alive, came for [`STALL_LIMIT`].

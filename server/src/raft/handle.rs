@@ -312,6 +312,14 @@ impl RaftHandle {
         rx.await.map_err(|_| Error::Stopped)
     }
 
+    /// The peers connected to this member and since when (etcd's transport
+    /// `ActiveSince`).
+    pub async fn active_peers(&self) -> Result<Vec<(u64, std::time::Instant)>> {
+        let (reply, rx) = oneshot::channel();
+        self.inbox.send(NodeMsg::ActivePeers(reply)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
     /// Tells the Raft thread to stop.
     pub fn stop(&self) {
         let _ = self.inbox.send(NodeMsg::Stop);

@@ -44,6 +44,9 @@ pub enum NodeMsg {
     /// On the leader: whether learner `id` has caught up enough to be
     /// promoted (`None` on a follower, which cannot tell).
     LearnerReady { id: u64, reply: oneshot::Sender<Option<bool>> },
+    /// The peers connected to this member, each with the time its lane opened
+    /// (etcd's transport `ActiveSince`), for `--strict-reconfig-check`.
+    ActivePeers(oneshot::Sender<Vec<(u64, std::time::Instant)>>),
     /// Hand leadership to this member.
     TransferLeader(u64),
     /// The WAL finished a write the loop waits on: look at its tickets.

@@ -44,7 +44,7 @@ use crate::watch::hub::WatchHub;
 
 /// How many entries to keep behind the engine's durable index when the log
 /// is compacted, so a briefly slow follower catches up from the log rather
-/// than a snapshot (etcd keeps 5000).
+/// than a snapshot, when `--snapshot-catchup-entries` is 0 (etcd's default).
 const CATCH_UP_ENTRIES: u64 = 5000;
 
 /// A turn of the Raft loop taking this long is logged (etcd's default
@@ -180,10 +180,29 @@ impl RaftLoop {
         let tick = self.cfg.heartbeat;
         let mut next_tick = Instant::now() + tick;
         // A single voter need not wait out an election timeout.
-        if self.node.raft.prs().conf().voters().ids().len() == 1
-            && self.node.raft.prs().conf().voters().contains(self.cfg.member_id)
-        {
+        let single = self.node.raft.prs().conf().voters().ids().len() == 1
+            && self.node.raft.prs().conf().voters().contains(self.cfg.member_id);
+        if single {
             let _ = self.node.campaign();
+        }
+        // etcd's initial election tick advance: once peers are connected
+        // (within the first 5 s), a member of several fast-forwards its
+        // election clock by all but two ticks, so the first election does not
+        // wait a whole election timeout.
+        let started = Instant::now();
+        let mut advance_pending = !single && self.cfg.initial_election_tick_advance;
+        if !single {
+            if advance_pending {
+                tracing::info!(
+                    election_ticks = self.cfg.election_ticks,
+                    "starting initial election tick advance"
+                );
+            } else {
+                tracing::info!(
+                    election_ticks = self.cfg.election_ticks,
+                    "skipping initial election tick advance"
+                );
+            }
         }
         let outcome = loop {
             // Raft may have more to hand over (a durable ready can commit
@@ -215,6 +234,9 @@ impl RaftLoop {
                 break Err(e);
             }
             let now = Instant::now();
+            if advance_pending {
+                advance_pending = self.advance_election_ticks(now.duration_since(started));
+            }
             if now >= next_tick {
                 self.node.tick();
                 next_tick += tick;
@@ -381,6 +403,16 @@ impl RaftLoop {
             NodeMsg::LearnerReady { id, reply } => {
                 let _ = reply.send(self.learner_ready(id));
             }
+            NodeMsg::ActivePeers(reply) => {
+                let mut peers: Vec<(u64, Instant)> = Vec::new();
+                for l in &self.lanes {
+                    match peers.iter_mut().find(|(id, _)| *id == l.from()) {
+                        Some((_, since)) => *since = (*since).min(l.active_since()),
+                        None => peers.push((l.from(), l.active_since())),
+                    }
+                }
+                let _ = reply.send(peers);
+            }
             NodeMsg::WalProgress => {}
             NodeMsg::Lane(lane) => {
                 tracing::debug!(peer = format!("{:x}", lane.from()), "raft lane from peer opened");
@@ -393,6 +425,29 @@ impl RaftLoop {
             NodeMsg::Stop => return false,
         }
         true
+    }
+
+    /// Fast-forwards the election clock once more than one peer is
+    /// connected (etcd's `adjustTicks`); returns whether to look again.
+    fn advance_election_ticks(&mut self, since_start: Duration) -> bool {
+        const WAIT: Duration = Duration::from_secs(5);
+        let mut peers: Vec<u64> = self.lanes.iter().map(|l| l.from()).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        if peers.len() > 1 {
+            let ticks = self.cfg.election_ticks.saturating_sub(2);
+            tracing::info!(
+                forward_ticks = ticks,
+                election_ticks = self.cfg.election_ticks,
+                active_remote_members = peers.len(),
+                "initialized peer connections; fast-forwarding election ticks"
+            );
+            for _ in 0..ticks {
+                self.node.tick();
+            }
+            return false;
+        }
+        since_start < WAIT
     }
 
     /// etcd's `isLearnerReady`: on the leader, a learner may be promoted once
@@ -826,7 +881,13 @@ impl RaftLoop {
             return;
         }
         let durable = self.machine.stores.engine.get().durable_applied_index();
-        let keep = CATCH_UP_ENTRIES.min(every);
+        // `--snapshot-catchup-entries` (0: etcd's 5000), but never more than
+        // one `--snapshot-count`, so a small snapshot count still bounds the log.
+        let catch_up = match self.cfg.snapshot_catchup_entries {
+            0 => CATCH_UP_ENTRIES,
+            n => n,
+        };
+        let keep = catch_up.min(every);
         let upto = durable.saturating_sub(keep);
         let first = self.wal.first_index();
         if upto <= first {

@@ -1,5 +1,5 @@
 //! The etcd Maintenance service: Status, hashes, defragmentation and leader
-//! transfer, alarms and snapshots. Downgrades are refused with a clear error.
+//! transfer, alarms, snapshots and downgrades.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 use logbook_api::etcdserverpb::alarm_request::AlarmAction;
+use logbook_api::etcdserverpb::downgrade_request::DowngradeAction;
 use logbook_api::etcdserverpb::maintenance_server::Maintenance;
 use logbook_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeInfo,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use logbook_api::logbookpb::internal_request::Request as Internal;
 use tonic::{Request, Response, Status};
@@ -19,8 +21,8 @@ use tonic::{Request, Response, Status};
 use super::context::Context;
 use crate::error::Error;
 use crate::state::apply::Applied;
-use crate::state::membership::load_members;
-use crate::version::ETCD_VERSION;
+use crate::state::membership::{load_downgrade_info, load_members};
+use crate::version::{ETCD_VERSION, cluster_major_minor, cluster_version, parse_downgrade_target};
 
 /// Serves Maintenance.
 pub struct MaintenanceService {
@@ -70,17 +72,30 @@ impl Maintenance for MaintenanceService {
         self.ctx.stores.auth.require_user(who.as_ref())?;
         let s = &self.ctx;
         let engine = s.engine();
+        let leader = s.status.leader().unwrap_or(0);
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(Error::NoLeader.to_string());
+        }
+        errors.extend(s.stores.alarms.describe());
+        let is_learner =
+            load_members(&engine).iter().any(|m| m.id == s.cfg.member_id && m.is_learner);
         Ok(Response::new(StatusResponse {
             header: Some(s.header(engine.current_revision())),
             version: ETCD_VERSION.to_string(),
             db_size: engine.size() as i64,
-            leader: s.status.leader().unwrap_or(0),
+            leader,
             raft_index: s.status.commit_index(),
             raft_term: s.status.term(),
             raft_applied_index: s.status.applied_index(),
-            errors: s.stores.alarms.describe(),
+            errors,
             db_size_in_use: engine.size_in_use() as i64,
-            is_learner: false,
+            is_learner,
+            // etcd 3.6+ reports the schema version of its db file, which
+            // follows the cluster version (major.minor.0).
+            storage_version: cluster_version(),
+            db_size_quota: s.cfg.quota_backend_bytes,
+            downgrade_info: Some(load_downgrade_info(&engine)),
         }))
     }
 
@@ -90,13 +105,13 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.admin(&request).await?;
         let engine = self.ctx.engine();
-        let rev = engine.current_revision();
         tokio::task::spawn_blocking(move || engine.defragment())
             .await
             .map_err(|e| Status::internal(format!("defragment task failed: {e}")))?
             .map_err(Error::from)?;
         self.ctx.quota.backend_size_changed();
-        Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(rev)) }))
+        // etcd answers an empty message: no header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -147,16 +162,19 @@ impl Maintenance for MaintenanceService {
             return Err(Error::NotLeader.into());
         }
         let engine = s.engine();
-        if !load_members(&engine).iter().any(|m| m.id == target) {
+        if !load_members(&engine).iter().any(|m| m.id == target && !m.is_learner) {
             return Err(Error::BadLeaderTransferee.into());
+        }
+        // etcd answers an empty message (no header), also when the target
+        // already leads.
+        if target == s.cfg.member_id {
+            return Ok(Response::new(MoveLeaderResponse { header: None }));
         }
         s.raft.transfer_leader(target)?;
         let deadline = Instant::now() + s.cfg.request_timeout();
         while Instant::now() < deadline {
             if s.status.leader() == Some(target) {
-                return Ok(Response::new(MoveLeaderResponse {
-                    header: Some(s.header(engine.current_revision())),
-                }));
+                return Ok(Response::new(MoveLeaderResponse { header: None }));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -167,7 +185,55 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        self.admin(&request).await?;
-        Err(Error::Unsupported("Downgrade").into())
+        let who = self.ctx.auth_info(&request).await?;
+        self.ctx.stores.auth.check_admin(who.as_ref())?;
+        let r = request.into_inner();
+        let s = &self.ctx;
+        // etcd's cluster version: "3.5" (version.Cluster of the cluster version).
+        let (major, minor) = cluster_major_minor();
+        let version = format!("{major}.{minor}");
+        let action = DowngradeAction::try_from(r.action)
+            .map_err(|_| Status::unimplemented("etcdserver: unknown method"))?;
+        match action {
+            DowngradeAction::Validate | DowngradeAction::Enable => {
+                let target =
+                    parse_downgrade_target(&r.version).ok_or(Error::WrongDowngradeVersionFormat)?;
+                s.raft.read_index().await?;
+                // Only one minor version down (etcd's allowedDowngradeVersion).
+                if target != (major, minor - 1) {
+                    return Err(Error::InvalidDowngradeTargetVersion.into());
+                }
+                if load_downgrade_info(&s.engine()).enabled {
+                    return Err(Error::DowngradeInProcess.into());
+                }
+                if action == DowngradeAction::Enable {
+                    let info = DowngradeInfo {
+                        enabled: true,
+                        target_version: format!("{}.{}.0", target.0, target.1),
+                    };
+                    tracing::info!(target_version = %info.target_version, "downgrade enabled");
+                    s.raft.propose_as(Internal::DowngradeInfoSet(info), who.as_ref()).await?;
+                }
+            }
+            DowngradeAction::Cancel => {
+                s.raft.read_index().await?;
+                if load_downgrade_info(&s.engine()).enabled {
+                    s.raft
+                        .propose_as(
+                            Internal::DowngradeInfoSet(DowngradeInfo::default()),
+                            who.as_ref(),
+                        )
+                        .await?;
+                    tracing::info!("downgrade cancelled");
+                } else {
+                    // etcd logs this and answers the cancel as done.
+                    tracing::warn!(error = %Error::NoInflightDowngrade, "failed to cancel downgrade");
+                }
+            }
+        }
+        Ok(Response::new(DowngradeResponse {
+            header: Some(s.header(s.engine().current_revision())),
+            version,
+        }))
     }
 }

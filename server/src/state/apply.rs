@@ -18,7 +18,10 @@ use crate::state::auth::{AuthChange, AuthStore, Requester};
 use crate::state::kv_view::Leased;
 use crate::state::lessor::Lessor;
 
-use crate::schema::{ALARM_BUCKET, LEASE_BUCKET, MEMBERS_BUCKET, alarm_key, lease_key, member_key};
+use crate::schema::{
+    ALARM_BUCKET, CLUSTER_BUCKET, DOWNGRADE_KEY, LEASE_BUCKET, MEMBERS_BUCKET, alarm_key,
+    lease_key, member_key,
+};
 use crate::state::txn::{
     Revisions, check_path, check_put_applies, compare_to_path, execute_delete, execute_put,
     execute_txn,
@@ -107,7 +110,7 @@ pub fn apply_request(
             if g.id == 0 || lessor.exists(g.id) {
                 return Err(Error::LeaseExist);
             }
-            let stored = StoredLease { id: g.id, ttl: g.ttl };
+            let stored = StoredLease { id: g.id, ttl: g.ttl, remaining_ttl: 0 };
             kv.txn.meta_put(LEASE_BUCKET, &lease_key(g.id), &stored.encode_to_vec());
             lessor.grant(g.id, g.ttl);
             Ok(Applied::LeaseGrant(LeaseGrantResponse {
@@ -159,6 +162,20 @@ pub fn apply_request(
             kv.txn.meta_delete(LEASE_BUCKET, &lease_key(r.id));
             lessor.revoke(r.id);
             Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
+        }
+        Request::DowngradeInfoSet(info) => {
+            if info.enabled {
+                kv.txn.meta_put(CLUSTER_BUCKET, DOWNGRADE_KEY, &info.encode_to_vec());
+            } else {
+                kv.txn.meta_delete(CLUSTER_BUCKET, DOWNGRADE_KEY);
+            }
+            Ok(Applied::Published)
+        }
+        Request::LeaseCheckpoints(c) => {
+            for cp in &c.checkpoints {
+                lessor.checkpoint(kv.txn, cp.id, cp.remaining_ttl);
+            }
+            Ok(Applied::Published)
         }
         Request::AuthEnable(_) => auth_change(kv.txn, ctx, AuthChange::Enable),
         Request::AuthDisable(_) => auth_change(kv.txn, ctx, AuthChange::Disable),

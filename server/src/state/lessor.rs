@@ -7,28 +7,57 @@
 //! keeps deadlines, renews leases on keep-alive and proposes the revocation of
 //! an expired one. A new leader starts every deadline afresh (TTL plus an
 //! election timeout), so no lease expires early because leadership moved.
+//!
+//! With lease checkpoints (`--feature-gates=LeaseCheckpoint=true`, etcd's
+//! `--experimental-enable-lease-checkpoint`) the leader records, every
+//! [`CHECKPOINT_INTERVAL`], the remaining TTL of each lease that has more
+//! than that left, through Raft; a new leader then starts such a lease from
+//! its checkpointed remaining TTL instead of its full TTL, so a long lease is
+//! not renewed by every leader change. A renewal clears the checkpoint. With
+//! `LeaseCheckpointPersist` the remaining TTL is also stored with the lease, so
+//! it survives restarts.
 //! Leases are stored in the engine's `lease` bucket; the keys a lease holds
 //! are found again at start-up from the keys' own `lease` field.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use logbook_api::logbookpb::StoredLease;
-use logbook_engine::{Engine, KeyValue, RangeOptions};
+use logbook_api::logbookpb::{LeaseCheckpoint, StoredLease};
+use logbook_engine::{Engine, KeyValue, RangeOptions, WriteTxn};
 use parking_lot::Mutex;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::schema::LEASE_BUCKET;
+use crate::schema::{LEASE_BUCKET, lease_key};
 
 /// etcd's largest TTL, in seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// How often the leader checkpoints a lease's remaining TTL (etcd's
+/// default lease checkpoint interval; etcd has no flag for it).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 
 struct Lease {
     ttl: i64,
     /// When it expires; kept on the leader only.
     expiry: Option<Instant>,
     keys: BTreeSet<Vec<u8>>,
+    /// The remaining TTL at the last checkpoint, in seconds (0: none).
+    remaining_ttl: i64,
+    /// When the leader checkpoints it next (leader only, checkpoints on).
+    next_checkpoint: Option<Instant>,
+}
+
+impl Lease {
+    fn new(ttl: i64, remaining_ttl: i64) -> Lease {
+        Lease { ttl, expiry: None, keys: BTreeSet::new(), remaining_ttl, next_checkpoint: None }
+    }
+
+    /// The TTL a new deadline starts from: the checkpointed remaining TTL
+    /// if there is one (etcd's `getRemainingTTL`).
+    fn start_ttl(&self) -> i64 {
+        if self.remaining_ttl > 0 { self.remaining_ttl } else { self.ttl }
+    }
 }
 
 #[derive(Default)]
@@ -37,12 +66,24 @@ struct State {
     /// Which lease each leased key is attached to.
     key_lease: HashMap<Vec<u8>, i64>,
     primary: bool,
+    /// Leases renewed while they had a checkpoint, whose checkpoint the
+    /// leader must clear through Raft.
+    to_clear: Vec<i64>,
+}
+
+/// Lease checkpoint settings (feature gates `LeaseCheckpoint` and
+/// `LeaseCheckpointPersist`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checkpoints {
+    pub enabled: bool,
+    pub persist: bool,
 }
 
 /// The member's leases.
 pub struct Lessor {
     state: Mutex<State>,
     min_ttl: i64,
+    checkpoints: Checkpoints,
 }
 
 /// What TimeToLive reports.
@@ -56,7 +97,20 @@ pub struct LeaseInfo {
 impl Lessor {
     /// A lessor whose shortest TTL is `min_ttl` seconds.
     pub fn new(min_ttl: i64) -> Lessor {
-        Lessor { state: Mutex::new(State::default()), min_ttl: min_ttl.max(1) }
+        Lessor::with_checkpoints(min_ttl, Checkpoints::default())
+    }
+
+    /// A lessor that checkpoints remaining TTLs as `checkpoints` says.
+    pub fn with_checkpoints(min_ttl: i64, checkpoints: Checkpoints) -> Lessor {
+        Lessor { state: Mutex::new(State::default()), min_ttl: min_ttl.max(1), checkpoints }
+    }
+
+    /// When a lease whose deadline starts from `start_ttl` seconds is
+    /// checkpointed next: only leases with more than one interval left are
+    /// (etcd's `scheduleCheckpointIfNeeded`).
+    fn schedule(&self, start_ttl: i64, now: Instant) -> Option<Instant> {
+        (self.checkpoints.enabled && start_ttl > CHECKPOINT_INTERVAL.as_secs() as i64)
+            .then(|| now + CHECKPOINT_INTERVAL)
     }
 
     /// etcd's minimum TTL: one and a half election timeouts, in whole seconds.
@@ -71,7 +125,7 @@ impl Lessor {
         for (_, v) in engine.meta_scan(LEASE_BUCKET) {
             let l = StoredLease::decode(v.as_slice())
                 .map_err(|e| Error::Internal(format!("undecodable lease record: {e}")))?;
-            leases.insert(l.id, Lease { ttl: l.ttl, expiry: None, keys: BTreeSet::new() });
+            leases.insert(l.id, Lease::new(l.ttl, l.remaining_ttl));
         }
         let mut key_lease = HashMap::new();
         let all = engine.range(&RangeOptions {
@@ -90,11 +144,12 @@ impl Lessor {
         }
         let mut st = self.state.lock();
         let primary = st.primary;
-        *st = State { leases, key_lease, primary };
+        *st = State { leases, key_lease, primary, to_clear: Vec::new() };
         if primary {
             let now = Instant::now();
             for l in st.leases.values_mut() {
-                l.expiry = Some(now + Duration::from_secs(l.ttl as u64));
+                l.expiry = Some(now + Duration::from_secs(l.start_ttl() as u64));
+                l.next_checkpoint = self.schedule(l.start_ttl(), now);
             }
         }
         Ok(())
@@ -115,8 +170,13 @@ impl Lessor {
     /// Applies a grant (already checked not to exist).
     pub fn grant(&self, id: i64, ttl: i64) {
         let mut st = self.state.lock();
-        let expiry = st.primary.then(|| Instant::now() + Duration::from_secs(ttl as u64));
-        st.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new() });
+        let mut lease = Lease::new(ttl, 0);
+        if st.primary {
+            let now = Instant::now();
+            lease.expiry = Some(now + Duration::from_secs(ttl as u64));
+            lease.next_checkpoint = self.schedule(ttl, now);
+        }
+        st.leases.insert(id, lease);
     }
 
     /// The keys a lease holds, in key order.
@@ -184,7 +244,8 @@ impl Lessor {
         st.primary = true;
         let now = Instant::now();
         for l in st.leases.values_mut() {
-            l.expiry = Some(now + Duration::from_secs(l.ttl as u64) + extend);
+            l.expiry = Some(now + Duration::from_secs(l.start_ttl() as u64) + extend);
+            l.next_checkpoint = self.schedule(l.start_ttl(), now);
         }
     }
 
@@ -192,8 +253,10 @@ impl Lessor {
     pub fn demote(&self) {
         let mut st = self.state.lock();
         st.primary = false;
+        st.to_clear.clear();
         for l in st.leases.values_mut() {
             l.expiry = None;
+            l.next_checkpoint = None;
         }
     }
 
@@ -208,10 +271,65 @@ impl Lessor {
         if !st.primary {
             return Err(Error::NotLeader);
         }
+        let st = &mut *st;
         Ok(st.leases.get_mut(&id).map(|l| {
-            l.expiry = Some(Instant::now() + Duration::from_secs(l.ttl as u64));
+            // A renewal clears the lease's checkpoint (etcd's Renew).
+            if self.checkpoints.enabled && l.remaining_ttl > 0 {
+                l.remaining_ttl = 0;
+                st.to_clear.push(id);
+            }
+            let now = Instant::now();
+            l.expiry = Some(now + Duration::from_secs(l.ttl as u64));
+            l.next_checkpoint = self.schedule(l.ttl, now);
             l.ttl
         }))
+    }
+
+    /// On the leader: the checkpoints due now, at most `limit` (etcd's
+    /// `findDueScheduledCheckpoints`): each lease's remaining TTL, rounded
+    /// up, unless it still has its whole TTL; then the checkpoints of
+    /// renewed leases to clear.
+    pub fn due_checkpoints(&self, limit: usize) -> Vec<LeaseCheckpoint> {
+        let mut st = self.state.lock();
+        if !st.primary || !self.checkpoints.enabled {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let st = &mut *st;
+        let mut out: Vec<LeaseCheckpoint> =
+            st.to_clear.drain(..).map(|id| LeaseCheckpoint { id, remaining_ttl: 0 }).collect();
+        for (id, l) in st.leases.iter_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            let (Some(at), Some(expiry)) = (l.next_checkpoint, l.expiry) else { continue };
+            if at > now {
+                continue;
+            }
+            l.next_checkpoint = None;
+            let remaining = expiry.saturating_duration_since(now).as_secs_f64().ceil() as i64;
+            if remaining >= l.ttl {
+                continue;
+            }
+            out.push(LeaseCheckpoint { id: *id, remaining_ttl: remaining });
+        }
+        out
+    }
+
+    /// Applies a checkpoint: the lease's remaining TTL as the leader saw
+    /// it (0 clears it), stored with the lease under `LeaseCheckpointPersist`.
+    pub fn checkpoint(&self, txn: &mut WriteTxn<'_>, id: i64, remaining_ttl: i64) {
+        let mut st = self.state.lock();
+        let primary = st.primary;
+        let Some(l) = st.leases.get_mut(&id) else { return };
+        l.remaining_ttl = remaining_ttl;
+        if self.checkpoints.persist {
+            let stored = StoredLease { id, ttl: l.ttl, remaining_ttl };
+            txn.meta_put(LEASE_BUCKET, &lease_key(id), &stored.encode_to_vec());
+        }
+        if primary {
+            l.next_checkpoint = self.schedule(l.start_ttl(), Instant::now());
+        }
     }
 
     /// What TimeToLive reports; the remaining time is known on the leader

@@ -4,8 +4,8 @@
 //! MemberList and the peer transport. Removed members stay recorded in
 //! `members_removed`, as etcd keeps them, so their peer traffic is refused.
 
-use crate::schema::{MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
-use logbook_api::etcdserverpb::Member;
+use crate::schema::{CLUSTER_BUCKET, DOWNGRADE_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
+use logbook_api::etcdserverpb::{DowngradeInfo, Member};
 use logbook_api::logbookpb::StoredMember;
 use logbook_engine::Engine;
 use prost::Message;
@@ -29,6 +29,18 @@ pub fn load_members(engine: &Engine) -> Vec<StoredMember> {
                 .unwrap_or_else(|e| panic!("undecodable member record in the engine: {e}"))
         })
         .collect()
+}
+
+/// The cluster's downgrade state (Maintenance.Downgrade ENABLE / CANCEL);
+/// not enabled when none was ever set.
+pub fn load_downgrade_info(engine: &Engine) -> DowngradeInfo {
+    engine
+        .meta_get(CLUSTER_BUCKET, DOWNGRADE_KEY)
+        .map(|v| {
+            DowngradeInfo::decode(v.as_slice())
+                .unwrap_or_else(|e| panic!("undecodable downgrade record in the engine: {e}"))
+        })
+        .unwrap_or_default()
 }
 
 /// A member in etcd's wire form.
