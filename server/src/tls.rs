@@ -564,10 +564,10 @@ async fn check_client_san(leaf: &CertificateDer<'_>, remote: SocketAddr) -> io::
     }
     for name in names.dns.iter().filter(|n| !n.starts_with("*.")) {
         let lookup = tokio::net::lookup_host((name.as_str(), 0));
-        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
-            if addrs.into_iter().any(|a| a.ip().to_canonical() == ip) {
-                return Ok(());
-            }
+        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await
+            && addrs.into_iter().any(|a| a.ip().to_canonical() == ip)
+        {
+            return Ok(());
         }
     }
     // Go prints the list with %q: ["a" "b"].
