@@ -461,3 +461,40 @@ fn issue_29_flags_are_acted_on() {
         assert!(!stderr.contains("not yet acted on"), "{flag}: {stderr}");
     }
 }
+
+/// The TLS options beyond cert, key and CA are acted on (tests/tls_options.rs
+/// shows how): given, they are not warned of as pending.
+#[test]
+fn tls_options_are_acted_on_not_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let args: Vec<String> = [
+        format!("--data-dir={d}/data"),
+        format!("--client-crl-file={d}/c.crl"),
+        format!("--peer-crl-file={d}/p.crl"),
+        "--client-cert-allowed-hostname=a.example".into(),
+        "--peer-cert-allowed-cn=peer".into(),
+        "--peer-skip-client-san-verification".into(),
+        format!("--peer-client-cert-file={d}/c.crt"),
+        format!("--peer-client-key-file={d}/c.key"),
+        "--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
+        "--tls-max-version=TLS1.2".into(),
+        "--auto-tls".into(),
+        "--peer-auto-tls".into(),
+        "--self-signed-cert-validity=2".into(),
+    ]
+    .into();
+    let out = check(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("not yet acted on"), "{stderr}");
+    // --auto-tls and --peer-auto-tls made their pairs where etcd does.
+    for side in ["client", "peer"] {
+        for file in ["cert.pem", "key.pem"] {
+            assert!(
+                dir.path().join("data/fixtures").join(side).join(file).is_file(),
+                "{side}/{file}"
+            );
+        }
+    }
+}

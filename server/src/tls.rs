@@ -18,6 +18,12 @@
 //!   from a client that presented a verified certificate, for auth to take
 //!   as the user name (as etcd does).
 //!
+//! - [`TlsPolicy`]: the rest of etcd's `TLSInfo`: CRL, allowed CNs and
+//!   hostnames (a wrapping [`ClientCertVerifier`]), the peer port's client
+//!   SAN check, `--tls-min/max-version`, `--cipher-suites`, the pair a
+//!   member dials with, and auto-TLS's "do not verify the server".
+//! - [`self_cert`]: `--auto-tls`/`--peer-auto-tls`'s generated pair.
+//!
 //! etcd's semantics, kept here: a trusted CA file alone already makes the
 //! server require and verify client certificates (etcd's `TLSInfo` does
 //! the same), and a listener on an `http://` URL ignores the cert files.
@@ -34,16 +40,21 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::config::TlsVersion;
 use crate::error::{Error, Result};
 
 /// How often, at most, a listener or dialer looks at its files again (and
@@ -67,6 +78,37 @@ pub struct ClientCertCommonName(pub String);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsConnection;
 
+/// One side's (client or peer) TLS rules beyond its certificate, key and
+/// CA: what etcd's `TLSInfo` carries besides them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// `--client-crl-file`/`--peer-crl-file`: a client certificate listed
+    /// there (by serial, in a CRL its CA issued) is refused at the handshake.
+    pub crl_file: Option<PathBuf>,
+    /// `--peer-cert-allowed-cn`: a verified client certificate's subject CN
+    /// must be one of these.
+    pub allowed_cns: Vec<String>,
+    /// `--client-cert-allowed-hostname`/`--peer-cert-allowed-hostname`: a
+    /// verified client certificate must be valid for one of these names.
+    pub allowed_hostnames: Vec<String>,
+    /// `--[peer-]client-cert-file` and `--[peer-]client-key-file`: what this
+    /// member presents when it dials as a client (its server pair otherwise).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The certificate is `--[peer-]auto-tls`'s self-signed one: as etcd, a
+    /// dialer using it does not verify the server's certificate.
+    pub self_signed: bool,
+    /// `--tls-min-version` / `--tls-max-version` (`None`: TLS 1.3).
+    pub min_version: TlsVersion,
+    pub max_version: Option<TlsVersion>,
+    /// `--cipher-suites` in Go's names; empty: rustls' defaults. As in Go,
+    /// they limit TLS 1.2 only: TLS 1.3's suites are always all offered.
+    pub cipher_suites: Vec<String>,
+    /// The peer listener's check (etcd's `checkSAN`, off with
+    /// `--peer-skip-client-san-verification`): a client certificate naming
+    /// IP addresses or DNS names must name the address it connects from.
+    pub check_client_san: bool,
+}
+
 /// The files of one side (client or peer), as the flags name them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -79,6 +121,8 @@ pub struct TlsFiles {
     pub trusted_ca_file: Option<PathBuf>,
     /// `--client-cert-auth` / `--peer-client-cert-auth`.
     pub client_cert_auth: bool,
+    /// CRL, allowed names, versions, suites, client pair.
+    pub policy: TlsPolicy,
 }
 
 impl TlsFiles {
@@ -91,12 +135,74 @@ impl TlsFiles {
     fn paths(&self) -> Vec<PathBuf> {
         let mut p = vec![self.cert_file.clone(), self.key_file.clone()];
         p.extend(self.trusted_ca_file.clone());
+        p.extend(self.policy.crl_file.clone());
+        if let Some((cert, key)) = &self.policy.client_cert {
+            p.push(cert.clone());
+            p.push(key.clone());
+        }
         p
+    }
+
+    /// The certificate and key this side presents when it dials.
+    fn dial_pair(&self) -> (&Path, &Path) {
+        match &self.policy.client_cert {
+            Some((cert, key)) => (cert, key),
+            None => (&self.cert_file, &self.key_file),
+        }
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The ring provider limited to `--cipher-suites`: every TLS 1.3 suite (Go
+/// offers them all whatever the list says) and the named TLS 1.2 ones.
+fn policy_provider(policy: &TlsPolicy) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    if !policy.cipher_suites.is_empty() {
+        p.cipher_suites.retain(|suite| match suite {
+            rustls::SupportedCipherSuite::Tls13(_) => true,
+            rustls::SupportedCipherSuite::Tls12(_) => {
+                let name = format!("{:?}", suite.suite());
+                policy.cipher_suites.iter().any(|n| rustls_suite_name(n) == name)
+            }
+        });
+    }
+    Arc::new(p)
+}
+
+/// rustls' name for a suite Go (and so etcd) names `go`: the same but for
+/// Go's two CHACHA20 aliases without the `_SHA256`.
+fn rustls_suite_name(go: &str) -> String {
+    if go.ends_with("_CHACHA20_POLY1305") { format!("{go}_SHA256") } else { go.to_string() }
+}
+
+/// The protocol versions `--tls-min-version`/`--tls-max-version` allow.
+fn policy_versions(policy: &TlsPolicy) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let max = policy.max_version.unwrap_or(TlsVersion::Tls13);
+    let mut v = Vec::new();
+    if policy.min_version <= TlsVersion::Tls13 && max >= TlsVersion::Tls13 {
+        v.push(&rustls::version::TLS13);
+    }
+    if policy.min_version <= TlsVersion::Tls12 && max >= TlsVersion::Tls12 {
+        v.push(&rustls::version::TLS12);
+    }
+    v
+}
+
+/// Reads a CRL file: DER as etcd reads it (Go's `x509.ParseRevocationList`),
+/// or PEM (`X509 CRL` blocks).
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| tls_error(format!("reading the CRL {}", path.display()), e))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| tls_error(format!("reading the CRL {}", path.display()), e))?;
+        if crls.is_empty() {
+            return Err(Error::Config(format!("no PEM CRL found in {}", path.display())));
+        }
+        Ok(crls)
+    } else {
+        Ok(vec![CertificateRevocationListDer::from(bytes)])
+    }
 }
 
 fn tls_error(what: impl fmt::Display, e: impl fmt::Display) -> Error {
@@ -228,6 +334,23 @@ impl ServerTls {
     pub fn verifies_clients(&self) -> bool {
         self.config.files.verifies_clients()
     }
+
+    /// The checks etcd makes of a connection once its handshake is done:
+    /// on the peer port, that the client certificate names the address it
+    /// came from (unless `--peer-skip-client-san-verification`).
+    pub async fn check_connection(
+        &self,
+        conn: &tokio_rustls::server::TlsStream<TcpStream>,
+    ) -> io::Result<()> {
+        if !self.config.files.policy.check_client_san {
+            return Ok(());
+        }
+        let (tcp, session) = conn.get_ref();
+        let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
+            return Ok(());
+        };
+        check_client_san(leaf, tcp.peer_addr()?).await
+    }
 }
 
 /// The application protocols a listener offers.
@@ -250,18 +373,38 @@ fn build_server_h2(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
 fn build_server(files: &TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerConfig>> {
     let certs = load_certs(&files.cert_file)?;
     let key = load_key(&files.key_file)?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("configuring TLS", e))?;
+    let policy = &files.policy;
+    // etcd checks the dialing pair loads before it serves, too.
+    if let Some((cert, key)) = &policy.client_cert {
+        load_certs(cert)?;
+        load_key(key)?;
+    }
+    let builder = ServerConfig::builder_with_provider(policy_provider(policy))
+        .with_protocol_versions(&policy_versions(policy))
+        .map_err(|e| tls_error("configuring TLS (--cipher-suites, --tls-min/max-version)", e))?;
     let builder = if files.verifies_clients() {
         let ca =
             files.trusted_ca_file.as_ref().expect("config checks a CA comes with client-cert-auth");
-        let verifier = WebPkiClientVerifier::builder_with_provider(load_roots(ca)?, provider())
-            .build()
-            .map_err(|e| {
-                tls_error(format!("client certificate verification with {}", ca.display()), e)
-            })?;
-        builder.with_client_cert_verifier(verifier)
+        let mut verifier =
+            WebPkiClientVerifier::builder_with_provider(load_roots(ca)?, policy_provider(policy));
+        if let Some(crl) = &policy.crl_file {
+            // etcd looks a certificate's serial up in the list whoever
+            // issued it; a certificate of a CA the list is not from is not
+            // refused for that.
+            verifier = verifier.with_crls(load_crls(crl)?).allow_unknown_revocation_status();
+        }
+        let verifier = verifier.build().map_err(|e| {
+            tls_error(format!("client certificate verification with {}", ca.display()), e)
+        })?;
+        if policy.allowed_cns.is_empty() && policy.allowed_hostnames.is_empty() {
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_client_cert_verifier(Arc::new(AllowedClients {
+                inner: verifier,
+                cns: policy.allowed_cns.clone(),
+                hostnames: policy.allowed_hostnames.clone(),
+            }))
+        }
     } else {
         builder.with_no_client_auth()
     };
@@ -277,6 +420,159 @@ fn build_server(files: &TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerConfig
     })?;
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
+}
+
+/// A client certificate verifier that, once the CA (and CRL) accept a
+/// certificate, also wants its CN among `--peer-cert-allowed-cn` or its
+/// names covering one of `--[peer-]cert-allowed-hostname` (etcd's
+/// `VerifyPeerCertificate`, with etcd's error).
+#[derive(Debug)]
+struct AllowedClients {
+    inner: Arc<dyn ClientCertVerifier>,
+    cns: Vec<String>,
+    hostnames: Vec<String>,
+}
+
+impl AllowedClients {
+    fn allows(&self, leaf: &CertificateDer<'_>) -> bool {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return false;
+        };
+        if !self.cns.is_empty() {
+            let cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok());
+            return cn.is_some_and(|cn| self.cns.iter().any(|a| a == cn));
+        }
+        let sans = CertNames::of(&cert);
+        self.hostnames.iter().any(|h| sans.valid_for(h))
+    }
+}
+
+impl ClientCertVerifier for AllowedClients {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if self.allows(end_entity) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(Arc::new(io::Error::other(
+                    "client certificate authentication failed",
+                ))),
+            )))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The subject alternative names of a certificate, for Go's
+/// `x509.Certificate.VerifyHostname` rules: an IP address matches an IP
+/// SAN; a name matches a DNS SAN case-insensitively, `*.` matching one
+/// leftmost label.
+struct CertNames {
+    ips: Vec<std::net::IpAddr>,
+    dns: Vec<String>,
+}
+
+impl CertNames {
+    fn of(cert: &x509_parser::certificate::X509Certificate<'_>) -> CertNames {
+        use x509_parser::extensions::GeneralName;
+        let mut names = CertNames { ips: Vec::new(), dns: Vec::new() };
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => names.dns.push(d.to_ascii_lowercase()),
+                    GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            names.ips.push(a.into());
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            names.ips.push(a.into());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names
+    }
+
+    fn valid_for(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return self.ips.contains(&ip);
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.dns.iter().any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => *pattern == host,
+        })
+    }
+}
+
+/// etcd's `checkSAN` on the peer port: a client certificate naming IP
+/// addresses or DNS names must name the address it connects from (an IP
+/// SAN equal to it, or a DNS SAN resolving to it). One naming neither
+/// passes. Go also tries a reverse lookup of the address; this check does
+/// the forward lookups only.
+async fn check_client_san(leaf: &CertificateDer<'_>, remote: SocketAddr) -> io::Result<()> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return Err(io::Error::other("client certificate does not parse"));
+    };
+    let names = CertNames::of(&cert);
+    if names.ips.is_empty() && names.dns.is_empty() {
+        return Ok(());
+    }
+    let ip = remote.ip().to_canonical();
+    if names.ips.contains(&ip) {
+        return Ok(());
+    }
+    if names.dns.is_empty() {
+        let valid = names.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(io::Error::other(format!("x509: certificate is valid for {valid}, not {ip}")));
+    }
+    for name in names.dns.iter().filter(|n| !n.starts_with("*.")) {
+        let lookup = tokio::net::lookup_host((name.as_str(), 0));
+        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await
+            && addrs.into_iter().any(|a| a.ip().to_canonical() == ip)
+        {
+            return Ok(());
+        }
+    }
+    // Go prints the list with %q: ["a" "b"].
+    let listed = names.dns.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" ");
+    Err(io::Error::other(format!("tls: \"{ip}\" does not match any of DNSNames [{listed}]")))
 }
 
 /// The subject CN of the verified certificate a TLS client presented.
@@ -438,11 +734,17 @@ pub fn incoming(
                 let conn = match &tls {
                     None => MaybeTls::Plain(stream),
                     Some(tls) => match handshake(tls, stream).await {
-                        Ok(s) => MaybeTls::Tls(Box::new(TlsConn {
-                            stream: s,
-                            prefix: Vec::new(),
-                            at: 0,
-                        })),
+                        Ok(s) => {
+                            if let Err(e) = tls.check_connection(&s).await {
+                                tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS client refused");
+                                return;
+                            }
+                            MaybeTls::Tls(Box::new(TlsConn {
+                                stream: s,
+                                prefix: Vec::new(),
+                                at: 0,
+                            }))
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS handshake failed");
                             return;
@@ -545,28 +847,165 @@ impl PeerDialer {
 }
 
 fn build_client(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
-    let ca = files
-        .trusted_ca_file
-        .as_ref()
-        .ok_or_else(|| Error::Config("dialing https peers needs --peer-trusted-ca-file".into()))?;
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("configuring TLS", e))?
-        .with_root_certificates(load_roots(ca)?);
-    let mut config = builder
-        .with_client_auth_cert(load_certs(&files.cert_file)?, load_key(&files.key_file)?)
-        .map_err(|e| {
-            tls_error(
-                format!(
-                    "certificate {} with key {}",
-                    files.cert_file.display(),
-                    files.key_file.display()
-                ),
-                e,
-            )
+    let policy = &files.policy;
+    let builder = ClientConfig::builder_with_provider(policy_provider(policy))
+        .with_protocol_versions(&policy_versions(policy))
+        .map_err(|e| tls_error("configuring TLS (--cipher-suites, --tls-min/max-version)", e))?;
+    let builder = if policy.self_signed {
+        // etcd's TLSInfo.ClientConfig for a self-signed (auto-TLS) set:
+        // InsecureSkipVerify. The handshake's signatures are still checked.
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert(policy_provider(policy))))
+    } else {
+        let ca = files.trusted_ca_file.as_ref().ok_or_else(|| {
+            Error::Config("dialing https peers needs --peer-trusted-ca-file".into())
+        })?;
+        builder.with_root_certificates(load_roots(ca)?)
+    };
+    let (cert, key) = files.dial_pair();
+    let mut config =
+        builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?).map_err(|e| {
+            tls_error(format!("certificate {} with key {}", cert.display(), key.display()), e)
         })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate (a dialer with auto-TLS's self-signed
+/// certificates, as etcd's InsecureSkipVerify), checking only that the
+/// server holds its key.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The file names etcd's `transport.SelfCert` writes into its directory
+/// (`<data-dir>/fixtures/client` or `<data-dir>/fixtures/peer`).
+pub const SELF_CERT_FILE: &str = "cert.pem";
+pub const SELF_KEY_FILE: &str = "key.pem";
+
+/// `--auto-tls`/`--peer-auto-tls`: the certificate and key in `dir`, made
+/// there first if either is missing, as etcd's `transport.SelfCert` makes
+/// them: self-signed (a CA), subject O=etcd, a random 128-bit serial, valid
+/// from now for `years` * 365 days, key usages digital signature, key
+/// encipherment and CRL signing, extended usage server auth, and a SAN per
+/// host (an IP SAN for an address, a DNS SAN otherwise; hosts are
+/// `host:port` from the listen URLs). The key file is written mode 0600.
+///
+/// Two differences from etcd: the key is ECDSA P-384, not P-521 (ring, the
+/// TLS provider, signs with P-256 and P-384 only), and it is written as
+/// PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
+pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, PathBuf)> {
+    if years == 0 {
+        return Err(Error::Config(
+            "selfSignedCertValidity is invalid,it should be greater than 0".into(),
+        ));
+    }
+    let io_err = |what: &str, path: &Path, e: io::Error| {
+        Error::Config(format!("{what} {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create cert directory", dir, e))?;
+    let dir = std::path::absolute(dir).map_err(|e| io_err("resolving", dir, e))?;
+    let cert_path = dir.join(SELF_CERT_FILE);
+    let key_path = dir.join(SELF_KEY_FILE);
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let gen_err = |e: rcgen::Error| Error::Config(format!("cannot generate x509 certificate: {e}"));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(gen_err)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
+    let mut serial = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut serial[..]);
+    serial[0] &= 0x7f; // a positive INTEGER, as Go's rand.Int below 2^128 is
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now;
+    params.not_after = now
+        .checked_add(time::Duration::days(365 * i64::from(years)))
+        .filter(|t| t.year() <= 9999)
+        .ok_or_else(|| Error::Config(format!("--self-signed-cert-validity {years} is too long")))?;
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    for host in hosts {
+        let h = match host.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => host.as_str(),
+        };
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        let san = match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => rcgen::SanType::IpAddress(ip),
+            Err(_) => rcgen::SanType::DnsName(h.try_into().map_err(gen_err)?),
+        };
+        params.subject_alt_names.push(san);
+    }
+    let cert = params.self_signed(&key).map_err(gen_err)?;
+    tracing::warn!(not_after = %params.not_after, "automatically generate certificates");
+    std::fs::write(&cert_path, cert.pem())
+        .map_err(|e| io_err("cannot cert file", &cert_path, e))?;
+    tracing::info!(path = %cert_path.display(), "created cert file");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(|e| io_err("cannot key file", &key_path, e))?;
+        f.write_all(key.serialize_pem().as_bytes())
+            .map_err(|e| io_err("cannot key file", &key_path, e))?;
+    }
+    tracing::info!(path = %key_path.display(), "created key file");
+    Ok((cert_path, key_path))
 }
 
 /// tonic's connector for one https peer: TCP, then TLS with the dialer's
@@ -640,6 +1079,7 @@ mod tests {
             key_file: write(dir.path(), "c.key", &key.serialize_pem()),
             trusted_ca_file: Some(write(dir.path(), "ca.crt", &ca_cert.pem())),
             client_cert_auth: true,
+            policy: Default::default(),
         };
         let pem = cert.pem();
         (Pki { dir }, files, pem)
@@ -653,6 +1093,96 @@ mod tests {
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
         assert_eq!(cert.subject().iter_common_name().next().unwrap().as_str().unwrap(), "alice");
+    }
+
+    #[test]
+    fn go_suite_names_map_to_rustls_suites() {
+        let policy = TlsPolicy {
+            cipher_suites: vec![
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305".into(),
+            ],
+            ..TlsPolicy::default()
+        };
+        let names: Vec<String> = policy_provider(&policy)
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS13_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            ]
+        );
+        // Every suite etcd names and Logbook offers is one rustls has.
+        let all = rustls::crypto::ring::default_provider();
+        for (name, offered) in crate::config::CIPHER_SUITES {
+            if *offered && !name.starts_with("TLS_AES") && !name.starts_with("TLS_CHACHA") {
+                assert!(
+                    all.cipher_suites
+                        .iter()
+                        .any(|s| format!("{:?}", s.suite()) == rustls_suite_name(name)),
+                    "{name}"
+                );
+            }
+        }
+        let only13 = TlsPolicy { min_version: TlsVersion::Tls13, ..TlsPolicy::default() };
+        assert_eq!(policy_versions(&only13), vec![&rustls::version::TLS13]);
+        let only12 = TlsPolicy { max_version: Some(TlsVersion::Tls12), ..TlsPolicy::default() };
+        assert_eq!(policy_versions(&only12), vec![&rustls::version::TLS12]);
+    }
+
+    #[test]
+    fn host_names_match_as_go_matches_them() {
+        let names = CertNames {
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            dns: vec!["etcd.example".into(), "*.pods.example".into()],
+        };
+        assert!(names.valid_for("127.0.0.1"));
+        assert!(!names.valid_for("127.0.0.2"));
+        assert!(names.valid_for("ETCD.example."));
+        assert!(names.valid_for("a.pods.example"));
+        assert!(!names.valid_for("a.b.pods.example"));
+        assert!(!names.valid_for("pods.example"));
+    }
+
+    #[test]
+    fn self_signed_pairs_are_made_once_as_etcd_makes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = vec!["127.0.0.1:2380".to_string(), "localhost:2381".to_string()];
+        let (cert, key) = self_cert(&dir.path().join("fixtures/peer"), &hosts, 3).unwrap();
+        assert_eq!(cert, dir.path().join("fixtures/peer/cert.pem"));
+        let pem = std::fs::read(&cert).unwrap();
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        assert_eq!(c.subject().to_string(), "O=etcd");
+        assert!(c.is_ca());
+        let names = CertNames::of(&c);
+        assert_eq!(names.ips, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(names.dns, vec!["localhost"]);
+        let v = c.validity();
+        assert_eq!((v.not_after.timestamp() - v.not_before.timestamp()) / 86_400, 3 * 365);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        // It serves, and a second call keeps the pair.
+        let files = crate::config::tls_options::self_signed_files(
+            cert.clone(),
+            key.clone(),
+            true,
+            TlsVersion::Tls12,
+            None,
+            &[],
+        );
+        ServerTls::load("peer", files.clone(), Alpn::H2).unwrap();
+        PeerDialer::load(files).unwrap();
+        self_cert(&dir.path().join("fixtures/peer"), &hosts, 3).unwrap();
+        assert_eq!(std::fs::read(&cert).unwrap(), pem);
+        assert!(self_cert(dir.path(), &hosts, 0).is_err());
     }
 
     #[test]

@@ -5,9 +5,12 @@
 
 use std::path::PathBuf;
 
+use crate::tls::{TlsFiles, TlsPolicy};
+
 /// A TLS protocol version as etcd names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
+    #[default]
     Tls12,
     Tls13,
 }
@@ -108,6 +111,86 @@ pub struct TlsExtra {
     pub auto_tls: bool,
     /// `--peer-skip-client-san-verification`.
     pub skip_client_san_verification: bool,
+}
+
+/// One side's [`TlsPolicy`] from its flags and the shared version and
+/// suite settings, refusing what etcd's `TLSInfo` refuses.
+///
+/// `has_files`: the side has cert/key files, so etcd builds its `TLSInfo`
+/// and checks the dialing pair; without them a half-given pair is unused.
+pub fn policy(
+    extra: &TlsExtra,
+    peer: bool,
+    has_files: bool,
+    min_version: TlsVersion,
+    max_version: Option<TlsVersion>,
+    cipher_suites: &[String],
+) -> crate::error::Result<TlsPolicy> {
+    let bad = crate::error::Error::Config;
+    let prefix = if peer { "peer-" } else { "" };
+    let client_cert = match (&extra.client_cert_file, &extra.client_key_file) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if !has_files => None,
+        (c, k) => {
+            let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            return Err(bad(format!(
+                "ClientKeyFile and ClientCertFile must both be present or both absent: key: {}, cert: {}] (--{prefix}client-key-file, --{prefix}client-cert-file)",
+                show(k).unwrap_or_default(),
+                show(c).unwrap_or_default()
+            )));
+        }
+    };
+    if !extra.allowed_cns.is_empty() && !extra.allowed_hostnames.is_empty() {
+        // Go's %q of a []string: ["a" "b"].
+        let q = |v: &[String]| {
+            format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "))
+        };
+        return Err(bad(format!(
+            "AllowedCNs and AllowedHostnames are mutually exclusive (cns={}, hostnames={}) (--peer-cert-allowed-cn, --peer-cert-allowed-hostname)",
+            q(&extra.allowed_cns),
+            q(&extra.allowed_hostnames)
+        )));
+    }
+    Ok(TlsPolicy {
+        crl_file: extra.crl_file.clone(),
+        allowed_cns: extra.allowed_cns.clone(),
+        allowed_hostnames: extra.allowed_hostnames.clone(),
+        client_cert,
+        self_signed: false,
+        min_version,
+        max_version,
+        cipher_suites: cipher_suites.to_vec(),
+        check_client_san: peer && !extra.skip_client_san_verification,
+    })
+}
+
+/// The files of an auto-TLS side, as etcd's `SelfCert` returns its
+/// `TLSInfo`: the generated pair (also presented when dialing), no CA, no
+/// client certificates asked for, no CRL or allowed names; dialers do not
+/// verify the server (`InsecureSkipVerify`). Versions and suites still apply.
+pub fn self_signed_files(
+    cert: PathBuf,
+    key: PathBuf,
+    peer: bool,
+    min_version: TlsVersion,
+    max_version: Option<TlsVersion>,
+    cipher_suites: &[String],
+) -> TlsFiles {
+    TlsFiles {
+        cert_file: cert,
+        key_file: key,
+        trusted_ca_file: None,
+        client_cert_auth: false,
+        policy: TlsPolicy {
+            self_signed: true,
+            min_version,
+            max_version,
+            cipher_suites: cipher_suites.to_vec(),
+            check_client_san: peer,
+            ..TlsPolicy::default()
+        },
+    }
 }
 
 #[cfg(test)]

@@ -330,6 +330,7 @@ mod tests {
             key_file: server.1.into(),
             trusted_ca_file: Some(ca_path.clone()),
             client_cert_auth: true,
+            policy: Default::default(),
         };
         let tls = Arc::new(ServerTls::load("client", files, Alpn::H2AndHttp1).unwrap());
         let app = Router::new().route(
