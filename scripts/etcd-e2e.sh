@@ -42,14 +42,27 @@ DIR="$CACHE/etcd-e2e-$ETCD_VERSION"
 # Tests that pass on both systems, reliably and in a few minutes: the CI
 # subset (docs/etcd-e2e.md says how it was chosen).
 CI_TESTS=(
-    TestCtlV3GetFormat
-    TestCtlV3GetRev
-    TestCtlV3GetKeysOnly
-    TestCtlV3GetCountOnly
-    TestCtlV3PutIgnoreValue
-    TestCtlV3PutIgnoreLease
-    TestCtlV3MemberList
-    TestServerJsonLogging
+    TestAuthCluster
+    TestAuth_CVE_2021_28235
+    TestCtlV3AuthAndWatchJWT
+    TestCtlV3AuthCertCN
+    TestCtlV3AuthSnapshotJWT
+    TestCtlV3ConsistentMemberList
+    TestCtlV3DialWithHTTPScheme
+    TestCtlV3LeaseKeepAliveNoTLS
+    TestCtlV3LeaseKeepAliveClientTLS
+    TestCtlV3LeaseKeepAlivePeerTLS
+    TestCtlV3LinearizableRead
+    TestCtlV3SerializableRead
+    TestCtlV3MemberListSerializable
+    TestCtlV3MemberUpdateNoTLS
+    TestCtlV3PutClientTLSFlagByEnv
+    TestCtlV3WatchNoTLS
+    TestCtlV3WatchClientTLS
+    TestCtlV3WatchPeerTLS
+    TestCtlV3WatchInteractiveNoTLS
+    TestEtcdMultiPeer
+    TestRemoveNonExistingMember
 )
 
 run_regex=""
