@@ -42,3 +42,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo test --features failpoints --test robustness
+
+# etcd 3.6's own e2e suite, its stable subset (scripts/etcd-e2e.sh CI_TESTS),
+# against the debug binary `cargo test` built: fails if one of those tests
+# fails on Logbook. docs/etcd-e2e.md has the whole suite's counts.
+LOGBOOK_BIN=target/debug/logbook scripts/etcd-e2e.sh --ci

@@ -15,7 +15,7 @@
 //! - [`Handling::Warn`]: accepted; a value other than etcd's default logs the
 //!   one-line warning at start-up (the setting cannot change correctness).
 //!   [`Handling::WarnIfGiven`] warns whenever the flag is given, even with
-//!   etcd's default (`--logger=zap`: Logbook's log lines are not zap's).
+//!   etcd's default.
 //! - [`Handling::Refused`]: a value other than etcd's default is refused with
 //!   one line naming the flag and the reason (a feature Logbook deliberately
 //!   lacks: the v2 API and its proxy, the discovery service).
@@ -113,7 +113,7 @@ const NO_PPROF: &str = "Logbook has no /debug/pprof endpoints; --enable-pprof is
 const TRACING: &str =
     "Logbook does not export OpenTelemetry traces; the distributed tracing flags are ignored";
 const NO_BBOLT: &str = "Logbook's engine is not bbolt; the bbolt freelist type is ignored";
-const LOG_FORMAT: &str = "Logbook writes its own log format (tracing's); --logger and --log-format are accepted for etcd compatibility";
+const NO_CAPNSLOG: &str = "Logbook logs zap's lines (etcd 3.5's and 3.6's); --logger=capnslog (etcd 3.4's format) is not implemented";
 
 macro_rules! flag {
     ($name:literal, $kind:expr, $default:literal, $handling:expr, $help:literal) => {
@@ -227,13 +227,13 @@ pub static FLAGS: &[Flag] = &[
     flag!("metrics", Str, "basic", Warn("Logbook exports the basic metrics; --metrics=extensive (server side gRPC histograms) is not implemented"), "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     flag!("listen-metrics-urls", List, "", Used, "List of URLs to listen on for the /metrics and /health endpoints."),
     // ---- Logging ----
-    flag!("logger", Choice(&["zap", "capnslog"]), "zap", WarnIfGiven(LOG_FORMAT), "Currently only supports 'zap' for structured logging."),
-    flag!("log-outputs", List, "default", Pending("log_outputs"), "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
+    flag!("logger", Choice(&["zap", "capnslog"]), "zap", Warn(NO_CAPNSLOG), "Currently only supports 'zap' for structured logging."),
+    flag!("log-outputs", List, "default", Used, "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
     flag!("log-output", List, "default", Renamed("log-outputs"), "[etcd 3.4, deprecated] use '--log-outputs'."),
     flag!("log-level", Choice(&["debug", "info", "warn", "error", "panic", "fatal"]), "info", Used, "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
-    flag!("log-format", Choice(&["json", "console"]), "json", WarnIfGiven(LOG_FORMAT), "Configures log format. Only supports json, console."),
-    flag!("enable-log-rotation", Bool, "false", Pending("log_rotation"), "Enable log rotation of a single log-outputs file target."),
-    flag!("log-rotation-config-json", Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, Pending("log_rotation"), "Configures log rotation if enabled with a JSON logger config."),
+    flag!("log-format", Choice(&["json", "console"]), "json", Used, "Configures log format. Only supports json, console."),
+    flag!("enable-log-rotation", Bool, "false", Used, "Enable log rotation of a single log-outputs file target."),
+    flag!("log-rotation-config-json", Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, Used, "Configures log rotation if enabled with a JSON logger config."),
     flag!("warning-unary-request-duration", Duration, "300ms", Pending("warning_unary_request_duration"), "Set time duration after which a warning is logged if a unary request takes more than this duration."),
     flag!("experimental-warning-unary-request-duration", Duration, "0s", Renamed("warning-unary-request-duration"), "Set time duration after which a warning is generated if a unary request takes more than this duration."),
     flag!("debug", Bool, "false", Used, "[etcd 3.4, deprecated] Enable debug-level logging. Use '--log-level=debug' instead."),

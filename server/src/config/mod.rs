@@ -15,6 +15,7 @@
 //! - `compaction`, `auth_token`, `tls_options`, `feature_gates`: the typed
 //!   values of `--auto-compaction-*`, `--auth-token`, the TLS options and
 //!   `--feature-gates`.
+//! - `logging`: the logging flags (`--logger`, `--log-outputs`, rotation).
 //!
 //! # Example
 //! ```
@@ -35,6 +36,7 @@ mod env;
 mod feature_gates;
 mod file;
 pub mod flags;
+mod logging;
 mod settings;
 pub(crate) mod tls_options;
 
@@ -50,6 +52,7 @@ pub use auth_token::{AuthToken, JWT_SIGN_METHODS, JwtOptions};
 pub use cmdline::Request;
 pub use compaction::AutoCompaction;
 pub use feature_gates::FeatureGates;
+pub use logging::{LogConfig, LogFormat, LogOutput, LogRotation};
 pub use tls_options::{CIPHER_SUITES, TlsExtra, TlsVersion};
 
 use crate::error::{Error, Result};
@@ -127,7 +130,6 @@ pub struct Config {
     pub quota_backend_bytes: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
-    pub log_level: String,
     /// How long an unused simple token stays valid.
     pub auth_token_ttl: Duration,
     /// bcrypt cost of new password hashes.
@@ -232,10 +234,8 @@ pub struct Config {
     pub tls_min_version: TlsVersion,
     /// `--tls-max-version` (`None`: the highest available).
     pub tls_max_version: Option<TlsVersion>,
-    /// `--log-outputs`: "default"/"stderr", "stdout", "systemd/journal" or file paths.
-    pub log_outputs: Vec<String>,
-    /// `--log-rotation-config-json`, when `--enable-log-rotation` is on.
-    pub log_rotation: Option<String>,
+    /// `--logger`, `--log-level`, `--log-format`, `--log-outputs` and log rotation.
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -713,25 +713,18 @@ fn build(s: Settings) -> Result<Config> {
         warnings.push("Detected that checkpointing is enabled without persistence. Consider enabling feature gate LeaseCheckpointPersist".into());
     }
 
-    let log_outputs = s.list("log-outputs");
-    let log_rotation = if s.bool("enable-log-rotation") {
-        let json = s.text("log-rotation-config-json");
-        serde_json::from_str::<serde_json::Value>(&json)
-            .map_err(|e| bad(format!("improperly formatted log rotation config: {e}")))?;
-        let files = log_outputs
-            .iter()
-            .filter(|o| !matches!(o.as_str(), "default" | "stderr" | "stdout" | "systemd/journal"))
-            .count();
-        if files != 1 || log_outputs.len() != 1 {
-            return Err(bad(
-                "--log-outputs requires a single file path when --log-rotate-config-json is defined"
-                    .into(),
-            ));
-        }
-        Some(json)
-    } else {
-        None
-    };
+    let rotation_json = s.bool("enable-log-rotation").then(|| s.text("log-rotation-config-json"));
+    let log = logging::parse(
+        &s.text("logger"),
+        log_level,
+        &s.text("log-format"),
+        &s.list("log-outputs"),
+        rotation_json.as_deref(),
+    )
+    .map_err(bad)?;
+    if log.outputs.contains(&LogOutput::Journal) {
+        warnings.push("Logbook has no journald writer; --log-outputs=systemd/journal writes to stderr (which systemd journals)".into());
+    }
 
     let mut raft_timeout = |flag: &str| {
         let d = s.duration(flag);
@@ -769,7 +762,6 @@ fn build(s: Settings) -> Result<Config> {
         quota_backend_bytes,
         max_request_bytes: usize::try_from(s.uint("max-request-bytes")).unwrap_or(usize::MAX),
         max_txn_ops: usize::try_from(max_txn_ops).unwrap_or(usize::MAX),
-        log_level,
         auth_token_ttl: Duration::from_secs(auth_token_ttl),
         bcrypt_cost: bcrypt_cost as u32,
         cors: comma_list(&s.text("cors")),
@@ -821,8 +813,7 @@ fn build(s: Settings) -> Result<Config> {
         cipher_suites,
         tls_min_version,
         tls_max_version,
-        log_outputs,
-        log_rotation,
+        log,
         feature_gates: gates,
     })
 }
@@ -1211,8 +1202,8 @@ mod tests {
         assert_eq!(c.auth_token, AuthToken::Simple);
         assert_eq!(c.tls_min_version, TlsVersion::Tls12);
         assert_eq!(c.tls_max_version, None);
-        assert_eq!(c.log_outputs, vec!["default"]);
-        assert_eq!(c.log_rotation, None);
+        assert_eq!(c.log.outputs, vec![LogOutput::Stderr]);
+        assert_eq!(c.log.rotation, None);
         assert_eq!(c.feature_gates, FeatureGates::default());
         assert!(!c.initial_corrupt_check && !c.lease_checkpoint);
     }
@@ -1307,11 +1298,11 @@ mod tests {
             "{:?}",
             c.warnings
         );
-        // etcd's default logger still warns: Logbook's lines are not zap's.
-        let c = config(&["--logger=zap"]).unwrap();
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        // etcd's default logger is Logbook's.
+        let c = config(&["--logger=zap", "--log-format=console"]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let c = config(&["--debug"]).unwrap();
-        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.log.level, "debug");
         let err = config(&["--log-level=loud"]).unwrap_err().to_string();
         assert!(err.contains("invalid value \"loud\" for flag -log-level"), "{err}");
     }
@@ -1352,7 +1343,7 @@ mod tests {
         let err = config(&["--enable-log-rotation"]).unwrap_err().to_string();
         assert!(err.contains("--log-outputs requires a single file path"), "{err}");
         let c = config(&["--enable-log-rotation", "--log-outputs=/var/log/etcd.log"]).unwrap();
-        assert!(c.log_rotation.is_some());
+        assert!(c.log.rotation.is_some());
         let err = config(&["--auto-compaction-mode=daily"]).unwrap_err().to_string();
         assert!(err.contains("unknown auto-compaction-mode \"daily\""), "{err}");
         let c = config(&["--auto-compaction-mode=revision", "--auto-compaction-retention=1000"])

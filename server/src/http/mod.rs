@@ -131,12 +131,18 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
+    // etcd's wording ("serving client traffic ..."), which tools wait for.
     match &tls {
-        None => tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)"),
+        None => tracing::info!(
+            traffic = "grpc+http",
+            address = %addr,
+            "serving {what} traffic insecurely; this is strongly discouraged!"
+        ),
         Some(t) => tracing::info!(
+            traffic = "grpc+http",
             address = %addr,
             client_cert_auth = t.verifies_clients(),
-            "serving {what} traffic securely (https)"
+            "serving {what} traffic securely"
         ),
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());

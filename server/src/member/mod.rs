@@ -2,13 +2,14 @@
 //! data directory ([`bootstrap`]), builds the state machine's stores, the
 //! Raft thread, the peer transport, the watch hub and the services' context,
 //! serves the client and peer ports, runs the background [`tasks`] (and the
-//! auto-[`compactor`]), and on
+//! auto-[`compactor`]), logs as etcd does ([`logging`]), and on
 //! SIGINT or SIGTERM shuts everything down in order.
 //!
 //! The top of the import order: may import every folder of the crate.
 
 mod bootstrap;
 mod compactor;
+mod logging;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -60,7 +61,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Parses the flags, sets up logging and runs the member until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
     let cfg = args.into_config()?;
-    init_logging(&cfg.log_level);
+    logging::init(&cfg.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("logbook-io")
@@ -68,20 +69,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     runtime.block_on(serve(cfg))
-}
-
-fn init_logging(level: &str) {
-    let level = match level {
-        "panic" | "fatal" => "error",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 async fn serve(mut cfg: Config) -> Result<()> {
@@ -297,12 +284,13 @@ async fn spawn_server(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
+    // etcd's "serving peer traffic".
     match &tls {
-        None => tracing::info!(address = %addr, "serving {what} traffic insecurely (plain http)"),
+        None => tracing::info!(address = %addr, "serving {what} traffic"),
         Some(t) => tracing::info!(
             address = %addr,
             client_cert_auth = t.verifies_clients(),
-            "serving {what} traffic securely (https)"
+            "serving {what} traffic securely"
         ),
     }
     let incoming = crate::tls::incoming(listener, addr, what, tls, divert);

@@ -23,11 +23,21 @@ pub(super) async fn publish(ctx: Arc<Context>) {
         if ctx.status.leader().is_some() {
             match ctx.raft.propose(Internal::Publish(attrs.clone())).await {
                 Ok(_) => {
+                    // etcd's two lines (etcdserver's publish, then embed's
+                    // serve), which its e2e framework and operators wait for.
                     tracing::info!(
-                        name = %ctx.cfg.name,
-                        client_urls = ?ctx.cfg.advertise_client_urls,
-                        "published local member to cluster through raft; ready to serve client requests"
+                        local_member_id = format!("{:x}", ctx.cfg.member_id),
+                        local_member_attributes = format!(
+                            "{{Name:{} ClientURLs:[{}]}}",
+                            ctx.cfg.name,
+                            ctx.cfg.advertise_client_urls.join(" ")
+                        ),
+                        cluster_id = format!("{:x}", ctx.cfg.cluster_id),
+                        publish_timeout =
+                            crate::config::duration::format(ctx.cfg.request_timeout()),
+                        "published local member to cluster through raft"
                     );
+                    tracing::info!("ready to serve client requests");
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
