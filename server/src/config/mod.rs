@@ -155,6 +155,11 @@ pub struct Config {
     pub notices: Vec<String>,
     /// `--feature-gates`, with the `--experimental-*` flags it replaced folded in.
     pub feature_gates: FeatureGates,
+    /// `--metrics=extensive`: the server-side gRPC latency histogram too.
+    pub metrics_extensive: bool,
+    /// `--enable-pprof` (or `--log-level=debug`, as etcd): `/debug/pprof/` on
+    /// the client URLs.
+    pub enable_pprof: bool,
 
     // ---- Parsed and validated with etcd's defaults; the server does not
     // ---- act on these yet (`flags::Handling::Pending`, `flags::pending()`).
@@ -691,7 +696,13 @@ fn build(s: Settings) -> Result<Config> {
     let max_learners = u32::try_from(s.int("max-learners"))
         .map_err(|_| bad(format!("--max-learners {} must be >= 0", s.int("max-learners"))))?;
 
+    // As etcd: any value but "extensive" is the basic level.
+    let metrics_extensive = s.text("metrics") == "extensive";
+    let enable_pprof = s.bool("enable-pprof") || log_level == "debug";
+
     Ok(Config {
+        metrics_extensive,
+        enable_pprof,
         name,
         data_dir,
         wal_dir,

@@ -153,7 +153,15 @@ pub(super) async fn open_engine(
 ) -> Result<(Engine, Vec<StoredMember>, logbook_engine::Options)> {
     create_dir(cfg.db_path.parent().expect("db path has a parent"))?;
     create_dir(&cfg.wal_dir)?;
-    let engine_options = logbook_engine::Options::default();
+    let mut engine_options = logbook_engine::Options::default();
+    // --backend-batch-interval/-limit: the engine's background commit batching,
+    // etcd's backend transaction batching (0: the defaults, 100 ms and 10 000).
+    if let Some(interval) = cfg.backend_batch_interval {
+        engine_options.commit_interval = interval;
+    }
+    if let Some(limit) = cfg.backend_batch_limit {
+        engine_options.commit_max_writes = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
     let engine = Engine::open(&cfg.db_path, engine_options.clone())?;
 
     if load_members(&engine).is_empty() {
@@ -204,6 +212,7 @@ pub(super) fn recover_raft_log(
     // the whole cost. One client on 3 members: 4.5 fewer switches per put on each member.
     let wal_options =
         logbook_wal::Options { backend: logbook_wal::Backend::Sync, ..Default::default() };
+    let wal_options = with_test_segment_size(wal_options);
     let wal = Arc::new(Wal::open(&cfg.wal_dir, wal_options)?);
     if wal.last_index() > applied && wal.first_index() > applied + 1 {
         return Err(Error::Internal(format!(
@@ -249,4 +258,17 @@ pub(super) fn recover_raft_log(
     storage.set_hard_state(hs);
 
     Ok((wal, storage))
+}
+
+/// Internal, for tests, not etcd's: `LOGBOOK_WAL_SEGMENT_BYTES` sets the
+/// size WAL segment files are preallocated to (default 64 MiB), so a test of
+/// `--max-wals` sees segments fill without writing hundreds of megabytes.
+pub const WAL_SEGMENT_BYTES_ENV: &str = "LOGBOOK_WAL_SEGMENT_BYTES";
+
+fn with_test_segment_size(mut options: logbook_wal::Options) -> logbook_wal::Options {
+    if let Some(n) = std::env::var(WAL_SEGMENT_BYTES_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        options.segment_size =
+            n.clamp(logbook_wal::MIN_SEGMENT_SIZE, logbook_wal::MAX_SEGMENT_SIZE);
+    }
+    options
 }
