@@ -129,7 +129,7 @@ struct Strikes {
 }
 
 impl Strikes {
-    fn from_client(&mut self, f: Seen) {
+    fn seen_from_client(&mut self, f: Seen) {
         match f.kind {
             HEADERS if f.stream > self.max_stream => {
                 self.max_stream = f.stream;
@@ -143,7 +143,7 @@ impl Strikes {
         }
     }
 
-    fn from_server(&mut self, f: Seen) {
+    fn seen_from_server(&mut self, f: Seen) {
         match f.kind {
             DATA | HEADERS => {
                 self.forgive = true;
@@ -281,7 +281,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for PingPolicy<S> {
         let polled = Pin::new(&mut this.inner).poll_read(cx, rb);
         if !this.reads.plain {
             let strikes = &mut this.strikes;
-            this.reads.feed(&rb.filled()[before..], &mut |f| strikes.from_client(f));
+            this.reads.feed(&rb.filled()[before..], &mut |f| strikes.seen_from_client(f));
             if this.reads.plain {
                 this.writes.plain = true;
             }
@@ -306,7 +306,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PingPolicy<S> {
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
         if !this.writes.plain {
             let strikes = &mut this.strikes;
-            this.writes.feed(&data[..n], &mut |f| strikes.from_server(f));
+            this.writes.feed(&data[..n], &mut |f| strikes.seen_from_server(f));
             // The frame that went out may have been the PING's ACK: the GOAWAY
             // follows it now if it is due (a Pending write is finished later).
             if let Poll::Ready(Err(e)) = this.poll_goaway(cx) {
@@ -335,7 +335,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PingPolicy<S> {
                     break;
                 }
                 let take = left.min(b.len());
-                this.writes.feed(&b[..take], &mut |f| strikes.from_server(f));
+                this.writes.feed(&b[..take], &mut |f| strikes.seen_from_server(f));
                 left -= take;
             }
             if let Poll::Ready(Err(e)) = this.poll_goaway(cx) {
@@ -407,7 +407,7 @@ mod tests {
         let mut scan = Scanner::new(true);
         let mut input = PREFACE.to_vec();
         input.extend(frame(HEADERS, 0x4, 1));
-        scan.feed(&input, &mut |f| s.from_client(f));
+        scan.feed(&input, &mut |f| s.seen_from_client(f));
         assert_eq!(s.open.len(), 1);
         for i in 0..10 {
             s.ping(t + Duration::from_secs(5 * i));
@@ -415,12 +415,12 @@ mod tests {
         assert!(!s.exceeded);
         // Quick pings, each after a reply from the server: forgiven.
         for i in 0..10 {
-            s.from_server(Seen { kind: DATA, flags: 0, stream: 1 });
+            s.seen_from_server(Seen { kind: DATA, flags: 0, stream: 1 });
             s.ping(t + Duration::from_secs(60) + Duration::from_millis(i));
         }
         assert!(!s.exceeded);
         // The server ends the stream: pings without streams need two hours.
-        s.from_server(Seen { kind: HEADERS, flags: END_STREAM | 0x4, stream: 1 });
+        s.seen_from_server(Seen { kind: HEADERS, flags: END_STREAM | 0x4, stream: 1 });
         assert!(s.open.is_empty());
     }
 
