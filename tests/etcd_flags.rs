@@ -251,6 +251,30 @@ fn etcd_style_invocations() {
     // A flag first, without a subcommand, is serve too; unknown flags are etcd's error.
     let out = check(&["--name=n1".into(), "-max-txn-ops".into(), "64".into()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The runtime flags of issue #29 are acted on: no "not yet acted on" warning.
+    let runtime: Vec<String> = [
+        "--grpc-keepalive-min-time=7s",
+        "--grpc-keepalive-interval=7s",
+        "--grpc-keepalive-timeout=7s",
+        "--max-concurrent-streams=7",
+        "--max-wals=7",
+        "--max-snapshots=7",
+        "--backend-batch-interval=7s",
+        "--backend-batch-limit=7",
+        "--socket-reuse-port=true",
+        "--enable-grpc-gateway=false",
+        "--warning-unary-request-duration=7s",
+        "--warning-apply-duration=7s",
+        "--metrics=extensive",
+        "--enable-pprof=true",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = check(&runtime);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("not yet acted on"), "{stderr}");
+    assert!(!stderr.contains("ignored"), "{stderr}");
     let out = check(&["--no-such-flag".into()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim(), "Error: flag provided but not defined: -no-such-flag");

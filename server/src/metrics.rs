@@ -15,12 +15,14 @@
 //! Rendered in Prometheus' text format 0.0.4 by the `prometheus` crate, on
 //! `/metrics` of every client URL and of every `--listen-metrics-urls` URL.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
 
 use logbook_wal::Wal;
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::status::RaftStatus;
@@ -60,6 +62,22 @@ pub struct Metrics {
     wal_records: IntGauge,
     wal_bytes: IntGauge,
     server_id: IntGaugeVec,
+    /// `grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}`,
+    /// registered by [`Metrics::enable_extensive`] (`--metrics=extensive`).
+    grpc_handling: OnceLock<HistogramVec>,
+}
+
+/// The client port's streaming gRPC methods (`/package.Service/Method`);
+/// every other method is unary.
+pub fn is_streaming_method(path: &str) -> bool {
+    matches!(
+        path,
+        "/etcdserverpb.Watch/Watch"
+            | "/etcdserverpb.Lease/LeaseKeepAlive"
+            | "/etcdserverpb.Maintenance/Snapshot"
+            | "/etcdserverpb.KV/RangeStream"
+            | "/v3electionpb.Election/Observe"
+    )
 }
 
 impl Metrics {
@@ -172,7 +190,36 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry,
+            grpc_handling: OnceLock::new(),
         }
+    }
+
+    /// `--metrics=extensive`: adds etcd's server-side gRPC latency histogram
+    /// (go-grpc-middleware's `grpc_server_handling_seconds`, Prometheus'
+    /// default buckets), observed for every unary call from then on.
+    pub fn enable_extensive(&self) {
+        self.grpc_handling.get_or_init(|| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &["grpc_type", "grpc_service", "grpc_method"],
+            )
+            .expect("valid metric");
+            self.registry.register(Box::new(h.clone())).expect("registered once");
+            h
+        });
+    }
+
+    /// Records a unary call of `path` (`/package.Service/Method`) that took
+    /// `took`, when the histogram is on.
+    pub fn observe_unary(&self, path: &str, took: Duration) {
+        let Some(h) = self.grpc_handling.get() else { return };
+        let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
+            return;
+        };
+        h.with_label_values(&["unary", service, method]).observe(took.as_secs_f64());
     }
 
     /// Reads the member's state into the gauges and renders every metric in

@@ -363,6 +363,13 @@ impl Wal {
     /// `index > last_index()`, the log becomes empty and the next append gets `index` (made
     /// durable before this returns). The active segment is never removed.
     pub fn compact_prefix(&self, index: u64) -> Result<()> {
+        self.compact_prefix_keeping(index, 1)
+    }
+
+    /// [`Wal::compact_prefix`], removing segments entirely below `index` only while more
+    /// than `keep` segment files exist, oldest first (etcd's `--max-wals`: at most `keep`
+    /// files, never one still needed; `usize::MAX` keeps every file).
+    pub fn compact_prefix_keeping(&self, index: u64, keep: usize) -> Result<()> {
         let (ticket, removed) = {
             let mut q = self.lock_queue()?;
             let ticket = if index >= q.next && (q.first < q.next || index > q.next) {
@@ -375,7 +382,7 @@ impl Wal {
             };
             let mut removed = Vec::new();
             let mut layout = self.shared.layout.write();
-            while layout.segments.len() > 1 {
+            while layout.segments.len() > keep.max(1) {
                 let seq = layout.segments[0].seq;
                 if layout.index.has_entry_at_or_after(seq, index) {
                     break;

@@ -151,6 +151,33 @@ fn compact_prefix_removes_old_segments_and_keeps_the_rest() {
 }
 
 #[test]
+fn compact_prefix_keeping_leaves_that_many_segment_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+    for i in 1..=300u64 {
+        wal.append(&[&rec(i)]).unwrap().wait().unwrap();
+    }
+    let before = segment_files(dir.path()).len();
+    assert!(before > 3, "the test needs more segments than it keeps: {before}");
+    // Unlimited: nothing goes, and every record is still readable.
+    wal.compact_prefix_keeping(290, usize::MAX).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), before);
+    assert_eq!(wal.read(1, 3).unwrap(), vec![rec(1), rec(2)]);
+    // Two: the oldest go, down to two files.
+    wal.compact_prefix_keeping(290, 2).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    let f = wal.first_index();
+    assert_eq!(wal.read(f, 301).unwrap(), (f..=300).map(rec).collect::<Vec<_>>());
+    // A file still holding records at or above the index stays, whatever the limit.
+    wal.compact_prefix_keeping(2, 1).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 2);
+    drop(wal);
+    let wal = Wal::open(dir.path(), small(Backend::Auto)).unwrap();
+    assert_eq!(wal.first_index(), f);
+    assert_eq!(wal.last_index(), 300);
+}
+
+#[test]
 fn compact_past_the_end_empties_the_log() {
     let dir = tempfile::tempdir().unwrap();
     {

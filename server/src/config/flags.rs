@@ -109,7 +109,6 @@ const V2_PROXY: &str =
     "Logbook has no v2 proxy mode (etcd removed it in 3.6); run Logbook as a cluster member";
 const DISCOVERY: &str =
     "Logbook does not bootstrap from a discovery service; list the members with --initial-cluster";
-const NO_PPROF: &str = "Logbook has no /debug/pprof endpoints; --enable-pprof is ignored";
 const TRACING: &str =
     "Logbook does not export OpenTelemetry traces; the distributed tracing flags are ignored";
 const NO_BBOLT: &str = "Logbook's engine is not bbolt; the bbolt freelist type is ignored";
@@ -137,24 +136,30 @@ pub static FLAGS: &[Flag] = &[
     flag!("initial-election-tick-advance", Bool, "true", Used, "Whether to fast-forward initial election ticks on boot for faster election."),
     flag!("listen-peer-urls", List, "http://localhost:2380", Used, "List of URLs to listen on for peer traffic."),
     flag!("listen-client-urls", List, "http://localhost:2379", Used, "List of URLs to listen on for client grpc traffic and http as long as --listen-client-http-urls is not specified."),
-    flag!("listen-client-http-urls", List, "", Pending("listen_client_http"), "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls."),
-    flag!("max-snapshots", Uint(64), "5", Pending("max_snapshots"), "Maximum number of snapshot files to retain (0 is unlimited)."),
-    flag!("max-wals", Uint(64), "5", Pending("max_wals"), "Maximum number of wal files to retain (0 is unlimited)."),
+    // The client URLs then serve gRPC only (HTTP/2), these URLs the HTTP side only.
+    flag!("listen-client-http-urls", List, "", Used, "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls."),
+    // Logbook writes no snapshot files: the engine's database is the snapshot
+    // (raft/storage.rs), so there is never more than one to retain.
+    flag!("max-snapshots", Uint(64), "5", Used, "Maximum number of snapshot files to retain (0 is unlimited)."),
+    // WAL segment files past what the log needs are removed down to this many.
+    flag!("max-wals", Uint(64), "5", Used, "Maximum number of wal files to retain (0 is unlimited)."),
     flag!("memory-mlock", Bool, "false", Warn("Logbook does not mlock its memory; --memory-mlock is ignored"), "Enable to enforce etcd pages (in particular bbolt) to stay in RAM."),
     flag!("quota-backend-bytes", Int(64), "0", Used, "Sets the maximum size (in bytes) that the backend database may consume. Set to 0 to use the default 2GiB limit."),
     flag!("backend-bbolt-freelist-type", Str, "map", Warn(NO_BBOLT), "BackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types)."),
-    flag!("backend-batch-interval", Duration, "0s", Pending("backend_batch_interval"), "BackendBatchInterval is the maximum time before commit the backend transaction."),
-    flag!("backend-batch-limit", Int(64), "0", Pending("backend_batch_limit"), "BackendBatchLimit is the maximum operations before commit the backend transaction."),
+    // The engine's background commit batching (0: its defaults, etcd's 100ms and 10000).
+    flag!("backend-batch-interval", Duration, "0s", Used, "BackendBatchInterval is the maximum time before commit the backend transaction."),
+    flag!("backend-batch-limit", Int(64), "0", Used, "BackendBatchLimit is the maximum operations before commit the backend transaction."),
     flag!("max-txn-ops", Uint(64), "128", Used, "Maximum number of operations permitted in a transaction."),
     flag!("max-request-bytes", Uint(64), "1572864", Used, "Maximum client request size in bytes the server will accept."),
-    flag!("max-concurrent-streams", Uint(32), "4294967295", Pending("max_concurrent_streams"), "Maximum concurrent streams that each client can open at a time."),
-    flag!("grpc-keepalive-min-time", Duration, "5s", Pending("grpc_keepalive.min_time"), "Minimum duration interval that a client should wait before pinging server."),
-    flag!("grpc-keepalive-interval", Duration, "2h", Pending("grpc_keepalive.interval"), "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."),
-    flag!("grpc-keepalive-timeout", Duration, "20s", Pending("grpc_keepalive.timeout"), "Additional duration of wait before closing a non-responsive connection (0 to disable)."),
-    flag!("socket-reuse-port", Bool, "false", Pending("socket_reuse_port"), "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use."),
+    flag!("max-concurrent-streams", Uint(32), "4294967295", Used, "Maximum concurrent streams that each client can open at a time."),
+    // grpc-go's enforcement policy (GOAWAY too_many_pings), http/ping_policy.rs.
+    flag!("grpc-keepalive-min-time", Duration, "5s", Used, "Minimum duration interval that a client should wait before pinging server."),
+    flag!("grpc-keepalive-interval", Duration, "2h", Used, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."),
+    flag!("grpc-keepalive-timeout", Duration, "20s", Used, "Additional duration of wait before closing a non-responsive connection (0 to disable)."),
+    flag!("socket-reuse-port", Bool, "false", Used, "Enable to set socket option SO_REUSEPORT on listeners allowing rebinding of a port already in use."),
     // Logbook's listeners always set SO_REUSEADDR (Rust's and tokio's bind do).
     flag!("socket-reuse-address", Bool, "false", Used, "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in TIME_WAIT state."),
-    flag!("enable-grpc-gateway", Bool, "true", Pending("grpc_gateway"), "Enable GRPC gateway."),
+    flag!("enable-grpc-gateway", Bool, "true", Used, "Enable GRPC gateway."),
     flag!("raft-read-timeout", Duration, "5s", Pending("raft_read_timeout"), "Read timeout set on each rafthttp connection"),
     flag!("raft-write-timeout", Duration, "5s", Pending("raft_write_timeout"), "Write timeout set on each rafthttp connection"),
     flag!("feature-gates", Str, "", Used, "A set of key=value pairs that describe server level feature gates for alpha/experimental features (see the entries below)."),
@@ -223,8 +228,10 @@ pub static FLAGS: &[Flag] = &[
     flag!("bcrypt-cost", Uint(64), "10", Used, "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."),
     flag!("auth-token-ttl", Uint(64), "300", Used, "Time (in seconds) of the auth-token-ttl."),
     // ---- Profiling and Monitoring ----
-    flag!("enable-pprof", Bool, "false", Warn(NO_PPROF), "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""),
-    flag!("metrics", Str, "basic", Warn("Logbook exports the basic metrics; --metrics=extensive (server side gRPC histograms) is not implemented"), "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
+    // A CPU profile in pprof's format at /debug/pprof/profile (http/pprof.rs); no heap profile.
+    flag!("enable-pprof", Bool, "false", Used, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""),
+    // "extensive" adds grpc_server_handling_seconds for unary calls.
+    flag!("metrics", Str, "basic", Used, "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     flag!("listen-metrics-urls", List, "", Used, "List of URLs to listen on for the /metrics and /health endpoints."),
     // ---- Logging ----
     flag!("logger", Choice(&["zap", "capnslog"]), "zap", Warn(NO_CAPNSLOG), "Currently only supports 'zap' for structured logging."),
@@ -234,7 +241,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("log-format", Choice(&["json", "console"]), "json", Used, "Configures log format. Only supports json, console."),
     flag!("enable-log-rotation", Bool, "false", Used, "Enable log rotation of a single log-outputs file target."),
     flag!("log-rotation-config-json", Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, Used, "Configures log rotation if enabled with a JSON logger config."),
-    flag!("warning-unary-request-duration", Duration, "300ms", Pending("warning_unary_request_duration"), "Set time duration after which a warning is logged if a unary request takes more than this duration."),
+    flag!("warning-unary-request-duration", Duration, "300ms", Used, "Set time duration after which a warning is logged if a unary request takes more than this duration."),
     flag!("experimental-warning-unary-request-duration", Duration, "0s", Renamed("warning-unary-request-duration"), "Set time duration after which a warning is generated if a unary request takes more than this duration."),
     flag!("debug", Bool, "false", Used, "[etcd 3.4, deprecated] Enable debug-level logging. Use '--log-level=debug' instead."),
     flag!("log-package-levels", Str, "", Warn("Logbook has no per-package log levels; use --log-level (or RUST_LOG)"), "[etcd 3.4, deprecated] Specify a particular log level for each etcd package."),
@@ -264,7 +271,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("experimental-compaction-sleep-interval", Duration, "0s", Renamed("compaction-sleep-interval"), "Sets the sleep interval between each compaction batch."),
     flag!("watch-progress-notify-interval", Duration, "10m", Used, "Duration of periodical watch progress notification."),
     flag!("experimental-watch-progress-notify-interval", Duration, "10m", Renamed("watch-progress-notify-interval"), "Duration of periodical watch progress notification."),
-    flag!("warning-apply-duration", Duration, "100ms", Pending("warning_apply_duration"), "Warning is generated if requests take more than this duration."),
+    flag!("warning-apply-duration", Duration, "100ms", Used, "Warning is generated if requests take more than this duration."),
     flag!("experimental-warning-apply-duration", Duration, "100ms", Renamed("warning-apply-duration"), "Warning is generated if requests take more than this duration."),
     // Logbook's write transactions read through one buffer already.
     flag!("experimental-txn-mode-write-with-shared-buffer", Bool, "true", Gate("TxnModeWriteWithSharedBuffer"), "Enable the write transaction to use a shared buffer in its readonly check operations."),

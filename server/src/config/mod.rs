@@ -157,6 +157,11 @@ pub struct Config {
     pub notices: Vec<String>,
     /// `--feature-gates`, with the `--experimental-*` flags it replaced folded in.
     pub feature_gates: FeatureGates,
+    /// `--metrics=extensive`: the server-side gRPC latency histogram too.
+    pub metrics_extensive: bool,
+    /// `--enable-pprof` (or `--log-level=debug`, as etcd): `/debug/pprof/` on
+    /// the client URLs.
+    pub enable_pprof: bool,
 
     // ---- Parsed and validated with etcd's defaults; the server does not
     // ---- act on these yet (`flags::Handling::Pending`, `flags::pending()`).
@@ -678,6 +683,9 @@ fn build(s: Settings) -> Result<Config> {
         return Err(bad("--max-txn-ops must be > 0".into()));
     }
     let log_level = if s.bool("debug") { "debug".to_string() } else { s.text("log-level") };
+    // etcd serves its profiles with --enable-pprof, or at the debug log level.
+    let enable_pprof = s.bool("enable-pprof") || log_level == "debug";
+    // etcd serves its profiles with --enable-pprof, or at the debug log level.
     let quota_backend_bytes = match s.int("quota-backend-bytes") {
         q if q < 0 => return Err(bad(format!("--quota-backend-bytes {q} is negative"))),
         0 => DEFAULT_QUOTA_BACKEND_BYTES,
@@ -741,7 +749,12 @@ fn build(s: Settings) -> Result<Config> {
     let max_learners = u32::try_from(s.int("max-learners"))
         .map_err(|_| bad(format!("--max-learners {} must be >= 0", s.int("max-learners"))))?;
 
+    // As etcd: any value but "extensive" is the basic level.
+    let metrics_extensive = s.text("metrics") == "extensive";
+
     Ok(Config {
+        metrics_extensive,
+        enable_pprof,
         name,
         data_dir,
         wal_dir,
@@ -1285,6 +1298,7 @@ mod tests {
 
     #[test]
     fn warned_flags_are_accepted_with_a_warning() {
+        // --enable-pprof and --metrics=extensive are acted on: no warning.
         let c = config(&[
             "--enable-pprof",
             "--metrics=extensive",
@@ -1292,9 +1306,10 @@ mod tests {
             "--unsafe-no-fsync",
         ])
         .unwrap();
-        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.enable_pprof && c.metrics_extensive);
         assert!(
-            c.warnings.iter().any(|w| w.starts_with("--enable-pprof=true: ")),
+            c.warnings.iter().any(|w| w.starts_with("--unsafe-no-fsync=true: ")),
             "{:?}",
             c.warnings
         );

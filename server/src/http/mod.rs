@@ -28,6 +28,8 @@ pub mod access;
 pub mod authority;
 pub mod gateway;
 pub mod health;
+pub mod ping_policy;
+pub mod pprof;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ use logbook_wal::Wal;
 use tokio::sync::watch;
 
 use self::authority::LenientAuthority;
+use self::ping_policy::PingPolicy;
 use crate::error::{Error, Result};
 use crate::tls::{ClientCertCommonName, ServerTls, TlsConnection};
 
@@ -58,25 +61,51 @@ pub struct HttpState {
     pub hub: Arc<crate::watch::hub::WatchHub>,
 }
 
-/// The router of a client URL: gRPC services (`grpc`, built by the caller
-/// with its message limits), the HTTP endpoints and the v3 gateway.
-pub fn client_router(state: HttpState, grpc: tonic::service::Routes) -> Router {
-    // etcd's access rules wrap the HTTP routes only: gRPC calls skip them.
-    let rules = access::AccessRules::new(state.ctx.clone());
-    let http = health::router(state.clone())
-        .merge(gateway::router(state.ctx.clone(), state.hub.clone(), grpc.clone()))
-        .layer(axum::middleware::from_fn_with_state(rules, access::check));
-    let grpc = grpc
-        .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(state.ctx.clone(), require_leader));
-    grpc.merge(http).fallback(fallback)
+/// What a client URL serves: by default gRPC and HTTP on one port; with
+/// `--listen-client-http-urls` the client URLs serve gRPC only and those
+/// URLs HTTP only, as in etcd 3.5+.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    GrpcAndHttp,
+    Grpc,
+    Http,
 }
 
-/// etcd's require-leader calls (`hasleader: true` metadata, clientv3's
-/// `WithRequireLeader`, which kube-apiserver sets on its watches): refused
-/// with `etcdserver: no leader` while this member knows no leader.
-/// Streams already running are watched by the Watch service itself.
-async fn require_leader(
+/// The router of a client URL: gRPC services (`grpc`, built by the caller
+/// with its message limits), the HTTP endpoints and the v3 gateway (unless
+/// `--enable-grpc-gateway=false`), as `traffic` says.
+pub fn client_router(state: HttpState, grpc: tonic::service::Routes, traffic: Traffic) -> Router {
+    let gateway_on = state.ctx.cfg.grpc_gateway;
+    // etcd's access rules wrap the HTTP routes only: gRPC calls skip them.
+    let rules = access::AccessRules::new(state.ctx.clone());
+    let mut http = health::router(state.clone());
+    if state.ctx.cfg.enable_pprof {
+        http = http.merge(pprof::router());
+    }
+    if gateway_on {
+        http = http.merge(gateway::router(state.ctx.clone(), state.hub.clone(), grpc.clone()));
+    }
+    let http = http.layer(axum::middleware::from_fn_with_state(rules, access::check));
+    let grpc = grpc
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state.ctx.clone(), grpc_call));
+    let router = match traffic {
+        Traffic::GrpcAndHttp => grpc.merge(http),
+        Traffic::Grpc => grpc,
+        Traffic::Http => http,
+    };
+    if gateway_on { router.fallback(fallback) } else { router.fallback(fallback_without_gateway) }
+}
+
+/// Every gRPC call on a client URL passes here. etcd's require-leader calls
+/// (`hasleader: true` metadata, clientv3's `WithRequireLeader`, which
+/// kube-apiserver sets on its watches) are refused with `etcdserver: no
+/// leader` while this member knows no leader (streams already running are
+/// watched by the Watch service itself). A unary call is timed: one slower
+/// than `--warning-unary-request-duration` is logged as etcd logs it, and
+/// with `--metrics=extensive` every one lands in
+/// `grpc_server_handling_seconds`.
+async fn grpc_call(
     axum::extract::State(ctx): axum::extract::State<Arc<crate::services::context::Context>>,
     req: Request<Body>,
     next: axum::middleware::Next,
@@ -86,7 +115,24 @@ async fn require_leader(
         let (parts, ()) = tonic::Status::from(Error::NoLeader).into_http::<()>().into_parts();
         return Response::from_parts(parts, Body::empty());
     }
-    next.run(req).await
+    let uri = req.uri().clone();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let took = start.elapsed();
+    let method = uri.path();
+    if !crate::metrics::is_streaming_method(method) {
+        crate::metrics::METRICS.observe_unary(method, took);
+        let warn_after = ctx.cfg.warning_unary_request_duration;
+        if took > warn_after {
+            tracing::warn!(
+                time_spent = ?took,
+                expected_duration = ?warn_after,
+                response_type = method,
+                "request stats: a unary request took longer than --warning-unary-request-duration"
+            );
+        }
+    }
+    resp
 }
 
 /// The router of a `--listen-metrics-urls` URL: the endpoints only.
@@ -111,11 +157,98 @@ async fn fallback(req: Request<Body>) -> Response<Body> {
     if req.uri().path().starts_with("/v3/") {
         return gateway::error_response(&tonic::Status::not_found("Not Found"));
     }
+    not_found()
+}
+
+/// Unknown paths with `--enable-grpc-gateway=false`: `/v3/...` is no
+/// different from any other path (etcd's plain 404).
+async fn fallback_without_gateway(req: Request<Body>) -> Response<Body> {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        let (parts, ()) = tonic::Status::unimplemented("").into_http::<()>().into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    not_found()
+}
+
+/// Go's `http.NotFound`.
+fn not_found() -> Response<Body> {
     let mut resp = Response::new(Body::from("404 page not found\n"));
     *resp.status_mut() = StatusCode::NOT_FOUND;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
+}
+
+/// How a listener's connections are served: etcd's settings of its gRPC
+/// server on a client URL (`--max-concurrent-streams`, `--grpc-keepalive-*`)
+/// and of every listener's socket (`--socket-reuse-port`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnOptions {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised (`None`: no limit, not sent).
+    pub max_concurrent_streams: Option<u32>,
+    /// The server's keepalive PING interval and how long its answer may take
+    /// (`None`: no pings).
+    pub keepalive: Option<(Duration, Duration)>,
+    /// grpc-go's ping policy with this min-time ([`ping_policy`]); `None`
+    /// on listeners that are no gRPC server (metrics, HTTP-only).
+    pub ping_min_time: Option<Duration>,
+    /// SO_REUSEPORT on the listening socket.
+    pub reuse_port: bool,
+    /// Serve HTTP/2 only (a gRPC-only client URL) or HTTP/1.1 only (a plain
+    /// HTTP-only one, where etcd matches HTTP/1 connections only).
+    pub http2_only: bool,
+    pub http1_only: bool,
+}
+
+impl ConnOptions {
+    /// A client URL's options from the member's configuration.
+    pub fn client(cfg: &crate::config::Config) -> ConnOptions {
+        let k = cfg.grpc_keepalive;
+        ConnOptions {
+            max_concurrent_streams: Some(cfg.max_concurrent_streams).filter(|n| *n != u32::MAX),
+            // etcd sets keepalive parameters only when both are positive.
+            keepalive: (!k.interval.is_zero() && !k.timeout.is_zero())
+                .then_some((k.interval, k.timeout)),
+            ping_min_time: Some(if k.min_time.is_zero() {
+                ping_policy::DEFAULT_MIN_TIME
+            } else {
+                k.min_time
+            }),
+            reuse_port: cfg.socket_reuse_port,
+            http2_only: false,
+            http1_only: false,
+        }
+    }
+
+    /// A listener that serves HTTP only (metrics, `--listen-client-http-urls`).
+    pub fn http_only(cfg: &crate::config::Config) -> ConnOptions {
+        ConnOptions {
+            max_concurrent_streams: Some(cfg.max_concurrent_streams).filter(|n| *n != u32::MAX),
+            reuse_port: cfg.socket_reuse_port,
+            ..ConnOptions::default()
+        }
+    }
+}
+
+/// Binds a listening socket at `addr` as etcd's listeners are bound:
+/// SO_REUSEADDR always (as Go's net package does), SO_REUSEPORT with
+/// `--socket-reuse-port`.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Binds `addr` and serves `app` there (HTTP/1.1 and HTTP/2 on one port,
@@ -126,10 +259,10 @@ pub async fn serve(
     what: &'static str,
     app: Router,
     tls: Option<Arc<ServerTls>>,
+    opts: ConnOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = bind(addr, opts.reuse_port)
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
     // etcd's wording ("serving client traffic ..."), which tools wait for.
     match &tls {
@@ -146,9 +279,21 @@ pub async fn serve(
         ),
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // As tonic's own server configures hyper: no stream limit, fixed windows,
-    // and timers so keep-alive and HTTP/1 header timeouts work.
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(None).adaptive_window(false);
+    if opts.http2_only {
+        builder = builder.http2_only();
+    } else if opts.http1_only && tls.is_none() {
+        builder = builder.http1_only();
+    }
+    // As tonic's own server configures hyper: no stream limit unless asked
+    // for, fixed windows, and timers so keep-alive and HTTP/1 header timeouts work.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .adaptive_window(false);
+    if let Some((interval, timeout)) = opts.keepalive {
+        builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
+    }
     builder.http1().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -184,7 +329,7 @@ pub async fn serve(
                             tls: false,
                             cn: None,
                         });
-                        let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
+                        let io = guarded(LenientAuthority::new(Coalesce::new(stream)), opts);
                         let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
@@ -201,7 +346,7 @@ pub async fn serve(
                         let cn = crate::tls::peer_common_name(stream.get_ref().1);
                         let svc =
                             TowerToHyperService::new(WithCommonName { inner: app, tls: true, cn });
-                        let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
+                        let io = guarded(LenientAuthority::new(Coalesce::new(stream)), opts);
                         let conn = builder.serve_connection(io, svc).into_owned();
                         watcher.watch(conn).await
                     }
@@ -214,6 +359,12 @@ pub async fn serve(
         drop(listener);
         let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
     }))
+}
+
+/// A connection's stream for hyper, under grpc-go's ping policy where the
+/// listener has one.
+fn guarded<S>(stream: S, opts: ConnOptions) -> TokioIo<PingPolicy<S>> {
+    TokioIo::new(PingPolicy::new(stream, opts.ping_min_time))
 }
 
 /// The connection's service: the router, with the client certificate's CN
@@ -351,7 +502,8 @@ mod tests {
         );
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let server = serve(addr, "client", app, Some(tls), stopped).await.unwrap();
+        let server =
+            serve(addr, "client", app, Some(tls), ConnOptions::default(), stopped).await.unwrap();
 
         let out = two_requests(addr, &ca_path, &alice.0, &alice.1).await;
         assert_eq!(out.matches("cn=alice;").count(), 2, "{out}");

@@ -158,6 +158,14 @@ fn engine_options(cfg: &Config) -> logbook_engine::Options {
     if !cfg.compaction_sleep_interval.is_zero() {
         o.compaction_sleep_interval = cfg.compaction_sleep_interval;
     }
+    // --backend-batch-interval/-limit: the engine's background commit batching,
+    // etcd's backend transaction batching (0: the defaults, 100 ms and 10 000).
+    if let Some(interval) = cfg.backend_batch_interval {
+        o.commit_interval = interval;
+    }
+    if let Some(limit) = cfg.backend_batch_limit {
+        o.commit_max_writes = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
     o
 }
 
@@ -218,6 +226,7 @@ pub(super) fn recover_raft_log(
     // the whole cost. One client on 3 members: 4.5 fewer switches per put on each member.
     let wal_options =
         logbook_wal::Options { backend: logbook_wal::Backend::Sync, ..Default::default() };
+    let wal_options = with_test_segment_size(wal_options);
     let wal = Arc::new(Wal::open(&cfg.wal_dir, wal_options)?);
     if wal.last_index() > applied && wal.first_index() > applied + 1 {
         return Err(Error::Internal(format!(
@@ -263,4 +272,17 @@ pub(super) fn recover_raft_log(
     storage.set_hard_state(hs);
 
     Ok((wal, storage))
+}
+
+/// Internal, for tests, not etcd's: `LOGBOOK_WAL_SEGMENT_BYTES` sets the
+/// size WAL segment files are preallocated to (default 64 MiB), so a test of
+/// `--max-wals` sees segments fill without writing hundreds of megabytes.
+pub const WAL_SEGMENT_BYTES_ENV: &str = "LOGBOOK_WAL_SEGMENT_BYTES";
+
+fn with_test_segment_size(mut options: logbook_wal::Options) -> logbook_wal::Options {
+    if let Some(n) = std::env::var(WAL_SEGMENT_BYTES_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        options.segment_size =
+            n.clamp(logbook_wal::MIN_SEGMENT_SIZE, logbook_wal::MAX_SEGMENT_SIZE);
+    }
+    options
 }

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ServeArgs};
 use crate::error::{Error, Result};
+use crate::http::{ConnOptions, Traffic};
 use crate::peer::lane;
 use crate::peer::service::PeerService;
 use crate::peer::transport::{LocalIdentity, MAX_PEER_MESSAGE, Transport};
@@ -74,6 +75,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
 async fn serve(mut cfg: Config) -> Result<()> {
     // JWT keys are read and checked first: a bad one stops start-up.
     let tokens = TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl)?;
+    if cfg.metrics_extensive {
+        crate::metrics::METRICS.enable_extensive();
+    }
     let (engine, members, engine_options) = bootstrap::open_engine(&mut cfg).await?;
     let cfg = Arc::new(cfg);
 
@@ -146,7 +150,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
         cfg: cfg.clone(),
         status: status.clone(),
         proposals,
-        machine: StateMachine::new(stores.clone(), cfg.db_path.clone(), cfg.member_id),
+        machine: StateMachine::new(stores.clone(), cfg.db_path.clone(), cfg.member_id)
+            .warning_apply_duration(cfg.warning_apply_duration),
         inbox: inbox_tx,
     };
     let raft_loop = RaftLoop::new(node, storage, wal, parts, inbox_rx, transport, hub.clone());
@@ -180,11 +185,15 @@ async fn serve(mut cfg: Config) -> Result<()> {
         );
         let tls = cfg.tls_for(addr);
         let divert = lane::divert(svc);
+        let reuse_port = cfg.socket_reuse_port;
         servers.push(
-            spawn_server(*addr, "peer", router, tls, Some(divert), shutdown_rx.clone()).await?,
+            spawn_server(*addr, "peer", router, tls, Some(divert), reuse_port, shutdown_rx.clone())
+                .await?,
         );
     }
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // The gateway of an HTTP-only URL calls the same gRPC services.
+    let mut http_only_routes: Option<tonic::service::Routes> = None;
     for addr in &cfg.listen_client {
         let router = crate::http::grpc_routes()
             .add_service(
@@ -223,14 +232,31 @@ async fn serve(mut cfg: Config) -> Result<()> {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(usize::MAX),
             );
-        let app = crate::http::client_router(http_state.clone(), router);
+        // With --listen-client-http-urls the client URLs serve gRPC only.
+        let split = !cfg.listen_client_http.is_empty();
+        let traffic = if split { Traffic::Grpc } else { Traffic::GrpcAndHttp };
+        let app = crate::http::client_router(http_state.clone(), router.clone(), traffic);
         let tls = cfg.tls_for(addr);
-        servers.push(crate::http::serve(*addr, "client", app, tls, shutdown_rx.clone()).await?);
+        let opts = ConnOptions { http2_only: split, ..ConnOptions::client(&cfg) };
+        servers
+            .push(crate::http::serve(*addr, "client", app, tls, opts, shutdown_rx.clone()).await?);
+        http_only_routes.get_or_insert(router);
+    }
+    for addr in &cfg.listen_client_http {
+        let grpc = http_only_routes.clone().unwrap_or_else(crate::http::grpc_routes);
+        let app = crate::http::client_router(http_state.clone(), grpc, Traffic::Http);
+        let tls = cfg.tls_for(addr);
+        let opts = ConnOptions { http1_only: true, ..ConnOptions::http_only(&cfg) };
+        servers.push(
+            crate::http::serve(*addr, "client http", app, tls, opts, shutdown_rx.clone()).await?,
+        );
     }
     for addr in &cfg.listen_metrics {
         let app = crate::http::metrics_router(http_state.clone());
         let tls = cfg.tls_for(addr);
-        servers.push(crate::http::serve(*addr, "metrics", app, tls, shutdown_rx.clone()).await?);
+        let opts = ConnOptions::http_only(&cfg);
+        servers
+            .push(crate::http::serve(*addr, "metrics", app, tls, opts, shutdown_rx.clone()).await?);
     }
 
     let publisher = tokio::spawn(tasks::publish(ctx.clone()));
@@ -279,10 +305,10 @@ async fn spawn_server(
     router: tonic::transport::server::Router,
     tls: Option<Arc<crate::tls::ServerTls>>,
     divert: Option<crate::tls::Divert>,
+    reuse_port: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = crate::http::bind(addr, reuse_port)
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
     // etcd's "serving peer traffic".
     match &tls {

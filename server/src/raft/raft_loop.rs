@@ -897,7 +897,13 @@ impl RaftLoop {
             tracing::warn!(error = %e, upto, "raft log compaction failed");
             return;
         }
-        if let Err(e) = self.wal.compact_prefix(upto) {
+        // --max-wals: segment files past what the log needs stay, up to that
+        // many files in all (0: every file stays), as etcd's WAL purge keeps them.
+        let keep = match self.cfg.max_wals {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        if let Err(e) = self.wal.compact_prefix_keeping(upto, keep) {
             tracing::warn!(error = %e, upto, "WAL compaction failed");
             return;
         }

@@ -44,11 +44,24 @@ pub struct StateMachine {
     db_path: PathBuf,
     /// This member's ID, kept in the engine across snapshot installs.
     member_id: u64,
+    /// `--warning-apply-duration`: an entry whose apply takes longer is logged.
+    warn_apply_after: std::time::Duration,
 }
 
 impl StateMachine {
     pub fn new(stores: Arc<Stores>, db_path: PathBuf, member_id: u64) -> Self {
-        StateMachine { stores, db_path, member_id }
+        StateMachine {
+            stores,
+            db_path,
+            member_id,
+            warn_apply_after: std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// Sets `--warning-apply-duration` (etcd's default: 100 ms).
+    pub fn warning_apply_duration(mut self, d: std::time::Duration) -> Self {
+        self.warn_apply_after = d;
+        self
     }
 
     /// Applies a normal entry (`data`: an encoded `InternalRequest`, empty for
@@ -60,6 +73,7 @@ impl StateMachine {
         term: u64,
         data: &[u8],
     ) -> Result<Option<Answer>> {
+        let start = std::time::Instant::now();
         let revs =
             Revisions { current: engine.current_revision(), compacted: engine.compact_revision() };
         let request = if data.is_empty() {
@@ -109,6 +123,21 @@ impl StateMachine {
 
         if let Some(Ok(Applied::Compaction(_, rev))) = &result {
             engine.compact(*rev)?;
+        }
+        let took = start.elapsed();
+        if took > self.warn_apply_after {
+            // The request's kind only: etcd redacts values in this line too.
+            let kind = request.as_ref().and_then(|r| r.request.as_ref()).map(|req| {
+                let text = format!("{req:?}");
+                text.split(['(', ' ', '{']).next().unwrap_or_default().to_string()
+            });
+            tracing::warn!(
+                took = ?took,
+                expected_duration = ?self.warn_apply_after,
+                index,
+                request = kind.as_deref().unwrap_or("empty entry"),
+                "apply request took too long"
+            );
         }
         Ok(match (request, result) {
             (Some(req), Some(result)) => Some((req.id, result.map(|a| (a, revision)))),
