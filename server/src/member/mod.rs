@@ -193,7 +193,17 @@ async fn serve(mut cfg: Config) -> Result<()> {
         );
     }
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    for addr in &cfg.listen_client {
+    // The client URLs: TCP addresses, then Unix sockets (`unix://`).
+    enum ClientAddr<'a> {
+        Tcp(&'a SocketAddr),
+        Unix(&'a std::path::PathBuf),
+    }
+    let client_addrs = cfg
+        .listen_client
+        .iter()
+        .map(ClientAddr::Tcp)
+        .chain(cfg.listen_client_unix.iter().map(ClientAddr::Unix));
+    for addr in client_addrs {
         let router = crate::http::grpc_routes()
             .add_service(
                 KvServer::new(KvService { ctx: ctx.clone() })
@@ -232,8 +242,16 @@ async fn serve(mut cfg: Config) -> Result<()> {
                     .max_encoding_message_size(usize::MAX),
             );
         let app = crate::http::client_router(http_state.clone(), router);
-        let tls = cfg.tls_for(addr);
-        servers.push(crate::http::serve(*addr, "client", app, tls, shutdown_rx.clone()).await?);
+        let server = match addr {
+            ClientAddr::Tcp(addr) => {
+                let tls = cfg.tls_for(addr);
+                crate::http::serve(*addr, "client", app, tls, shutdown_rx.clone()).await?
+            }
+            ClientAddr::Unix(path) => {
+                crate::http::serve_unix(path.clone(), "client", app, shutdown_rx.clone()).await?
+            }
+        };
+        servers.push(server);
     }
     for addr in &cfg.listen_metrics {
         let app = crate::http::metrics_router(http_state.clone());
