@@ -114,6 +114,9 @@ pub struct Config {
     pub wal_dir: PathBuf,
     pub db_path: PathBuf,
     pub listen_client: Vec<SocketAddr>,
+    /// `unix://` entries of `--listen-client-urls`: socket paths served like
+    /// a plain client URL (Kubernetes' integration tests start etcd on one).
+    pub listen_client_unix: Vec<PathBuf>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<SocketAddr>,
     /// `--listen-metrics-urls`: HTTP only, /metrics and the health endpoints.
@@ -418,7 +421,13 @@ fn build(s: Settings) -> Result<Config> {
     };
     let db_path = data_dir.join("member").join("snap").join("db");
 
-    let client_urls = parse_listen_urls("--listen-client-urls", &s.text("listen-client-urls"))?;
+    let (listen_client_unix, client_tcp_urls) =
+        split_unix_urls("--listen-client-urls", &s.text("listen-client-urls"))?;
+    let client_urls = if client_tcp_urls.is_empty() && !listen_client_unix.is_empty() {
+        Vec::new()
+    } else {
+        parse_listen_urls("--listen-client-urls", &client_tcp_urls)?
+    };
     let client_http_urls = optional_listen_urls(&s, "listen-client-http-urls")?;
     let peer_urls = parse_listen_urls("--listen-peer-urls", &s.text("listen-peer-urls"))?;
     let metrics_urls = optional_listen_urls(&s, "listen-metrics-urls")?;
@@ -760,6 +769,7 @@ fn build(s: Settings) -> Result<Config> {
         wal_dir,
         db_path,
         listen_client,
+        listen_client_unix,
         advertise_client_urls,
         listen_peer,
         listen_metrics,
@@ -925,6 +935,31 @@ pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Takes the `unix://` URLs out of a listen-URL list: their socket paths
+/// (etcd's address of `unix://host/path` is `host` + `path`, so both
+/// `unix:///run/etcd.sock` and `unix://localhost:2379` name a file), and the
+/// remaining URLs, comma-joined. `unixs://` (TLS over a socket) is refused.
+fn split_unix_urls(flag: &str, text: &str) -> Result<(Vec<PathBuf>, String)> {
+    let mut paths = Vec::new();
+    let mut rest = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let lower = part.to_ascii_lowercase();
+        if lower.starts_with("unixs://") {
+            return Err(Error::Config(format!(
+                "{flag}: scheme \"unixs\" of {part:?} is not supported (only http, https and unix)"
+            )));
+        }
+        match lower.strip_prefix("unix://").map(|_| &part["unix://".len()..]) {
+            Some("") => {
+                return Err(Error::Config(format!("{flag}: {part:?} names no socket path")));
+            }
+            Some(path) => paths.push(PathBuf::from(path)),
+            None => rest.push(part),
+        }
+    }
+    Ok((paths, rest.join(",")))
+}
+
 /// A listen URL: where to bind, and whether to serve TLS there.
 struct ListenUrl {
     url: String,
@@ -1011,6 +1046,39 @@ mod tests {
         let mut a = ServeArgs::from_flags(args.iter().copied());
         a.env = Some(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         a.into_config()
+    }
+
+    #[test]
+    fn unix_client_urls_are_socket_paths() {
+        // Kubernetes' integration framework (RunCustomEtcd) starts etcd so.
+        let c = config(&[
+            "--listen-client-urls",
+            "unix:///tmp/x/etcd.sock,http://127.0.0.1:12379,unix://localhost:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.111:0",
+            "--listen-peer-urls",
+            "http://127.0.0.1:0",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listen_client_unix,
+            vec![PathBuf::from("/tmp/x/etcd.sock"), PathBuf::from("localhost:2379")]
+        );
+        assert_eq!(c.listen_client, vec!["127.0.0.1:12379".parse().unwrap()]);
+        let only =
+            ["--listen-client-urls", "unix:///s.sock", "--advertise-client-urls", "http://a:1"];
+        let c = config(&only).unwrap();
+        assert!(c.listen_client.is_empty());
+        assert_eq!(c.listen_client_unix, vec![PathBuf::from("/s.sock")]);
+        let err = config(&[
+            "--listen-client-urls",
+            "unixs:///s.sock",
+            "--advertise-client-urls",
+            "http://a:1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unixs"), "{err}");
     }
 
     #[test]

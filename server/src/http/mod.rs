@@ -367,6 +367,68 @@ fn guarded<S>(stream: S, opts: ConnOptions) -> TokioIo<PingPolicy<S>> {
     TokioIo::new(PingPolicy::new(stream, opts.ping_min_time))
 }
 
+/// Serves `app` on a Unix domain socket at `path` (a `unix://` client URL),
+/// plain, like an http URL's listener: HTTP/1.1 and HTTP/2, until
+/// `shutdown` turns true. As etcd does, a file already at `path` (a socket
+/// left by an earlier run) is removed first, and the socket file is removed
+/// when the server stops.
+pub async fn serve_unix(
+    path: std::path::PathBuf,
+    what: &'static str,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+    let listener = tokio::net::UnixListener::bind(&path).map_err(|e| {
+        Error::io(format!("listening for {what} traffic on unix://{}", path.display()), e)
+    })?;
+    tracing::info!(address = %format!("unix://{}", path.display()), "serving {what} traffic insecurely (plain http)");
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(None).adaptive_window(false);
+    builder.http1().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let stream = tokio::select! {
+                () = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "accepting a {what} connection failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let svc = TowerToHyperService::new(WithCommonName {
+                inner: app.clone(),
+                tls: false,
+                cn: None,
+            });
+            let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
+            let conn = builder.serve_connection(io, svc).into_owned();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "{what} connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+        let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+    }))
+}
+
 /// The connection's service: the router, with the client certificate's CN
 /// (if any) put into every request's extensions, where tonic's
 /// `Request::extensions()` finds it, and [`TlsConnection`] on a TLS one.

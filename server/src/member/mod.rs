@@ -194,7 +194,18 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let max_message = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     // The gateway of an HTTP-only URL calls the same gRPC services.
     let mut http_only_routes: Option<tonic::service::Routes> = None;
-    for addr in &cfg.listen_client {
+    // The client URLs: TCP addresses, then Unix sockets (`unix://`).
+    enum ClientAddr<'a> {
+        Tcp(&'a SocketAddr),
+        Unix(&'a std::path::PathBuf),
+    }
+    let client_addrs: Vec<ClientAddr<'_>> = cfg
+        .listen_client
+        .iter()
+        .map(ClientAddr::Tcp)
+        .chain(cfg.listen_client_unix.iter().map(ClientAddr::Unix))
+        .collect();
+    for addr in client_addrs {
         let router = crate::http::grpc_routes()
             .add_service(
                 KvServer::new(KvService { ctx: ctx.clone() })
@@ -236,10 +247,17 @@ async fn serve(mut cfg: Config) -> Result<()> {
         let split = !cfg.listen_client_http.is_empty();
         let traffic = if split { Traffic::Grpc } else { Traffic::GrpcAndHttp };
         let app = crate::http::client_router(http_state.clone(), router.clone(), traffic);
-        let tls = cfg.tls_for(addr);
-        let opts = ConnOptions { http2_only: split, ..ConnOptions::client(&cfg) };
-        servers
-            .push(crate::http::serve(*addr, "client", app, tls, opts, shutdown_rx.clone()).await?);
+        let server = match addr {
+            ClientAddr::Tcp(addr) => {
+                let tls = cfg.tls_for(addr);
+                let opts = ConnOptions { http2_only: split, ..ConnOptions::client(&cfg) };
+                crate::http::serve(*addr, "client", app, tls, opts, shutdown_rx.clone()).await?
+            }
+            ClientAddr::Unix(path) => {
+                crate::http::serve_unix(path.clone(), "client", app, shutdown_rx.clone()).await?
+            }
+        };
+        servers.push(server);
         http_only_routes.get_or_insert(router);
     }
     for addr in &cfg.listen_client_http {
