@@ -38,6 +38,28 @@ pub enum BenchCommand {
     /// Ramp the offered rate until p99 breaks the SLO; report the highest
     /// sustainable write and read rates and resource use.
     Capacity(CapacityArgs),
+    /// Each WAL backend (sync, io-uring, io-uring-direct) on this disk beside the fdatasync
+    /// floor: one appender's commit latency, records/s with several appenders, and what
+    /// `--wal-backend auto` chooses here.
+    Disk(DiskArgs),
+}
+
+/// `logbook bench disk`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct DiskArgs {
+    /// Directory to measure in (default: a temporary directory, removed at the end); put it
+    /// on the disk the WAL will live on.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 2.0)]
+    pub secs: f64,
+    /// Appender counts measured after the single appender.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![16, 64])]
+    pub appenders: Vec<usize>,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Read consistency: linearizable (`l`, through the leader) or serializable

@@ -37,6 +37,8 @@ use crate::{loopback, status};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const WARMUP: Duration = Duration::from_secs(1);
 const PROBE_TIME: Duration = Duration::from_secs(2);
+/// How long each WAL backend is measured for, per appender count.
+const WAL_BACKEND_TIME: Duration = Duration::from_secs(1);
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +75,9 @@ pub struct SystemResult {
     pub version: String,
     pub rungs: Vec<Rung>,
     pub failure: Option<String>,
+    /// The WAL backend each member reported in `/metrics` (`logbook_wal_backend`), Logbook only.
+    #[serde(default)]
+    pub wal_backends: Vec<String>,
 }
 
 /// Everything `logbook bench` measured (`results.json`).
@@ -90,6 +95,9 @@ pub struct Comparison {
     pub bare: Vec<Rung>,
     pub systems: Vec<SystemResult>,
     pub notes: Vec<String>,
+    /// Each WAL backend on the disk under test ([`crate::wal_backends`]).
+    #[serde(default)]
+    pub wal_backends: Option<crate::wal_backends::WalBackends>,
 }
 
 impl Comparison {
@@ -134,6 +142,24 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         }
         Err(e) => notes.push(format!("shared-disk fdatasync not measured: {e:#}")),
     }
+    eprintln!("measuring each WAL backend in {} ...", data.display());
+    let d = data.join("wal-backends");
+    let wal_backends = match tokio::task::spawn_blocking(move || {
+        let r = crate::wal_backends::measure(&d, WAL_BACKEND_TIME, &[16]);
+        let _ = std::fs::remove_dir_all(&d);
+        r
+    })
+    .await?
+    {
+        Ok(w) => {
+            eprint!("{}", crate::wal_backends::table(&w));
+            Some(w)
+        }
+        Err(e) => {
+            notes.push(format!("WAL backends not measured: {e:#}"));
+            None
+        }
+    };
     let rtt = match tokio::task::spawn_blocking(|| loopback::probe(PROBE_TIME, 20_000)).await? {
         Ok(rtt) => {
             eprintln!(
@@ -175,6 +201,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
                     version: String::new(),
                     rungs: vec![],
                     failure: Some(format!("{e:#}")),
+                    wal_backends: Vec::new(),
                 }
             }
         });
@@ -187,6 +214,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         bare,
         systems,
         notes,
+        wal_backends,
     };
     Ok((cmp, out))
 }
@@ -201,6 +229,18 @@ async fn run_system(
         Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
     let version = status::version(&leader).await.unwrap_or_default();
+    // Which WAL backend each member chose (Logbook's `logbook_wal_backend` gauge).
+    let mut wal_backends = Vec::new();
+    for url in cluster.endpoints() {
+        if let Ok(text) = metrics::fetch_metrics(&url).await
+            && let Some(b) = metrics::wal_backend(&text)
+        {
+            wal_backends.push(b);
+        }
+    }
+    if !wal_backends.is_empty() {
+        eprintln!("{}: the members' WAL backends: {}", t.system, wal_backends.join(", "));
+    }
     let value = random_value(args.val_size, &mut Rng::new(0xbe7c));
     let keygen = |sequential| KeyGen::new("/bench/", 16, args.key_space_size, sequential);
     let quiet = args.systems.quiet;
@@ -271,6 +311,7 @@ async fn run_system(
         version,
         rungs,
         failure: None,
+        wal_backends,
     })
 }
 
