@@ -6,8 +6,8 @@
 //! writer thread turns everything appended while the previous fsync ran into one write and one
 //! fdatasync, and an appender with nothing else to do can commit in its own thread instead
 //! when no commit is in progress ([`Wal::append_with_state_now`]), skipping the hand-off to
-//! the writer and back. It knows nothing of Raft or gRPC; the server uses it as the Raft log
-//! (with the `pwrite` + `fdatasync` backend, which costs fewer context switches per commit).
+//! the writer and back. It knows nothing of Raft or gRPC; the server uses it as the Raft log,
+//! with the backend its `--wal-backend` names (by default [`Backend::Auto`], measured at open).
 //!
 //! # Layout
 //! - [`wal`](crate::Wal): the public API: open, append, truncate, compact, read.
