@@ -387,10 +387,7 @@ pub fn help_text() -> String {
             Ignored => String::new(),
         };
         let note = if is_logbook_only(f.name) {
-            format!(
-                "{note} [Logbook only; also LOGBOOK_{}]",
-                f.env_key()["ETCD_".len()..].to_string()
-            )
+            format!("{note} [Logbook only; also {}]", logbook_env_key(f.name))
         } else {
             note
         };
