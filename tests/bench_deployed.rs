@@ -97,6 +97,22 @@ fn bench_measures_deployed_tls_clusters_through_their_metrics() {
     wait_healthy(&lb_url, &pki, &mut lb);
     wait_healthy(&et_url, &pki, &mut et);
 
+    // The disk floor as each master would measure it, as its own command.
+    let master_disk = dir.path().join("master-disk");
+    let floor_json = dir.path().join("disk.json");
+    let (disk_out, _) = bench(&[
+        "disk",
+        "--dir",
+        master_disk.to_str().unwrap(),
+        "--secs",
+        "0.2",
+        "--appenders",
+        "4",
+        "--json",
+        floor_json.to_str().unwrap(),
+    ]);
+    assert!(disk_out.contains("fdatasync floor"), "{disk_out}");
+
     let out = dir.path().join("report");
     let (ca, cert, key) = (
         pki.path("etcd/ca.crt"),
@@ -120,6 +136,8 @@ fn bench_measures_deployed_tls_clusters_through_their_metrics() {
         &cert,
         "--etcd-key",
         &key,
+        "--disk-floor",
+        floor_json.to_str().unwrap(),
         "--rungs",
         "1,8",
         "--rung-duration",
@@ -158,7 +176,9 @@ fn bench_measures_deployed_tls_clusters_through_their_metrics() {
     }
     let notes = results["notes"].to_string();
     assert!(!notes.contains("not read") && !notes.contains("not scraped"), "{notes}");
-    assert!(notes.contains("measured on the load generator's machine"), "{notes}");
+    // The floor is the one measured "on the master".
+    let floor_dir = results["floor"]["dir"].as_str().unwrap();
+    assert!(floor_dir.starts_with(master_disk.to_str().unwrap()), "{}", results["floor"]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("**etcd** 3.7.3 (deployed: https://"), "{md}");
     assert!(md.contains("**logbook** 3.5.13 (deployed: https://"), "{md}");

@@ -38,6 +38,29 @@ pub enum BenchCommand {
     /// Ramp the offered rate until p99 breaks the SLO; report the highest
     /// sustainable write and read rates and resource use.
     Capacity(CapacityArgs),
+    /// Each WAL backend (sync, io-uring, io-uring-direct) on this disk beside the fdatasync
+    /// floor: one appender's commit latency, records/s with several appenders, and what
+    /// `--wal-backend auto` chooses here.
+    Disk(DiskArgs),
+}
+
+/// `logbook bench disk`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct DiskArgs {
+    /// Directory to measure in (default: a temporary directory, removed at the end); put it
+    /// on the disk the WAL will live on.
+    #[arg(long, alias = "dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 2.0)]
+    pub secs: f64,
+    /// Appender counts measured after the single appender.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![16, 64])]
+    pub appenders: Vec<usize>,
+    /// Write the figures as JSON here too (`logbook bench --disk-floor` takes
+    /// the file in, e.g. measured on a master).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 impl BenchCommand {
@@ -49,7 +72,7 @@ impl BenchCommand {
             BenchCommand::TxnPut(a) => Some(&a.load),
             BenchCommand::Watch(a) => Some(&a.load),
             BenchCommand::Mixed(a) => Some(&a.load),
-            BenchCommand::Capacity(_) => None,
+            BenchCommand::Capacity(_) | BenchCommand::Disk(_) => None,
         }
     }
 }

@@ -37,6 +37,8 @@ use crate::{loopback, status};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const WARMUP: Duration = Duration::from_secs(1);
 const PROBE_TIME: Duration = Duration::from_secs(2);
+/// How long each WAL backend is measured for, per appender count.
+const WAL_BACKEND_TIME: Duration = Duration::from_secs(1);
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +75,9 @@ pub struct SystemResult {
     pub version: String,
     pub rungs: Vec<Rung>,
     pub failure: Option<String>,
+    /// The WAL backend each member reported in `/metrics` (`logbook_wal_backend`), Logbook only.
+    #[serde(default)]
+    pub wal_backends: Vec<String>,
 }
 
 /// Everything `logbook bench` measured (`results.json`).
@@ -90,6 +95,9 @@ pub struct Comparison {
     pub bare: Vec<Rung>,
     pub systems: Vec<SystemResult>,
     pub notes: Vec<String>,
+    /// Each WAL backend on the disk under test ([`crate::wal_backends`]).
+    #[serde(default)]
+    pub wal_backends: Option<crate::wal_backends::WalBackends>,
 }
 
 impl Comparison {
@@ -120,8 +128,13 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading the disk floor {}", file.display()))?;
-            let floor: DiskFloor = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a disk floor's JSON", file.display()))?;
+            // `logbook bench disk --json`'s file, or a bare floor.
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let floor = value.get("floor").cloned().unwrap_or(value);
+            let floor: DiskFloor = serde_json::from_value(floor).with_context(|| {
+                format!("{} is not `logbook bench disk --json`'s output", file.display())
+            })?;
             eprintln!("disk floor from {} (measured in {})", file.display(), floor.dir);
             floor
         }
@@ -158,6 +171,24 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         }
         Some(Err(e)) => notes.push(format!("shared-disk fdatasync not measured: {e:#}")),
     }
+    eprintln!("measuring each WAL backend in {} ...", data.display());
+    let d = data.join("wal-backends");
+    let wal_backends = match tokio::task::spawn_blocking(move || {
+        let r = crate::wal_backends::measure(&d, WAL_BACKEND_TIME, &[16]);
+        let _ = std::fs::remove_dir_all(&d);
+        r
+    })
+    .await?
+    {
+        Ok(w) => {
+            eprint!("{}", crate::wal_backends::table(&w));
+            Some(w)
+        }
+        Err(e) => {
+            notes.push(format!("WAL backends not measured: {e:#}"));
+            None
+        }
+    };
     let rtt = match tokio::task::spawn_blocking(|| loopback::probe(PROBE_TIME, 20_000)).await? {
         Ok(rtt) => {
             eprintln!(
@@ -203,6 +234,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
                     version: String::new(),
                     rungs: vec![],
                     failure: Some(format!("{e:#}")),
+                    wal_backends: Vec::new(),
                 }
             }
         });
@@ -215,6 +247,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         bare,
         systems,
         notes,
+        wal_backends,
     };
     Ok((cmp, out))
 }
@@ -291,6 +324,18 @@ async fn ladder(
     notes: &mut Vec<String>,
 ) -> Result<SystemResult> {
     let version = status::version(leader).await.unwrap_or_default();
+    // Which WAL backend each member chose (Logbook's `logbook_wal_backend` gauge).
+    let mut wal_backends = Vec::new();
+    for url in members {
+        if let Ok(text) = metrics::fetch_metrics(url).await
+            && let Some(b) = metrics::wal_backend(&text)
+        {
+            wal_backends.push(b);
+        }
+    }
+    if !wal_backends.is_empty() {
+        eprintln!("{}: the members' WAL backends: {}", t.system, wal_backends.join(", "));
+    }
     let value = random_value(args.val_size, &mut Rng::new(0xbe7c));
     let keygen = |sequential| KeyGen::new("/bench/", 16, args.key_space_size, sequential);
     let quiet = args.systems.quiet;
@@ -379,7 +424,14 @@ async fn ladder(
         );
         rungs.push(Rung { clients, sequential, put, errors: out.errors, wal, cpu });
     }
-    Ok(SystemResult { system: t.system, binary: t.describe(), version, rungs, failure: None })
+    Ok(SystemResult {
+        system: t.system,
+        binary: t.describe(),
+        version,
+        rungs,
+        failure: None,
+        wal_backends,
+    })
 }
 
 /// Measures the bare put server ([`crate::bare`]) at the ladder's first rung

@@ -63,6 +63,7 @@ pub mod stats;
 pub mod status;
 pub mod targets;
 pub mod tls;
+pub mod wal_backends;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -103,6 +104,7 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
     let (report, json) = match &args.command {
         None => return run_comparison(&args.compare).await.map(drop),
         Some(BenchCommand::Capacity(c)) => return run_capacity(c).await.map(drop),
+        Some(BenchCommand::Disk(d)) => return run_disk(d.clone()).await,
         Some(BenchCommand::Put(a)) => (loadgen::put(a).await?, &a.json),
         Some(BenchCommand::Range(a)) => (loadgen::range(a).await?, &a.load.json),
         Some(BenchCommand::TxnPut(a)) => (loadgen::txn_put(a).await?, &a.load.json),
@@ -122,6 +124,54 @@ pub async fn run_comparison(args: &CompareArgs) -> Result<PathBuf> {
     let none_ran = cmp.systems.iter().all(|s| s.failure.is_some());
     finish_suite(&cmp.notes, &dir, none_ran)?;
     Ok(dir)
+}
+
+/// `logbook bench disk`: every WAL backend on the disk under test, side by side.
+/// What `logbook bench disk --json` writes: the fdatasync floor (which
+/// `logbook bench --disk-floor` takes in) and each WAL backend's figures.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct DiskReport {
+    pub floor: disk_probe::DiskFloor,
+    #[serde(flatten)]
+    pub backends: wal_backends::WalBackends,
+}
+
+pub async fn run_disk(args: cli::DiskArgs) -> Result<()> {
+    let (dir, _guard) = match &args.data_dir {
+        Some(d) => (d.join(format!("disk-{}", std::process::id())), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("logbook-bench-disk-")
+                .tempdir()
+                .context("creating a temp dir")?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let each = std::time::Duration::from_secs_f64(args.secs.clamp(0.05, 600.0));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!("probing fdatasync latency in {} ...", dir.display());
+    let d = dir.clone();
+    let floor = tokio::task::spawn_blocking(move || disk_probe::probe(&d, each, 5_000)).await??;
+    println!(
+        "fdatasync floor (4 KiB pwrite + fdatasync): p50 {:.3} ms, p99 {:.3} ms",
+        floor.fsync.latency_ms.p50, floor.fsync.latency_ms.p99
+    );
+    eprintln!("measuring the WAL backends in {} ({each:?} each) ...", dir.display());
+    let d = dir.clone();
+    let appenders = args.appenders.clone();
+    let w =
+        tokio::task::spawn_blocking(move || wal_backends::measure(&d, each, &appenders)).await??;
+    if args.data_dir.is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    print!("{}", wal_backends::table(&w));
+    if let Some(path) = &args.json {
+        let report = DiskReport { floor, backends: w };
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// `logbook bench capacity`: runs the capacity search ([`capacity::run`]),

@@ -238,6 +238,16 @@ pub fn gauge(text: &str, name: &str) -> Option<f64> {
     total
 }
 
+/// The WAL backend a Logbook member reports (`logbook_wal_backend{backend="..."} 1`).
+pub fn wal_backend(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("logbook_wal_backend{")?;
+        let (labels, value) = rest.rsplit_once('}')?;
+        (value.trim() == "1")
+            .then(|| label(&format!("x{{{labels}}}"), "backend").map(str::to_string))?
+    })
+}
+
 /// A scrape of every member, with the time it was taken.
 #[derive(Debug, Clone)]
 pub struct Scrape {
@@ -376,6 +386,9 @@ etcd_server_has_leader 1
         assert_eq!(h.share_at(0.002), Some(0.9));
         assert_eq!(h.share_at(0.0005), None);
         assert!(PromHistogram::parse(ETCD, RECORDS_PER_FSYNC).is_none());
+        assert_eq!(wal_backend(ETCD), None);
+        let logbook = "# TYPE logbook_wal_backend gauge\nlogbook_wal_backend{backend=\"io-uring-direct\"} 1\n";
+        assert_eq!(wal_backend(logbook).as_deref(), Some("io-uring-direct"));
     }
 
     #[test]

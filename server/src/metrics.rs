@@ -61,6 +61,8 @@ pub struct Metrics {
     wal_fsyncs: IntGauge,
     wal_records: IntGauge,
     wal_bytes: IntGauge,
+    /// `logbook_wal_backend{backend}`: 1 for the backend the WAL writes with.
+    wal_backend: IntGaugeVec,
     server_id: IntGaugeVec,
     /// `grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}`,
     /// registered by [`Metrics::enable_extensive`] (`--metrics=extensive`).
@@ -178,6 +180,17 @@ impl Metrics {
             ),
             wal_records: gauge("logbook_wal_records_total", "Records the WAL made durable."),
             wal_bytes: gauge("logbook_wal_written_bytes_total", "Bytes the WAL wrote."),
+            wal_backend: reg(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "logbook_wal_backend",
+                        "How the WAL makes batches durable (sync, io-uring, io-uring-direct; chosen by --wal-backend, 'auto' measures): 1 for the one in use.",
+                    ),
+                    &["backend"],
+                )
+                .expect("valid metric"),
+            ),
             server_id: reg(
                 &registry,
                 IntGaugeVec::new(
@@ -247,6 +260,7 @@ impl Metrics {
             self.wal_fsyncs.set(stats.commits as i64);
             self.wal_records.set(stats.entries as i64);
             self.wal_bytes.set(stats.bytes as i64);
+            self.wal_backend.with_label_values(&[wal.backend().as_str()]).set(1);
         }
         self.server_id.with_label_values(&[&format!("{:x}", status.member_id)]).set(1);
 

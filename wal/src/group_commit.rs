@@ -201,12 +201,12 @@ impl Writer {
         let started = std::time::Instant::now();
         let rolled = if self.pos > PREAMBLE_LEN && self.pos + len > segment_size {
             let seg = self.roll()?;
-            self.io.write_and_sync(&*seg.file, &[&self.preamble, &batch.bytes], 0)?;
+            self.io.write_and_sync(&seg, &[&self.preamble, &batch.bytes], 0)?;
             self.active = seg.clone();
             self.pos = self.preamble.len() as u64;
             Some(seg)
         } else {
-            self.io.write_and_sync(&*self.active.file, &[&batch.bytes], self.pos)?;
+            self.io.write_and_sync(&self.active, &[&batch.bytes], self.pos)?;
             None
         };
         let base = self.pos;

@@ -23,6 +23,11 @@ pub trait Storage: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes creations, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether its files are OS files with descriptors ([`SegmentFile::raw_fd`]), which the
+    /// io_uring backends need.
+    fn has_fds(&self) -> bool {
+        false
+    }
 }
 
 /// One open file. Positional I/O only, so several threads can share it.
@@ -129,6 +134,10 @@ impl Storage for OsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn has_fds(&self) -> bool {
+        true
     }
 }
 

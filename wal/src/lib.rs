@@ -6,14 +6,17 @@
 //! writer thread turns everything appended while the previous fsync ran into one write and one
 //! fdatasync, and an appender with nothing else to do can commit in its own thread instead
 //! when no commit is in progress ([`Wal::append_with_state_now`]), skipping the hand-off to
-//! the writer and back. It knows nothing of Raft or gRPC; the server uses it as the Raft log
-//! (with the `pwrite` + `fdatasync` backend, which costs fewer context switches per commit).
+//! the writer and back. It knows nothing of Raft or gRPC; the server uses it as the Raft log,
+//! with the backend its `--wal-backend` names (by default [`Backend::Auto`], measured at open).
 //!
 //! # Layout
 //! - [`wal`](crate::Wal): the public API: open, append, truncate, compact, read.
 //! - `group_commit`: the submission queue and the writer thread.
-//! - [`backend`](crate::Backend) and `uring`: how a batch is written and fsynced (the
-//!   [`Backend::Sync`] fallback and [`Backend::IoUring`], behind one trait).
+//! - [`backend`](crate::Backend), `uring` and `direct`: how a batch is made durable
+//!   ([`Backend::Sync`]: `pwrite` + `fdatasync`; [`Backend::IoUring`]: linked write +
+//!   fdatasync; [`Backend::IoUringDirect`]: one aligned `O_DIRECT` write with `RWF_DSYNC`),
+//!   behind one trait.
+//! - [`probe`]: [`Backend::Auto`]'s choice by measurement, and what the device advertises.
 //! - [`ticket`](crate::Ticket): durability completions, blocking or `.await`.
 //! - [`codec`]: every persisted byte: record frames and segment headers (see also
 //!   `docs/format.md`).
@@ -47,6 +50,7 @@
 
 mod backend;
 pub mod codec;
+mod direct;
 mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
@@ -54,6 +58,7 @@ mod group_commit;
 mod hard_state;
 pub mod io;
 mod layout;
+pub mod probe;
 mod recovery;
 mod segment;
 pub mod sim;

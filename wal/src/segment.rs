@@ -60,17 +60,41 @@ pub(crate) struct Spare {
     pub(crate) file: Arc<dyn SegmentFile>,
 }
 
-/// Creates `<seq>.wal.tmp` with `size` bytes reserved, durably.
-pub(crate) fn prepare(storage: &dyn Storage, dir: &Path, seq: u64, size: u64) -> io::Result<Spare> {
+/// Creates `<seq>.wal.tmp` with `size` bytes reserved, durably. `zero_fill`: also write the
+/// zeros (for the direct backend, whose writes must not convert unwritten extents, a metadata
+/// change an `O_DIRECT` + `RWF_DSYNC` write would have to commit each time).
+pub(crate) fn prepare(
+    storage: &dyn Storage,
+    dir: &Path,
+    seq: u64,
+    size: u64,
+    zero_fill: bool,
+) -> io::Result<Spare> {
     let tmp_path = dir.join(tmp_name(seq));
     let file = storage.open(&tmp_path, true)?;
-    let r = file.set_len(0).and_then(|()| file.allocate(size)).and_then(|()| file.sync_data());
+    let r = file
+        .set_len(0)
+        .and_then(|()| file.allocate(size))
+        .and_then(|()| if zero_fill { write_zeros(&*file, size) } else { Ok(()) })
+        .and_then(|()| file.sync_data());
     if let Err(e) = r {
         drop(file);
         let _ = storage.remove(&tmp_path); // give the space back; the error that matters is `e`
         return Err(e);
     }
     Ok(Spare { seq, tmp_path, file })
+}
+
+/// Writes zeros over `[0, size)` of `file`, 1 MiB at a time.
+fn write_zeros(file: &dyn SegmentFile, size: u64) -> io::Result<()> {
+    let zeros = vec![0u8; (1usize << 20).min(size as usize)];
+    let mut at = 0u64;
+    while at < size {
+        let n = zeros.len().min((size - at) as usize);
+        crate::io::write_all_at(file, &zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Gives a spare its final name, durably (the directory is synced). Its header is written by
@@ -97,12 +121,17 @@ pub(crate) struct Preallocator {
 }
 
 impl Preallocator {
-    pub(crate) fn start(storage: Arc<dyn Storage>, dir: PathBuf, size: u64) -> io::Result<Self> {
+    pub(crate) fn start(
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        size: u64,
+        zero_fill: bool,
+    ) -> io::Result<Self> {
         let (req_tx, req_rx) = bounded::<u64>(1);
         let (ready_tx, ready_rx) = bounded(1);
         let handle = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
             for seq in req_rx {
-                let r = prepare(&*storage, &dir, seq, size);
+                let r = prepare(&*storage, &dir, seq, size, zero_fill);
                 if ready_tx.send(r).is_err() {
                     return;
                 }
@@ -166,7 +195,7 @@ mod tests {
     fn preallocator_prepares_and_activate_renames() {
         let s = SimStorage::new();
         let dir = PathBuf::from("/w");
-        let mut p = Preallocator::start(Arc::new(s.clone()), dir.clone(), 4096).unwrap();
+        let mut p = Preallocator::start(Arc::new(s.clone()), dir.clone(), 4096, false).unwrap();
         p.request(1);
         let spare = p.take(1).unwrap();
         assert_eq!(spare.file.len().unwrap(), 4096);
@@ -182,7 +211,7 @@ mod tests {
     fn failed_preallocation_frees_the_file() {
         let s = SimStorage::new();
         s.set_capacity(Some(1000));
-        let e = prepare(&s, Path::new("/w"), 1, 4096).err().unwrap();
+        let e = prepare(&s, Path::new("/w"), 1, 4096, false).err().unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
         assert!(s.list(Path::new("/w")).unwrap().is_empty());
     }

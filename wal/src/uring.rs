@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-use crate::backend::{CommitIo, SyncIo};
+use crate::backend::{Backend, CommitIo, SyncIo};
 use crate::io::{SegmentFile, write_all_at};
+use crate::segment::Segment;
 
 /// How long in-flight requests may take to complete after a failed enter.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -79,17 +80,13 @@ impl UringIo {
 }
 
 impl CommitIo for UringIo {
-    fn write_and_sync(
-        &mut self,
-        file: &dyn SegmentFile,
-        bufs: &[&[u8]],
-        offset: u64,
-    ) -> io::Result<()> {
+    fn write_and_sync(&mut self, seg: &Segment, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let file = &*seg.file;
         let Some(raw) = file.raw_fd() else {
-            return SyncIo.write_and_sync(file, bufs, offset);
+            return SyncIo.write_and_sync(seg, bufs, offset);
         };
         if bufs.len() > MAX_BUFS || bufs.iter().any(|b| b.len() > i32::MAX as usize) {
-            return SyncIo.write_and_sync(file, bufs, offset);
+            return SyncIo.write_and_sync(seg, bufs, offset);
         }
         let fd = types::Fd(raw);
         let n = bufs.len();
@@ -171,5 +168,9 @@ impl CommitIo for UringIo {
 
     fn name(&self) -> &'static str {
         "io_uring (linked write + fdatasync)"
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::IoUring
     }
 }

@@ -130,6 +130,8 @@ pub struct Wal {
     core: Arc<Mutex<Writer>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     backend_name: &'static str,
+    backend: Backend,
+    backend_note: String,
 }
 
 impl std::fmt::Debug for Wal {
@@ -172,6 +174,9 @@ impl Wal {
         }
         storage.create_dir_all(&dir)?;
         let rec = recovery::recover(&*storage, &dir)?;
+        let selected =
+            backend::select(options.backend, &dir, storage.has_fds()).map_err(Error::Config)?;
+        let io = selected.io;
         let mut layout = rec.layout;
         let (active, pos) = match layout.segments.back() {
             Some(s) => (s.clone(), rec.active_pos),
@@ -180,6 +185,7 @@ impl Wal {
                     &*storage,
                     &dir,
                     &options,
+                    io.zero_filled_segments(),
                     rec.fresh_seq,
                     rec.fresh_first_index,
                     rec.hard_state,
@@ -188,13 +194,28 @@ impl Wal {
                 (s, crate::group_commit::PREAMBLE_LEN)
             }
         };
-        let has_fds = active.file.raw_fd().is_some();
-        let io = backend::select(options.backend, has_fds).map_err(Error::Config)?;
+        if io.zero_filled_segments() {
+            zero_fill_rest(&*active.file, pos)?;
+        }
         let backend_name = io.name();
-        tracing::info!(dir = %dir.display(), backend = backend_name, "wal: opened");
+        let backend = io.backend();
+        let backend_note = selected.note;
+        tracing::info!(
+            dir = %dir.display(),
+            asked = %options.backend,
+            backend = %backend,
+            how = backend_name,
+            note = %backend_note,
+            "wal: opened"
+        );
 
         let (first, next) = (layout.index.first(), layout.index.next());
-        let prealloc = Preallocator::start(storage.clone(), dir.clone(), options.segment_size)?;
+        let prealloc = Preallocator::start(
+            storage.clone(),
+            dir.clone(),
+            options.segment_size,
+            io.zero_filled_segments(),
+        )?;
         let shared = Arc::new(Shared {
             dir,
             storage,
@@ -218,12 +239,30 @@ impl Wal {
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || Writer::run(thread_shared, thread_core))?;
-        Ok(Wal { shared, core, writer: Mutex::new(Some(handle)), backend_name })
+        Ok(Wal {
+            shared,
+            core,
+            writer: Mutex::new(Some(handle)),
+            backend_name,
+            backend,
+            backend_note,
+        })
     }
 
     /// Which backend the writer uses, in words.
     pub fn backend_name(&self) -> &'static str {
         self.backend_name
+    }
+
+    /// Which backend the writer uses (never [`Backend::Auto`]: what it chose).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// How the backend was chosen: for [`Backend::Auto`], what the probe measured; for a
+    /// fallback, why; else what the device means for it (may be empty).
+    pub fn backend_note(&self) -> &str {
+        &self.backend_note
     }
 
     /// The directory the log lives in.
@@ -560,16 +599,37 @@ fn read_runs(first: u64, locs: &[(Arc<dyn SegmentFile>, PathBuf, Loc)]) -> Resul
     Ok(out)
 }
 
+/// Writes zeros over `[pos, len)` of the active segment where the file system says part of it
+/// is unwritten (preallocated by `fallocate`, as the buffered backends leave it): the direct
+/// backend's writes then never convert extents. Those bytes read as zeros already (recovery
+/// cut any torn tail), so only the extents change.
+fn zero_fill_rest(file: &dyn SegmentFile, pos: u64) -> Result<()> {
+    let len = file.len()?;
+    if file.zeros_from().is_none_or(|z| z >= len) {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = pos;
+    while at < len {
+        let n = zeros.len().min((len - at) as usize);
+        write_all_at(file, &zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()?;
+    Ok(())
+}
+
 /// Creates segment `seq` for a log that has none, with its preamble, durably.
 fn create_first_segment(
     storage: &dyn Storage,
     dir: &Path,
     options: &Options,
+    zero_fill: bool,
     seq: u64,
     first_index: u64,
     hs: HardState,
 ) -> Result<Segment> {
-    let spare = segment::prepare(storage, dir, seq, options.segment_size)?;
+    let spare = segment::prepare(storage, dir, seq, options.segment_size, zero_fill)?;
     let seg = segment::activate(storage, dir, spare, first_index)?;
     let mut pre = Vec::new();
     segment::preamble(seq, first_index, hs, &mut pre);

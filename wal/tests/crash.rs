@@ -4,7 +4,9 @@
 //! record present is one the child wrote. Repeated on the same directory, so each run also
 //! recovers the previous crash.
 //!
-//! Iterations: `WAL_CRASH_ITERS` (default 3). Seed: `WAL_CRASH_SEED`.
+//! Run once per backend (the child writes with it; the parent reopens with it), and once
+//! switching backends between generations (a log written by one backend continues under
+//! another). Iterations: `WAL_CRASH_ITERS` (default 3). Seed: `WAL_CRASH_SEED`.
 
 mod common;
 
@@ -22,6 +24,7 @@ use rand::{Rng, SeedableRng};
 
 const CHILD_DIR: &str = "WAL_CRASH_CHILD_DIR";
 const CHILD_GEN: &str = "WAL_CRASH_CHILD_GEN";
+const CHILD_BACKEND: &str = "WAL_CRASH_CHILD_BACKEND";
 
 fn opts(backend: Backend) -> Options {
     Options { segment_size: 64 << 10, max_batch_bytes: 16 << 10, backend }
@@ -49,7 +52,7 @@ fn payload(id: u64) -> Vec<u8> {
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
     let generation: u64 = std::env::var(CHILD_GEN).unwrap().parse().unwrap();
-    let backend = if generation.is_multiple_of(2) { Backend::Auto } else { Backend::Sync };
+    let backend: Backend = std::env::var(CHILD_BACKEND).unwrap().parse().unwrap();
     let wal = Arc::new(Wal::open(&dir, opts(backend)).unwrap());
     let out = Arc::new(parking_lot::Mutex::new(std::io::stdout()));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -88,12 +91,39 @@ fn crash_child() {
 }
 
 #[test]
-fn sigkill_while_appending_loses_nothing_acknowledged() {
+fn sigkill_while_appending_loses_nothing_acknowledged_sync() {
+    sigkill_while_appending(&[Backend::Sync]);
+}
+
+#[test]
+fn sigkill_while_appending_loses_nothing_acknowledged_io_uring() {
+    sigkill_while_appending(&[Backend::IoUring]);
+}
+
+#[test]
+fn sigkill_while_appending_loses_nothing_acknowledged_io_uring_direct() {
+    sigkill_while_appending(&[Backend::IoUringDirect]);
+}
+
+#[test]
+fn sigkill_while_appending_loses_nothing_acknowledged_switching_backends() {
+    sigkill_while_appending(&[
+        Backend::Auto,
+        Backend::IoUringDirect,
+        Backend::Sync,
+        Backend::IoUringDirect,
+        Backend::IoUring,
+    ]);
+}
+
+/// Generation `g` appends with `backends[g % len]`; each reopen uses the next generation's.
+fn sigkill_while_appending(backends: &[Backend]) {
     if std::env::var(CHILD_DIR).is_ok() {
         return;
     }
     let seed = seed("WAL_CRASH_SEED");
-    let iters = count("WAL_CRASH_ITERS", 3);
+    let iters = count("WAL_CRASH_ITERS", 3).max(backends.len() as u64);
+    let backend_of = |g: u64| backends[(g % backends.len() as u64) as usize];
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
@@ -104,6 +134,7 @@ fn sigkill_while_appending_loses_nothing_acknowledged() {
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_GEN, generation.to_string())
+            .env(CHILD_BACKEND, backend_of(generation).as_str())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -155,7 +186,7 @@ fn sigkill_while_appending_loses_nothing_acknowledged() {
             }
         }
 
-        let wal = Wal::open(dir.path(), opts(Backend::Sync))
+        let wal = Wal::open(dir.path(), opts(backend_of(generation + 1)))
             .unwrap_or_else(|e| panic!("seed {seed}: generation {generation}: reopen: {e}"));
         let (first, last) = (wal.first_index(), wal.last_index());
         assert!(
@@ -184,6 +215,9 @@ fn sigkill_while_appending_loses_nothing_acknowledged() {
                 u64::from_le_bytes(records[(index - first) as usize][..8].try_into().unwrap());
             assert_eq!(got, id, "seed {seed}: index {index} holds another record");
         }
-        println!("generation {generation}: {new_acks} acks, log [{first}, {last}]");
+        println!(
+            "generation {generation} ({}): {new_acks} acks, log [{first}, {last}]",
+            backend_of(generation)
+        );
     }
 }

@@ -113,6 +113,13 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     if let Some(line) = bare_line(cmp) {
         let _ = writeln!(out, "{line}");
     }
+    if let Some(w) = &cmp.wal_backends {
+        out += &crate::wal_backends::table(w);
+    }
+    for s in cmp.systems.iter().filter(|s| !s.wal_backends.is_empty()) {
+        let _ =
+            writeln!(out, "{}: the members' WAL backends: {}", s.system, s.wal_backends.join(", "));
+    }
     for line in wal_lines(cmp).into_iter().chain(targets(cmp)) {
         let _ = writeln!(out, "{line}");
     }
@@ -490,6 +497,15 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
             md += "\n";
         }
     }
+    if let Some(w) = &cmp.wal_backends {
+        md += "\n## WAL backends on this disk\n\n```\n";
+        md += &crate::wal_backends::table(w);
+        md += "```\n";
+        for s in cmp.systems.iter().filter(|s| !s.wal_backends.is_empty()) {
+            let _ =
+                writeln!(md, "\nThe {} members ran with: {}.", s.system, s.wal_backends.join(", "));
+        }
+    }
     md += &cpu_section(cmp);
     md += &wal_section(cmp, dir, &mut plots)?;
     for n in &cmp.notes {
@@ -542,6 +558,7 @@ mod tests {
             system,
             binary: system.name().into(),
             version: "3.5.0".into(),
+            wal_backends: Vec::new(),
             rungs: vec![Rung {
                 clients: 1,
                 sequential: true,
@@ -572,6 +589,7 @@ mod tests {
             elapsed_s: 2.5,
         };
         let cmp = Comparison {
+            wal_backends: None,
             params: serde_json::json!({"val_size": 256, "key_space_size": 10, "members": 3, "rung_duration": 1.0}),
             machine: Machine::here(),
             floor: Some(DiskFloor {

@@ -18,8 +18,14 @@ const VERSION_KEY: &str = "ETCD_VERSION";
 /// command-line flags are already set. Info lines go to `settings.notices`,
 /// warnings to `settings.warnings`; a conflict or a bad value is the error.
 pub fn apply(settings: &mut Settings, env: &[(String, String)]) -> Result<(), String> {
-    let on_command_line: BTreeSet<String> =
+    let mut on_command_line: BTreeSet<String> =
         settings.given().map(|(name, ..)| super::flags::env_key(name)).collect();
+    let given_logbook: Vec<String> = settings
+        .given()
+        .filter(|(name, ..)| super::flags::is_logbook_only(name))
+        .map(|(name, ..)| super::flags::logbook_env_key(name))
+        .collect();
+    on_command_line.extend(given_logbook);
     let lookup_env = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
 
     if let Some(v) = lookup_env(VERSION_KEY).filter(|v| !v.is_empty()) {
@@ -29,13 +35,19 @@ pub fn apply(settings: &mut Settings, env: &[(String, String)]) -> Result<(), St
     }
     let mut used = BTreeSet::new();
     for flag in FLAGS.iter().filter(|f| f.name != "version") {
-        let key = flag.env_key();
+        let mut key = flag.env_key();
         if on_command_line.contains(&key) {
             continue;
         }
+        // A Logbook-only flag may also come from LOGBOOK_<NAME> (ETCD_<NAME> wins).
+        if super::flags::is_logbook_only(flag.name) && lookup_env(&key).is_none_or(str::is_empty) {
+            key = super::flags::logbook_env_key(flag.name);
+        }
         let Some(value) = lookup_env(&key).filter(|v| !v.is_empty()) else { continue };
         used.insert(key.clone());
-        settings.set(flag.name, value, Source::Env)?;
+        settings
+            .set(flag.name, value, Source::Env)
+            .map_err(|e| e.replace(&flag.env_key(), &key))?;
         settings.notices.push(format!("recognized and used environment variable {key}={value}"));
     }
     for (key, value) in env {
@@ -109,6 +121,23 @@ mod tests {
             err,
             "conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)"
         );
+    }
+
+    #[test]
+    fn logbook_only_flags_read_logbook_variables_too() {
+        let mut s = Settings::default();
+        apply(&mut s, &env(&[("LOGBOOK_WAL_BACKEND", "sync")])).unwrap();
+        assert_eq!(s.text("wal-backend"), "sync");
+        let mut s = Settings::default();
+        apply(&mut s, &env(&[("ETCD_WAL_BACKEND", "io-uring")])).unwrap();
+        assert_eq!(s.text("wal-backend"), "io-uring");
+        let mut s = Settings::default();
+        let err = apply(&mut s, &env(&[("LOGBOOK_WAL_BACKEND", "fast")])).unwrap_err();
+        assert!(err.contains("LOGBOOK_WAL_BACKEND"), "{err}");
+        let mut s = Settings::default();
+        s.set("wal-backend", "sync", Source::Flag).unwrap();
+        let err = apply(&mut s, &env(&[("LOGBOOK_WAL_BACKEND", "sync")])).unwrap_err();
+        assert!(err.contains("conflicting environment variable \"LOGBOOK_WAL_BACKEND\""), "{err}");
     }
 
     #[test]

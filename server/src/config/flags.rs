@@ -1,6 +1,6 @@
 //! The table of every flag of etcd 3.4, 3.5 and 3.6 (`etcd --help` and the
 //! flags etcd registers without listing them), and what Logbook does with
-//! each. It is the one place that says so: the command line, the `ETCD_*`
+//! each, plus Logbook's own few ([`LOGBOOK_ONLY`]). It is the one place that says so: the command line, the `ETCD_*`
 //! variables, the config file and `--help` all read it.
 //!
 //! What Logbook does with a flag ([`Handling`]):
@@ -99,7 +99,23 @@ pub fn env_key(name: &str) -> String {
     format!("ETCD_{}", name.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// The flag named `name`, if etcd has one.
+/// Flags of Logbook's own, which etcd does not have. They are in [`FLAGS`] like etcd's, read
+/// from the command line, the config file and `ETCD_*` variables alike, and also from a
+/// `LOGBOOK_*` variable ([`logbook_env_key`]), which an etcd binary given the same
+/// environment does not warn about.
+pub const LOGBOOK_ONLY: &[&str] = &["wal-backend"];
+
+/// Whether `name` is one of Logbook's own flags ([`LOGBOOK_ONLY`]).
+pub fn is_logbook_only(name: &str) -> bool {
+    LOGBOOK_ONLY.contains(&name)
+}
+
+/// `LOGBOOK_WAL_BACKEND` for `wal-backend`: the second variable a Logbook-only flag is read from.
+pub fn logbook_env_key(name: &str) -> String {
+    format!("LOGBOOK_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The flag named `name`, if etcd (or Logbook, see [`LOGBOOK_ONLY`]) has one.
 pub fn lookup(name: &str) -> Option<&'static Flag> {
     FLAGS.iter().find(|f| f.name == name)
 }
@@ -300,6 +316,8 @@ pub static FLAGS: &[Flag] = &[
     // ---- etcd's own command-line flags ----
     flag!("config-file", Str, "", Used, "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored."),
     flag!("version", Bool, "false", Used, "Print the version and exit."),
+    // ---- Logbook's own flags (not etcd's; see LOGBOOK_ONLY) ----
+    flag!("wal-backend", Choice(&["auto", "io-uring", "io-uring-direct", "sync"]), "auto", Used, "How the WAL makes a batch durable: 'sync' (pwrite + fdatasync), 'io-uring' (linked write + fdatasync), 'io-uring-direct' (O_DIRECT write with RWF_DSYNC, FUA where the device has it), or 'auto': probe the WAL directory at start-up and use the fastest."),
     // ---- etcd's ignored flags (long removed; etcd accepts them with a warning) ----
     flag!("cluster-active-size", Obsolete, "", Ignored, ""),
     flag!("cluster-remove-delay", Obsolete, "", Ignored, ""),
@@ -375,6 +393,11 @@ pub fn help_text() -> String {
             Gate(g) => format!(" [deprecated: use --feature-gates={g}=true]"),
             Ignored => String::new(),
         };
+        let note = if is_logbook_only(f.name) {
+            format!("{note} [Logbook only; also {}]", logbook_env_key(f.name))
+        } else {
+            note
+        };
         out.push_str(&format!("  --{} '{}'\n    {}{note}\n", f.name, f.default, f.help));
     }
     out.push_str("\nFeature gates (--feature-gates=Name=true,...):\n");
@@ -424,6 +447,16 @@ mod tests {
             println!("{what:<47} -> Config::{field}");
         }
         assert!(pending().any(|(f, _)| f == "force-new-cluster"));
+    }
+
+    #[test]
+    fn logbook_only_flags_are_in_the_table() {
+        for name in LOGBOOK_ONLY {
+            let f = lookup(name).unwrap_or_else(|| panic!("{name} is not in FLAGS"));
+            assert_eq!(f.handling, Used, "{name}");
+        }
+        assert_eq!(logbook_env_key("wal-backend"), "LOGBOOK_WAL_BACKEND");
+        assert!(help_text().contains("[Logbook only; also LOGBOOK_WAL_BACKEND]"));
     }
 
     #[test]

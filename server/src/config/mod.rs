@@ -165,6 +165,8 @@ pub struct Config {
     /// `--enable-pprof` (or `--log-level=debug`, as etcd): `/debug/pprof/` on
     /// the client URLs.
     pub enable_pprof: bool,
+    /// `--wal-backend` (Logbook's own): how the WAL makes batches durable; `Auto` measures.
+    pub wal_backend: logbook_wal::Backend,
 
     // ---- Parsed and validated with etcd's defaults; the server does not
     // ---- act on these yet (`flags::Handling::Pending`, `flags::pending()`).
@@ -837,6 +839,7 @@ fn build(s: Settings) -> Result<Config> {
         tls_min_version,
         tls_max_version,
         log,
+        wal_backend: s.text("wal-backend").parse().map_err(bad)?,
         feature_gates: gates,
     })
 }
@@ -1094,6 +1097,31 @@ mod tests {
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.quota_backend_bytes, 2 << 30);
         assert_eq!(c.initial_cluster.len(), 1);
+    }
+
+    #[test]
+    fn wal_backend_from_flag_variables_and_file() {
+        use logbook_wal::Backend;
+        assert_eq!(config(&[]).unwrap().wal_backend, Backend::Auto);
+        assert_eq!(
+            config(&["--wal-backend=io-uring-direct"]).unwrap().wal_backend,
+            Backend::IoUringDirect
+        );
+        assert_eq!(
+            config_env(&[], &[("LOGBOOK_WAL_BACKEND", "sync")]).unwrap().wal_backend,
+            Backend::Sync
+        );
+        assert_eq!(
+            config_env(&[], &[("ETCD_WAL_BACKEND", "io-uring")]).unwrap().wal_backend,
+            Backend::IoUring
+        );
+        let err = config(&["--wal-backend=fast"]).unwrap_err().to_string();
+        assert!(err.contains("wal-backend") && err.contains("fast"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etcd.yaml");
+        std::fs::write(&file, "wal-backend: sync\n").unwrap();
+        let c = config(&[&format!("--config-file={}", file.display())]).unwrap();
+        assert_eq!(c.wal_backend, Backend::Sync);
     }
 
     #[test]
