@@ -2,13 +2,14 @@
 //! data directory ([`bootstrap`]), builds the state machine's stores, the
 //! Raft thread, the peer transport, the watch hub and the services' context,
 //! serves the client and peer ports, runs the background [`tasks`] (and the
-//! auto-[`compactor`]), and on
+//! auto-[`compactor`] and the [`corruption`] checks), and on
 //! SIGINT or SIGTERM shuts everything down in order.
 //!
 //! The top of the import order: may import every folder of the crate.
 
 mod bootstrap;
 mod compactor;
+mod corruption;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use crate::services::watch::WatchService;
 use crate::state::auth::AuthStore;
 use crate::state::auth_token::TokenProvider;
 use crate::state::engine_cell::EngineCell;
+use crate::state::hash_storage::HashStorage;
 use crate::state::lessor::Lessor;
 use crate::state::machine::StateMachine;
 use crate::state::stores::Stores;
@@ -87,7 +89,8 @@ fn init_logging(level: &str) {
 async fn serve(mut cfg: Config) -> Result<()> {
     // JWT keys are read and checked first: a bad one stops start-up.
     let tokens = TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl)?;
-    let (engine, members, engine_options) = bootstrap::open_engine(&mut cfg).await?;
+    let opened = bootstrap::open_engine(&mut cfg).await?;
+    let (engine, members, engine_options) = (opened.engine, opened.members, opened.options);
     let cfg = Arc::new(cfg);
 
     // The state machine's stores, and the Raft log past what they reflect.
@@ -99,7 +102,13 @@ async fn serve(mut cfg: Config) -> Result<()> {
         apply_state,
         Lessor::new(Lessor::min_ttl_for(cfg.election_timeout())),
         AuthStore::new(tokens, cfg.bcrypt_cost),
+        HashStorage::new(cfg.compact_hash_check),
     )?);
+    // A member that already held data compares it with its peers' before
+    // it serves anyone (a new member has nothing to compare, as in etcd).
+    if cfg.initial_corrupt_check && !opened.fresh {
+        corruption::initial_check(&cfg, &stores).await?;
+    }
     let (wal, storage) =
         bootstrap::recover_raft_log(&cfg, stores.engine.clone(), &stores.apply_state)?;
 
@@ -244,6 +253,11 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let publisher = tokio::spawn(tasks::publish(ctx.clone()));
     let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
     let compactor = cfg.auto_compaction.map(|mode| tokio::spawn(compactor::run(ctx.clone(), mode)));
+    let corrupt_check =
+        cfg.corrupt_check_time.map(|every| tokio::spawn(corruption::periodic(ctx.clone(), every)));
+    let compact_hash_check = cfg
+        .compact_hash_check
+        .then(|| tokio::spawn(corruption::compact_hash(ctx.clone(), cfg.compact_hash_check_time)));
 
     let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
     let raft_finished_first = tokio::select! {
@@ -259,8 +273,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
     };
     publisher.abort();
     expirer.abort();
-    if let Some(c) = compactor {
-        c.abort();
+    for task in [compactor, corrupt_check, compact_hash_check].into_iter().flatten() {
+        task.abort();
     }
     let _ = shutdown_tx.send(true);
     raft.stop();

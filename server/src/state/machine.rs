@@ -108,6 +108,7 @@ impl StateMachine {
         drop(state);
 
         if let Some(Ok(Applied::Compaction(_, rev))) = &result {
+            stores.hashes.compacting(engine, *rev)?;
             engine.compact(*rev)?;
         }
         Ok(match (request, result) {
