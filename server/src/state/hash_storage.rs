@@ -114,14 +114,15 @@ mod tests {
 
     #[test]
     fn hash_revision_is_the_revision_hashed() {
+        // Five puts: revisions 2 to 6, as in etcd (the store starts at 1).
         let (_dir, engine) = engine_with(5);
         let hs = HashStorage::new(false);
         let (h, current) = hs.hash_by_rev(&engine, 0).unwrap();
-        assert_eq!((h.revision, h.compact_revision, current), (5, 0, 5));
+        assert_eq!((h.revision, h.compact_revision, current), (6, 0, 6));
         let (h3, current) = hs.hash_by_rev(&engine, 3).unwrap();
-        assert_eq!((h3.revision, current), (3, 5));
+        assert_eq!((h3.revision, current), (3, 6));
         assert_ne!(h3.hash, h.hash);
-        assert!(matches!(hs.hash_by_rev(&engine, 6), Err(crate::Error::FutureRevision)));
+        assert!(matches!(hs.hash_by_rev(&engine, 7), Err(crate::Error::FutureRevision)));
     }
 
     #[test]
@@ -133,7 +134,7 @@ mod tests {
         engine.compact(4).unwrap();
         // Asked for 4 again, the recorded hash (against no compaction) answers.
         let (at4, current) = hs.hash_by_rev(&engine, 4).unwrap();
-        assert_eq!((at4, current), (before, 6));
+        assert_eq!((at4, current), (before, 7));
         assert_eq!(hs.recorded(), vec![before]);
         // Other revisions are computed against the new compaction.
         let (now, _) = hs.hash_by_rev(&engine, 0).unwrap();
