@@ -415,7 +415,7 @@ fn requests_while_corrupt(url: &str) -> Vec<String> {
             show(lease.lease_revoke(LeaseRevokeRequest { id: lid }).await)
         ));
         let list = AlarmRequest { action: AlarmAction::Get as i32, member_id: 0, alarm: 0 };
-        let alarms = m.alarm(list.clone()).await.unwrap().into_inner().alarms;
+        let alarms = m.alarm(list).await.unwrap().into_inner().alarms;
         out.push(format!(
             "alarms: {:?}",
             alarms.iter().map(|a| (a.member_id == me, a.alarm)).collect::<Vec<_>>()

@@ -463,7 +463,9 @@ fn group_by_hash(me: u64, leader: &KeyValueHash, peers: &[PeerHash]) -> Verdict 
     if by_hash.len() == 1 {
         return Verdict::Consistent { checked };
     }
-    let quorum = (peers.len() + 1) / 2 + 1;
+    // etcd's quorum of the members asked, the leader among them.
+    let members = peers.len() + 1;
+    let quorum = members / 2 + 1;
     let majority = by_hash.iter().find(|(_, ids)| ids.len() >= quorum).map(|(h, _)| *h);
     match majority {
         Some(h) => Verdict::Mismatch {
