@@ -26,6 +26,13 @@ pub enum Error {
     FutureRevision,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// The CORRUPT alarm is raised: writes are refused (etcd's `ErrCorrupt`).
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// A member's data differs from its peers' at the same revision (etcd's
+    /// initial corruption check); `{0}` is the member ID in hex.
+    #[error("{0} found data inconsistency with peers")]
+    DataInconsistency(String),
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -189,6 +196,8 @@ impl Error {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseExist => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
+            Corrupt => Code::DataLoss,
+            DataInconsistency(_) => Code::DataLoss,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NoLeader
             | LeaderChanged
@@ -269,6 +278,8 @@ mod tests {
             (s.code(), s.message()),
             (Code::Unauthenticated, "etcdserver: invalid auth token")
         );
+        let s = Status::from(Error::Corrupt);
+        assert_eq!((s.code(), s.message()), (Code::DataLoss, "etcdserver: corrupt cluster"));
         let s = Status::from(Error::TooManyOps);
         assert_eq!(s.message(), "etcdserver: too many operations in txn request");
     }

@@ -274,10 +274,10 @@ pub static FLAGS: &[Flag] = &[
     flag!("experimental-distributed-tracing-sampling-rate", Int(64), "0", Renamed("distributed-tracing-sampling-rate"), "Number of samples to collect per million spans."),
     // ---- Experimental features (3.6 names first, then the deprecated ones) ----
     flag!("experimental-initial-corrupt-check", Bool, "false", Gate("InitialCorruptCheck"), "Enable to check data corruption before serving any client/peer traffic."),
-    flag!("corrupt-check-time", Duration, "0s", Pending("corrupt_check_time"), "Duration of time between cluster corruption check passes."),
+    flag!("corrupt-check-time", Duration, "0s", Used, "Duration of time between cluster corruption check passes."),
     flag!("experimental-corrupt-check-time", Duration, "0s", Renamed("corrupt-check-time"), "Duration of time between cluster corruption check passes."),
     flag!("experimental-compact-hash-check-enabled", Bool, "false", Gate("CompactHashCheck"), "Enable leader to periodically check followers compaction hashes."),
-    flag!("compact-hash-check-time", Duration, "1m", Pending("compact_hash_check_time"), "Duration of time between leader checks followers compaction hashes."),
+    flag!("compact-hash-check-time", Duration, "1m", Used, "Duration of time between leader checks followers compaction hashes."),
     flag!("experimental-compact-hash-check-time", Duration, "1m", Renamed("compact-hash-check-time"), "Duration of time between leader checks followers compaction hashes."),
     flag!("experimental-enable-lease-checkpoint", Bool, "false", Gate("LeaseCheckpoint"), "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),
     flag!("experimental-enable-lease-checkpoint-persist", Bool, "false", Gate("LeaseCheckpointPersist"), "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases."),
@@ -304,7 +304,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("experimental-enable-v2v3", Str, "", Refused(V2_API), "Serve v2 requests through the v3 backend under a given prefix."),
     flag!("next-cluster-version-compatible", Bool, "false", Warn("Logbook has no 3.4-to-3.5 schema migration; --next-cluster-version-compatible is ignored"), "[etcd 3.4] Enable 3.4 to be compatible with next version 3.5."),
     // ---- Unsafe ----
-    flag!("force-new-cluster", Bool, "false", Pending("force_new_cluster"), "Force to create a new one-member cluster."),
+    flag!("force-new-cluster", Bool, "false", Used, "Force to create a new one-member cluster."),
     flag!("unsafe-no-fsync", Bool, "false", Warn("Logbook always syncs its WAL; --unsafe-no-fsync is ignored"), "Disables fsync, unsafe, will cause data loss."),
     // ---- v2 proxy (etcd 3.4, 3.5) ----
     flag!("proxy", Choice(&["off", "readonly", "on"]), "off", Refused(V2_PROXY), "Proxy mode setting ('off', 'readonly' or 'on')."),
@@ -356,8 +356,8 @@ pub static GATE_HANDLING: &[(&str, Handling)] = &[
     ),
     // Logbook's write transactions read through one buffer already.
     ("TxnModeWriteWithSharedBuffer", Used),
-    ("InitialCorruptCheck", Pending("initial_corrupt_check")),
-    ("CompactHashCheck", Pending("compact_hash_check")),
+    ("InitialCorruptCheck", Used),
+    ("CompactHashCheck", Used),
     ("LeaseCheckpoint", Used),
     ("LeaseCheckpointPersist", Used),
     ("SetMemberLocalAddr", Pending("set_member_local_addr")),
@@ -446,7 +446,7 @@ mod tests {
             };
             println!("{what:<47} -> Config::{field}");
         }
-        assert!(pending().any(|(f, _)| f == "force-new-cluster"));
+        assert!(pending().all(|(f, _)| f != "force-new-cluster"));
     }
 
     #[test]

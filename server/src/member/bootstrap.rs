@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::raft::storage::RaftStorage;
 use crate::schema::{
     APPLY_STATE_KEY, CLUSTER_BUCKET, CLUSTER_ID_KEY, MEMBER_ID_KEY, MEMBERS_BUCKET, RAFT_BUCKET,
-    member_key,
+    REMOVED_BUCKET, REMOVED_VALUE, member_key,
 };
 use crate::state::engine_cell::EngineCell;
 use crate::state::membership::load_members;
@@ -145,8 +145,18 @@ pub(super) fn load_apply_state(engine: &Engine) -> Result<ApplyState> {
     Ok(ApplyState { index: engine.applied_index(), term: stored.term, conf_state })
 }
 
-/// Opens the member's engine, bootstrapping a new member's (or joining a
-/// running cluster), and settles the member's and cluster's IDs from it.
+/// A member's engine as [`open_engine`] leaves it.
+pub(super) struct Opened {
+    pub engine: Engine,
+    /// The members stored in it.
+    pub members: Vec<StoredMember>,
+    /// How it was opened.
+    pub options: logbook_engine::Options,
+    /// Whether it was bootstrapped just now (etcd's member not yet
+    /// initialized: no data to check against the peers').
+    pub fresh: bool,
+}
+
 /// The engine's settings from the flags: compaction batches as
 /// `--compaction-batch-limit` and `--compaction-sleep-interval` say (0 keeps
 /// etcd's defaults, 1000 and 10 ms, as etcd's store does).
@@ -169,16 +179,16 @@ fn engine_options(cfg: &Config) -> logbook_engine::Options {
     o
 }
 
-/// Returns the engine, the stored members and its options.
-pub(super) async fn open_engine(
-    cfg: &mut Config,
-) -> Result<(Engine, Vec<StoredMember>, logbook_engine::Options)> {
+/// Opens the member's engine, bootstrapping a new member's (or joining a
+/// running cluster), and settles the member's and cluster's IDs from it.
+pub(super) async fn open_engine(cfg: &mut Config) -> Result<Opened> {
     create_dir(cfg.db_path.parent().expect("db path has a parent"))?;
     create_dir(&cfg.wal_dir)?;
     let engine_options = engine_options(cfg);
     let engine = Engine::open(&cfg.db_path, engine_options.clone())?;
 
-    if load_members(&engine).is_empty() {
+    let fresh = load_members(&engine).is_empty();
+    if fresh {
         let joined = if cfg.new_cluster { None } else { Some(join_existing(cfg).await?) };
         bootstrap(cfg, &engine, joined.as_deref())?;
     } else {
@@ -190,6 +200,9 @@ pub(super) async fn open_engine(
                 .try_into()
                 .map_err(|_| Error::Internal("stored member ID is not 8 bytes".into()))?,
         );
+    }
+    if cfg.force_new_cluster && !fresh {
+        force_new_cluster(cfg, &engine)?;
     }
     let members = load_members(&engine);
     if !members.iter().any(|m| m.id == cfg.member_id) {
@@ -207,7 +220,49 @@ pub(super) async fn open_engine(
         );
     }
 
-    Ok((engine, members, engine_options))
+    Ok(Opened { engine, members, options: engine_options, fresh })
+}
+
+/// `--force-new-cluster` on a member with data: it becomes the one voter of
+/// its cluster, keeping its data, its member ID and the cluster ID. Every
+/// other member is removed (recorded as removed, so it is refused if it
+/// comes back), as the configuration changes etcd appends to its log at
+/// such a start remove them. The entries its WAL holds past the commit
+/// index are dropped by [`recover_raft_log`]: they were never committed.
+fn force_new_cluster(cfg: &Config, engine: &Engine) -> Result<()> {
+    let me = cfg.member_id;
+    let members = load_members(engine);
+    let stored = engine
+        .meta_get(RAFT_BUCKET, APPLY_STATE_KEY)
+        .ok_or_else(|| Error::Internal("the engine has members but no raft apply state".into()))?;
+    let mut state = RaftApplyState::decode(stored.as_slice())
+        .map_err(|e| Error::Internal(format!("undecodable raft apply state: {e}")))?;
+    state.conf_state =
+        ConfState::from((vec![me], Vec::<u64>::new())).write_to_bytes().expect("encodes").into();
+    let mut txn = engine.write(engine.applied_index());
+    let mut removed = Vec::new();
+    for m in &members {
+        if m.id == me {
+            // A learner forced to be the cluster is its voter.
+            let mut mine = m.clone();
+            mine.is_learner = false;
+            txn.meta_put(MEMBERS_BUCKET, &member_key(me), &mine.encode_to_vec());
+        } else {
+            txn.meta_delete(MEMBERS_BUCKET, &member_key(m.id));
+            txn.meta_put(REMOVED_BUCKET, &member_key(m.id), REMOVED_VALUE);
+            removed.push(format!("{:x}", m.id));
+        }
+    }
+    txn.meta_put(RAFT_BUCKET, APPLY_STATE_KEY, &state.encode_to_vec());
+    txn.commit();
+    engine.commit()?;
+    tracing::info!(
+        cluster_id = format!("{:x}", cfg.cluster_id),
+        local_member_id = format!("{me:x}"),
+        removed_members = ?removed,
+        "forcing restart member"
+    );
+    Ok(())
 }
 
 /// Opens the WAL and rebuilds the Raft log from it: every entry after the
@@ -256,6 +311,21 @@ pub(super) fn recover_raft_log(
             "the WAL ends before the engine's applied index; moving its start past it"
         );
         wal.compact_prefix(applied + 1)?;
+    }
+    if cfg.force_new_cluster {
+        // etcd's force-new-cluster start: entries past the commit index (or
+        // the applied one, when the commit index was not yet persisted)
+        // were never committed; the new one-member cluster must not commit
+        // them.
+        let commit = wal.hard_state().commit.max(applied);
+        if wal.last_index() > commit {
+            tracing::info!(
+                from = commit + 1,
+                to = wal.last_index(),
+                "discarding uncommitted WAL entries"
+            );
+            wal.truncate_suffix(commit + 1)?.wait()?;
+        }
     }
     let storage = RaftStorage::new(engine, apply_state.clone());
     if wal.last_index() > applied {

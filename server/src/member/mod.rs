@@ -2,13 +2,15 @@
 //! data directory ([`bootstrap`]), builds the state machine's stores, the
 //! Raft thread, the peer transport, the watch hub and the services' context,
 //! serves the client and peer ports, runs the background [`tasks`] (and the
-//! auto-[`compactor`]), logs as etcd does ([`logging`]), and on
+//! auto-[`compactor`] and the [`corruption`] checks), logs as etcd does
+//! ([`logging`]), and on
 //! SIGINT or SIGTERM shuts everything down in order.
 //!
 //! The top of the import order: may import every folder of the crate.
 
 mod bootstrap;
 mod compactor;
+mod corruption;
 mod logging;
 mod tasks;
 
@@ -49,6 +51,7 @@ use crate::services::watch::WatchService;
 use crate::state::auth::AuthStore;
 use crate::state::auth_token::TokenProvider;
 use crate::state::engine_cell::EngineCell;
+use crate::state::hash_storage::HashStorage;
 use crate::state::lessor::{Checkpoints, Lessor};
 use crate::state::machine::StateMachine;
 use crate::state::stores::Stores;
@@ -78,7 +81,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
     if cfg.metrics_extensive {
         crate::metrics::METRICS.enable_extensive();
     }
-    let (engine, members, engine_options) = bootstrap::open_engine(&mut cfg).await?;
+    let opened = bootstrap::open_engine(&mut cfg).await?;
+    let (engine, members, engine_options) = (opened.engine, opened.members, opened.options);
     let cfg = Arc::new(cfg);
 
     // The state machine's stores, and the Raft log past what they reflect.
@@ -93,7 +97,13 @@ async fn serve(mut cfg: Config) -> Result<()> {
             Checkpoints { enabled: cfg.lease_checkpoint, persist: cfg.lease_checkpoint_persist },
         ),
         AuthStore::new(tokens, cfg.bcrypt_cost),
+        HashStorage::new(cfg.compact_hash_check),
     )?);
+    // A member that already held data compares it with its peers' before
+    // it serves anyone (a new member has nothing to compare, as in etcd).
+    if cfg.initial_corrupt_check && !opened.fresh {
+        corruption::initial_check(&cfg, &stores).await?;
+    }
     let (wal, storage) =
         bootstrap::recover_raft_log(&cfg, stores.engine.clone(), &stores.apply_state)?;
 
@@ -281,6 +291,11 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
     let checkpointer = tokio::spawn(tasks::checkpoint_leases(ctx.clone()));
     let compactor = cfg.auto_compaction.map(|mode| tokio::spawn(compactor::run(ctx.clone(), mode)));
+    let corrupt_check =
+        cfg.corrupt_check_time.map(|every| tokio::spawn(corruption::periodic(ctx.clone(), every)));
+    let compact_hash_check = cfg
+        .compact_hash_check
+        .then(|| tokio::spawn(corruption::compact_hash(ctx.clone(), cfg.compact_hash_check_time)));
 
     let mut raft_done = tokio::task::spawn_blocking(move || raft_thread.join());
     let raft_finished_first = tokio::select! {
@@ -297,8 +312,8 @@ async fn serve(mut cfg: Config) -> Result<()> {
     publisher.abort();
     expirer.abort();
     checkpointer.abort();
-    if let Some(c) = compactor {
-        c.abort();
+    for task in [compactor, corrupt_check, compact_hash_check].into_iter().flatten() {
+        task.abort();
     }
     let _ = shutdown_tx.send(true);
     raft.stop();

@@ -1,14 +1,16 @@
 //! The peer side of the transport: the `Peer` gRPC service every member
-//! serves on its peer URLs (snapshots, hellos, lease questions; Raft
+//! serves on its peer URLs (snapshots, hellos, lease questions, hashes for
+//! the corruption checks; Raft
 //! messages come on the Raft lane, [`super::lane`], which answers its hello
 //! here too). A member removed from the cluster is refused (etcd answers it
 //! 410 Gone): it hears [`REMOVED_MESSAGE`] and stops.
 
 use bytes::BytesMut;
+use logbook_api::etcdserverpb::HashKvResponse;
 use logbook_api::logbookpb::peer_server::Peer;
 use logbook_api::logbookpb::{
     ConfChangeForward, ConfChangeForwardResponse, HelloRequest, HelloResponse, LeaseQueryRequest,
-    LeaseQueryResponse, SnapshotAck, SnapshotChunk,
+    LeaseQueryResponse, PeerHashKvRequest, SnapshotAck, SnapshotChunk,
 };
 use protobuf::Message as _;
 use raft::prelude::Message;
@@ -34,6 +36,10 @@ pub struct PeerService {
     /// Proposes membership changes followers forward.
     pub changes: Changes,
 }
+
+/// etcd's rafthttp `ErrClusterIDMismatch`, which its peer hash handler answers a
+/// member of another cluster with.
+pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
 
 /// The refusal a removed member gets.
 fn removed(member: u64) -> Status {
@@ -109,6 +115,34 @@ impl Peer for PeerService {
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloResponse>, Status> {
         self.answer_hello(&request.into_inner()).map(Response::new)
+    }
+
+    /// etcd's peer `/members/hashkv`: this member's HashKV at a revision,
+    /// refused to a member of another cluster with etcd's words.
+    async fn hash_kv(
+        &self,
+        request: Request<PeerHashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let req = request.into_inner();
+        if req.cluster_id != 0 && req.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(CLUSTER_ID_MISMATCH));
+        }
+        let engine = self.stores.engine.get();
+        let (h, current) = self.stores.hashes.hash_by_rev(&engine, req.revision).map_err(|e| {
+            tracing::warn!(requested_revision = req.revision, error = %e, "failed to get hashKV");
+            Status::from(e)
+        })?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(logbook_api::etcdserverpb::ResponseHeader {
+                cluster_id: self.cluster_id,
+                member_id: self.member_id,
+                revision: current,
+                raft_term: 0,
+            }),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
+        }))
     }
 
     async fn lease_query(

@@ -129,12 +129,12 @@ impl Maintenance for MaintenanceService {
         self.admin(&request).await?;
         let r = request.into_inner();
         let engine = self.ctx.engine();
-        let rev = engine.current_revision();
-        let (hash, compact_revision) = engine.hash_kv(r.revision).map_err(Error::from)?;
+        let (h, current) = self.ctx.stores.hashes.hash_by_rev(&engine, r.revision)?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.ctx.header(rev)),
-            hash,
-            compact_revision,
+            header: Some(self.ctx.header(current)),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
         }))
     }
 

@@ -6,6 +6,13 @@
 //! `etcdserver: mvcc: database space exceeded` — both when a member receives
 //! them and when they are applied — until an operator frees space and
 //! disarms it. Reads and deletes keep working.
+//!
+//! While CORRUPT is raised (by the leader's corruption checks, see
+//! `member/corruption.rs`, or by a client), every write that reaches the
+//! state machine — puts, deletes, write transactions, compactions, lease
+//! grants and revocations — is refused with `etcdserver: corrupt cluster`
+//! (etcd's corrupt applier, which sits before the NOSPACE one); reads,
+//! read-only transactions, alarms, auth and membership changes go on.
 
 use std::collections::BTreeSet;
 
@@ -60,6 +67,11 @@ impl Alarms {
         self.raised.lock().iter().any(|(_, a)| *a == AlarmType::Nospace as i32)
     }
 
+    /// Whether the CORRUPT alarm is raised for any member.
+    pub fn corrupt(&self) -> bool {
+        self.raised.lock().iter().any(|(_, a)| *a == AlarmType::Corrupt as i32)
+    }
+
     /// Whether any alarm is raised.
     pub fn any(&self) -> bool {
         !self.raised.lock().is_empty()
@@ -89,7 +101,7 @@ mod tests {
         assert!(a.activate(7, AlarmType::Nospace as i32));
         assert!(!a.activate(7, AlarmType::Nospace as i32));
         a.activate(9, AlarmType::Corrupt as i32);
-        assert!(a.no_space());
+        assert!(a.no_space() && a.corrupt());
         assert_eq!(a.list(0, 0).len(), 2);
         assert_eq!(
             a.list(9, 0),
@@ -99,5 +111,7 @@ mod tests {
         assert_eq!(a.describe()[0], "memberID:7 alarm:NOSPACE ");
         assert!(a.deactivate(7, AlarmType::Nospace as i32));
         assert!(!a.no_space());
+        assert!(a.deactivate(9, AlarmType::Corrupt as i32));
+        assert!(!a.corrupt());
     }
 }

@@ -68,6 +68,11 @@ pub fn apply_request(
     revs: Revisions,
 ) -> Result<Applied> {
     let ApplyContext { lessor, alarms, auth, who, .. } = *ctx;
+    // A corrupt cluster takes no writes at all (etcd's corrupt applier,
+    // checked before the out-of-space one).
+    if alarms.corrupt() && refused_when_corrupt(request) {
+        return Err(Error::Corrupt);
+    }
     // Out of space, nothing that grows the store is applied (on every
     // member alike, since the alarm itself came through Raft).
     if alarms.no_space() && grows_store(request) {
@@ -204,6 +209,20 @@ fn auth_change(
     change: AuthChange<'_>,
 ) -> Result<Applied> {
     ctx.auth.apply(txn, ctx.who, ctx.index, change).map(Applied::Auth)
+}
+
+/// Whether etcd's corrupt applier refuses the request: every keyspace and
+/// lease write (read-only transactions never reach the state machine).
+pub fn refused_when_corrupt(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Compaction(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+    )
 }
 
 /// Whether a request can make the store bigger: a put, a transaction that

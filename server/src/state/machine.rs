@@ -122,6 +122,7 @@ impl StateMachine {
         drop(state);
 
         if let Some(Ok(Applied::Compaction(_, rev))) = &result {
+            stores.hashes.compacting(engine, *rev)?;
             engine.compact(*rev)?;
         }
         let took = start.elapsed();

@@ -13,6 +13,8 @@
 //! - [`auth_token`], [`jwt`]: the tokens `--auth-token` asks for: etcd's
 //!   simple tokens, or signed JWTs.
 //! - [`engine_cell`]: the replaceable engine handle.
+//! - [`hash_storage`]: HashKV as etcd answers it, and the hashes recorded
+//!   at compactions for the corruption checks.
 //! - [`etcd_snapshot`]: the engine to and from etcd's snapshot format.
 //!
 //! Imports only the leaves (`schema`, `error`, `config`, `tls`, ...), never
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod auth_token;
 pub mod engine_cell;
 pub mod etcd_snapshot;
+pub mod hash_storage;
 pub mod jwt;
 pub mod kv_view;
 pub mod lessor;

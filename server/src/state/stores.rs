@@ -12,6 +12,7 @@ use raft::prelude::ConfState;
 use super::alarms::Alarms;
 use super::auth::AuthStore;
 use super::engine_cell::EngineCell;
+use super::hash_storage::HashStorage;
 use super::lessor::Lessor;
 use crate::error::Result;
 
@@ -40,6 +41,8 @@ pub struct Stores {
     pub alarms: Alarms,
     /// Users, roles and tokens.
     pub auth: AuthStore,
+    /// HashKV, and the hashes recorded at compactions.
+    pub hashes: HashStorage,
 }
 
 impl Stores {
@@ -50,6 +53,7 @@ impl Stores {
         apply_state: ApplyState,
         lessor: Lessor,
         auth: AuthStore,
+        hashes: HashStorage,
     ) -> Result<Self> {
         let stores = Stores {
             engine,
@@ -58,6 +62,7 @@ impl Stores {
             lessor,
             alarms: Alarms::default(),
             auth,
+            hashes,
         };
         let engine = stores.engine.get();
         stores.rebuild(&engine)?;
