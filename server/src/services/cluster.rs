@@ -49,7 +49,26 @@ impl ClusterService {
     ) -> Result<i64, Status> {
         let s = &self.ctx;
         let forward = |req| s.leader.conf_change(&s.stores.engine, req);
-        Ok(s.raft.conf_change(change, id, member, promote, forward).await?)
+        let revision = s.raft.conf_change(change, id, member, promote, forward).await?;
+        // The leader answers as it applies the change, a moment before its
+        // applied index (which this member waited for) moves past it: make
+        // sure this member's records show the change before answering.
+        let shown = |members: &[StoredMember]| {
+            let m = members.iter().find(|m| m.id == id);
+            match change {
+                ConfChangeType::RemoveNode => m.is_none(),
+                ConfChangeType::AddLearnerNode => m.is_some(),
+                ConfChangeType::AddNode => m.is_some_and(|m| !m.is_learner),
+            }
+        };
+        let deadline = tokio::time::Instant::now() + s.cfg.request_timeout();
+        while !shown(&load_members(&s.engine())) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout.into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(revision)
     }
 
     /// With auth on, only root may change membership.
