@@ -34,7 +34,8 @@ fn each_backend_serves_the_same_data_dir_in_turn_and_reports_itself() {
         c.wait_ready(0, Duration::from_secs(30));
         let log = c.log(0);
         assert!(
-            log.lines().any(|l| l.contains("WAL backend chosen") && l.contains(&format!("backend={want}"))),
+            log.lines().any(|l| l.contains("WAL backend chosen")
+                && l.contains(&format!("\"backend\":\"{want}\""))),
             "round {round}: no 'WAL backend chosen ... backend={want}' line:\n{log}"
         );
         assert_eq!(metrics_backend(&c).as_deref(), Some(*want), "round {round}");
@@ -60,12 +61,12 @@ fn auto_measures_and_logs_its_choice() {
         .lines()
         .find(|l| l.contains("WAL backend chosen"))
         .unwrap_or_else(|| panic!("no 'WAL backend chosen' line:\n{log}"));
-    assert!(line.contains("asked=auto"), "{line}");
+    assert!(line.contains("\"asked\":\"auto\""), "{line}");
     assert!(line.contains("by measurement"), "{line}");
     // What was measured: the sync backend always runs.
     assert!(line.contains("sync ") && line.contains("us median"), "{line}");
     let chosen = metrics_backend(&c).expect("logbook_wal_backend in /metrics");
-    assert!(line.contains(&format!("backend={chosen}")), "{chosen} vs {line}");
+    assert!(line.contains(&format!("\"backend\":\"{chosen}\"")), "{chosen} vs {line}");
     assert!(["sync", "io-uring", "io-uring-direct"].contains(&chosen.as_str()), "{chosen}");
     c.ctl_ok(0, &["put", "a", "1"]);
 }
