@@ -232,7 +232,7 @@ build_tests
 
 # ------------------------------------------------------------- systems ----
 
-declare -A server_bin
+declare -A server_bin=()
 for s in "${systems[@]}"; do
     case $s in
     logbook)
@@ -364,9 +364,9 @@ parse() {
     ' "$1"
 }
 
-declare -A result    # result[sys/pkg/test] = PASS|FAIL|SKIP|NOTRUN
-declare -A elapsed   # elapsed[sys/pkg] = seconds
-declare -A ran       # ran[sys/pkg] = 1
+declare -A result=()    # result[sys/pkg/test] = PASS|FAIL|SKIP|NOTRUN
+declare -A elapsed=()   # elapsed[sys/pkg] = seconds
+declare -A ran=()       # ran[sys/pkg] = 1
 
 # run_test SYS PKG NAME TIMEOUT LOG: one top-level test in a process of its
 # own (a test whose apiserver outlives it can kill the whole binary with a
@@ -449,7 +449,7 @@ done
 # apiserver's start-up can time out against either system. One that passes
 # then is reported as such (and not counted as a regression); its first log
 # is kept next to the retry's.
-declare -A retried   # retried[pkg/test] = PASS|FAIL|...
+declare -A retried=()   # retried[pkg/test] = PASS|FAIL|...
 if [[ -z $only ]]; then
     for p in "${packages[@]}"; do
         [[ -n ${ran[logbook/$p]:-} && -n ${ran[etcd/$p]:-} ]] || continue
