@@ -98,6 +98,44 @@ fn start_logbook(dir: &Path, data_dir: &Path, name: &str, peer_port: u16) -> Mem
     start(env!("CARGO_BIN_EXE_logbook"), &["serve"], dir, data_dir, name, peer_port)
 }
 
+/// Which program restores a snapshot and then serves it.
+#[derive(Clone, Copy)]
+enum Restorer {
+    /// etcdctl 3.4 restores, etcd serves.
+    Etcd,
+    /// `logbook snapshot restore`, `logbook serve`.
+    Logbook,
+}
+
+/// Restores `snap` into `dir/<data>` as the one member `name`, then starts that member.
+fn restore_and_start(who: Restorer, dir: &Path, snap: &Path, data: &str, name: &str) -> Member {
+    let data = dir.join(data);
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let args = [
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        name,
+        "--initial-cluster",
+        &format!("{name}={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ];
+    let out = match who {
+        Restorer::Etcd => ctl_local(&args),
+        Restorer::Logbook => logbook(&args),
+    };
+    assert!(out.status.success(), "{name} restore: {}", String::from_utf8_lossy(&out.stderr));
+    match who {
+        Restorer::Etcd => start_etcd(dir, &data, name, peer_port),
+        Restorer::Logbook => start_logbook(dir, &data, name, peer_port),
+    }
+}
+
 /// A workload with history: overwrites, deletes, a multi-op txn, a leased key, a compaction
 /// and writes after it. Returns (compaction revision, final revision).
 fn workload(ep: &str, with_lease: bool) -> (i64, i64) {
@@ -178,24 +216,7 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
         );
     }
 
-    let data = dir.path().join("lb.data");
-    let peer_port = free_port();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let out = logbook(&[
-        "snapshot",
-        "restore",
-        snap_s,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "n1",
-        "--initial-cluster",
-        &format!("n1={peer}"),
-        "--initial-advertise-peer-urls",
-        &peer,
-    ]);
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
-    let lb = start_logbook(dir.path(), &data, "n1", peer_port);
+    let lb = restore_and_start(Restorer::Logbook, dir.path(), &snap, "lb.data", "n1");
     assert_same_history(&etcd.endpoint, &lb.endpoint, compact, last);
 
     // The leased key kept its lease ID, and both go on from the same revision.
@@ -218,24 +239,7 @@ fn etcd_snapshot_restores_into_logbook_with_every_revision() {
     // restored into a new etcd serves them as the original etcd does.
     let snap2 = dir.path().join("lb.snapshot");
     save(&lb.endpoint, &snap2);
-    let data2 = dir.path().join("etcd2.data");
-    let peer_port2 = free_port();
-    let peer2 = format!("http://127.0.0.1:{peer_port2}");
-    let out = ctl_local(&[
-        "snapshot",
-        "restore",
-        snap2.to_str().unwrap(),
-        "--data-dir",
-        data2.to_str().unwrap(),
-        "--name",
-        "e2",
-        "--initial-cluster",
-        &format!("e2={peer2}"),
-        "--initial-advertise-peer-urls",
-        &peer2,
-    ]);
-    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
-    let etcd2 = start_etcd(dir.path(), &data2, "e2", peer_port2);
+    let etcd2 = restore_and_start(Restorer::Etcd, dir.path(), &snap2, "etcd2.data", "e2");
     for args in [&["user", "get", "root"][..], &["role", "get", "reader"], &["user", "list"]] {
         let want = ctl_ok(&etcd.endpoint, args);
         assert!(want.contains("root") || want.contains("/foo"), "{args:?}: {want}");
@@ -262,47 +266,13 @@ fn logbook_snapshot_restores_into_etcd_with_every_revision() {
     let ours = logbook(&["snapshot", "status", snap_s, "-w", "json"]);
     assert_eq!(String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout));
 
-    let data = dir.path().join("etcd.data");
-    let peer_port = free_port();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let out = ctl_local(&[
-        "snapshot",
-        "restore",
-        snap_s,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "e1",
-        "--initial-cluster",
-        &format!("e1={peer}"),
-        "--initial-advertise-peer-urls",
-        &peer,
-    ]);
-    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
-    let etcd = start_etcd(dir.path(), &data, "e1", peer_port);
+    let etcd = restore_and_start(Restorer::Etcd, dir.path(), &snap, "etcd.data", "e1");
     assert_same_history(&ep, &etcd.endpoint, compact, last);
 
     // And back again: etcd's snapshot of Logbook's data into a new Logbook.
     let snap2 = dir.path().join("etcd.snapshot");
     save(&etcd.endpoint, &snap2);
-    let data2 = dir.path().join("lb2.data");
-    let peer_port2 = free_port();
-    let peer2 = format!("http://127.0.0.1:{peer_port2}");
-    let out = logbook(&[
-        "snapshot",
-        "restore",
-        snap2.to_str().unwrap(),
-        "--data-dir",
-        data2.to_str().unwrap(),
-        "--name",
-        "n2",
-        "--initial-cluster",
-        &format!("n2={peer2}"),
-        "--initial-advertise-peer-urls",
-        &peer2,
-    ]);
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
-    let lb2 = start_logbook(dir.path(), &data2, "n2", peer_port2);
+    let lb2 = restore_and_start(Restorer::Logbook, dir.path(), &snap2, "lb2.data", "n2");
     assert_same_history(&ep, &lb2.endpoint, compact, last);
 }
 
@@ -682,24 +652,7 @@ fn etcd_auth_enabled_restores_into_logbook_enforced() {
     let snap = dir.path().join("etcd.snapshot");
     ctl_ok(&ep, &["--user=root:rootpw", "snapshot", "save", snap.to_str().unwrap()]);
 
-    let data = dir.path().join("lb.data");
-    let peer_port = free_port();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let out = logbook(&[
-        "snapshot",
-        "restore",
-        snap.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "n1",
-        "--initial-cluster",
-        &format!("n1={peer}"),
-        "--initial-advertise-peer-urls",
-        &peer,
-    ]);
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
-    let lb = start_logbook(dir.path(), &data, "n1", peer_port);
+    let lb = restore_and_start(Restorer::Logbook, dir.path(), &snap, "lb.data", "n1");
 
     let answer = |ep: &str, args: &[&str]| {
         let out = etcdctl(ep, args, None);
@@ -756,47 +709,13 @@ fn a_raised_alarm_travels_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("lb.snapshot");
     save(&ep, &snap);
-    let data = dir.path().join("etcd.data");
-    let peer_port = free_port();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let out = ctl_local(&[
-        "snapshot",
-        "restore",
-        snap.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "e1",
-        "--initial-cluster",
-        &format!("e1={peer}"),
-        "--initial-advertise-peer-urls",
-        &peer,
-    ]);
-    assert!(out.status.success(), "etcdctl restore: {}", String::from_utf8_lossy(&out.stderr));
-    let etcd = start_etcd(dir.path(), &data, "e1", peer_port);
+    let etcd = restore_and_start(Restorer::Etcd, dir.path(), &snap, "etcd.data", "e1");
     assert_eq!(ctl_ok(&etcd.endpoint, &["alarm", "list"]), alarms, "etcd");
     assert_eq!(refusal(&etcd.endpoint), refused, "etcd");
 
     let snap2 = dir.path().join("etcd.snapshot");
     save(&etcd.endpoint, &snap2);
-    let data2 = dir.path().join("lb2.data");
-    let peer_port2 = free_port();
-    let peer2 = format!("http://127.0.0.1:{peer_port2}");
-    let out = logbook(&[
-        "snapshot",
-        "restore",
-        snap2.to_str().unwrap(),
-        "--data-dir",
-        data2.to_str().unwrap(),
-        "--name",
-        "n2",
-        "--initial-cluster",
-        &format!("n2={peer2}"),
-        "--initial-advertise-peer-urls",
-        &peer2,
-    ]);
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
-    let lb2 = start_logbook(dir.path(), &data2, "n2", peer_port2);
+    let lb2 = restore_and_start(Restorer::Logbook, dir.path(), &snap2, "lb2.data", "n2");
     assert_eq!(ctl_ok(&lb2.endpoint, &["alarm", "list"]), alarms, "Logbook after the trip");
     assert_eq!(refusal(&lb2.endpoint), refused, "Logbook after the trip");
     ctl_ok(&lb2.endpoint, &["alarm", "disarm"]);
