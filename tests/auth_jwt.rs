@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::{Cluster, Etcd};
+use common::{Cluster, Etcd, etcds, multi_thread_runtime};
 use logbook_api::etcdserverpb::auth_client::AuthClient;
 use logbook_api::etcdserverpb::kv_client::KvClient;
 use logbook_api::etcdserverpb::{
@@ -20,25 +20,6 @@ use logbook_api::etcdserverpb::{
     AuthUserGrantRoleRequest, AuthenticateRequest, PutRequest, RangeRequest,
 };
 use tonic::transport::Channel;
-
-/// The etcds to compare with: PATH's, and 3.6 if scripts/etcd-bin.sh built it.
-fn etcds() -> Vec<String> {
-    let mut found = vec!["etcd".to_string()];
-    let cache = std::env::var_os("LOGBOOK_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/logbook")));
-    if let Some(cache) = cache {
-        let etcd36 = cache.join("etcd-v3.6.16/etcd");
-        if etcd36.exists() {
-            found.push(etcd36.display().to_string());
-        }
-    }
-    found
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
 
 fn openssl(args: &[&str]) {
     let out = Command::new("openssl").args(args).output().expect("openssl on PATH");
@@ -185,7 +166,7 @@ fn a_token_from_one_member_is_accepted_by_the_others() {
     assert!(err.contains("auth: token signing attempted with verify-only key"), "{err}");
 
     let urls: Vec<String> = c.specs.iter().map(|s| s.client_url()).collect();
-    rt().block_on(async {
+    multi_thread_runtime().block_on(async {
         let token = authenticate(&urls[0], "root", "pw").await.unwrap();
         let revision = auth_revision(&urls[0], &token).await;
         let claims = claims(&token);
@@ -241,7 +222,7 @@ where
 {
     let flag = format!("--auth-token={token}");
     let logbook = Cluster::start(1, &[&flag]);
-    let rt = rt();
+    let rt = multi_thread_runtime();
     let ours = rt.block_on(scenario(logbook.specs[0].client_url()));
     println!("{what} on logbook: {ours:#?}");
     for program in etcds() {
@@ -328,7 +309,7 @@ fn tokens_cross_between_etcd_and_logbook() {
     let (ed, ed_pub) = key_pair(keys.path(), "ed25519");
     let secret = keys.path().join("secret");
     std::fs::write(&secret, "a shared secret\n").unwrap();
-    let rt = rt();
+    let rt = multi_thread_runtime();
     for program in etcds() {
         let modern = program != "etcd"; // 3.4 knows no EdDSA
         let mut methods = vec![

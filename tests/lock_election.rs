@@ -14,12 +14,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Etcd, b64, gw};
+use common::{Cluster, Etcd, b64, etcds, gw, multi_thread_runtime};
 use logbook_api::etcdserverpb::kv_client::KvClient;
 use logbook_api::etcdserverpb::lease_client::LeaseClient;
 use logbook_api::etcdserverpb::{
@@ -39,25 +38,6 @@ const STILL_BLOCKED: Duration = Duration::from_millis(500);
 /// The bound on every wait that must end.
 const BOUND: Duration = Duration::from_secs(15);
 
-/// The etcds to compare with: PATH's, and 3.6 if scripts/etcd-bin.sh built it.
-fn etcds() -> Vec<String> {
-    let mut found = vec!["etcd".to_string()];
-    let cache = std::env::var_os("LOGBOOK_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/logbook")));
-    if let Some(cache) = cache {
-        let etcd36 = cache.join("etcd-v3.6.16/etcd");
-        if etcd36.exists() {
-            found.push(etcd36.display().to_string());
-        }
-    }
-    found
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
 /// Runs `scenario` against a fresh Logbook and a fresh instance of every
 /// etcd, and requires the same transcript from each.
 fn compare<F, Fut>(what: &str, scenario: F)
@@ -66,7 +46,7 @@ where
     Fut: std::future::Future<Output = Vec<String>>,
 {
     let logbook = Cluster::start(1, &[]);
-    let rt = rt();
+    let rt = multi_thread_runtime();
     let ours = rt.block_on(scenario(logbook.specs[0].client_url()));
     println!("{what} on logbook: {ours:#?}");
     for program in etcds() {
@@ -660,7 +640,7 @@ impl Drop for Ctl {
 fn etcdctl_lock_and_elect_work_with_the_services() {
     let logbook = Cluster::start(1, &[]);
     let endpoint = logbook.specs[0].endpoint();
-    let rt = rt();
+    let rt = multi_thread_runtime();
     let mut c = rt.block_on(clients(&logbook.specs[0].client_url()));
     for id in [0x11, 0x22] {
         rt.block_on(grant(&mut c, id, 60));
@@ -725,7 +705,7 @@ fn etcdctl_lock_and_elect_work_with_the_services() {
 #[test]
 fn any_member_serves_locks_and_elections() {
     let cluster = Cluster::start(3, &[]);
-    let rt = rt();
+    let rt = multi_thread_runtime();
     rt.block_on(async {
         let mut m: Vec<Clients> = Vec::new();
         for spec in &cluster.specs {

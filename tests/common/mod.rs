@@ -312,6 +312,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// A two-worker tokio runtime, for tests that run clients concurrently.
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
 /// A KV client for `url`, failing fast when nothing listens.
 pub async fn connect(url: &str) -> Result<KvClient<Channel>, tonic::transport::Error> {
     let channel = Channel::from_shared(url.to_string())
@@ -554,4 +559,10 @@ pub fn cached_etcd(version: &str, name: &str) -> String {
         path.display()
     );
     path.display().to_string()
+}
+
+/// The etcds a test compares Logbook with: PATH's (Debian's 3.4) and the
+/// 3.6.16 that `scripts/etcd-bin.sh` built (required, as CI builds it).
+pub fn etcds() -> Vec<String> {
+    vec!["etcd".to_string(), cached_etcd("3.6.16", "etcd")]
 }
