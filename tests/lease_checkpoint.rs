@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, cached_etcd, etcdctl, free_port, http_get};
+use common::etcd_cluster::EtcdCluster;
+use common::{Cluster, etcdctl};
 
 const ETCD_36: &str = "3.6.16";
 const TTL: i64 = 1000;
@@ -74,72 +74,13 @@ fn after_leader_change(endpoints: &[String]) -> i64 {
     remaining_ttl(&endpoints[target], &lease)
 }
 
-struct EtcdCluster {
-    _dir: tempfile::TempDir,
-    procs: Vec<Child>,
-    endpoints: Vec<String>,
-}
-
-impl EtcdCluster {
-    fn start(extra: &[&str]) -> EtcdCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("e{i}=http://127.0.0.1:{p}"))
-            .collect();
-        let mut procs = Vec::new();
-        let mut endpoints = Vec::new();
-        for (i, (c, p)) in ports.iter().enumerate() {
-            let client = format!("http://127.0.0.1:{c}");
-            let peer = format!("http://127.0.0.1:{p}");
-            let log = std::fs::File::create(dir.path().join(format!("e{i}.log"))).unwrap();
-            procs.push(
-                Command::new(cached_etcd(ETCD_36, "etcd"))
-                    .args(["--name", &format!("e{i}")])
-                    .arg("--data-dir")
-                    .arg(dir.path().join(format!("e{i}")))
-                    .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                    .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                    .args(["--initial-cluster", &initial.join(",")])
-                    .args(extra)
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap(),
-            );
-            endpoints.push(format!("127.0.0.1:{c}"));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for ep in &endpoints {
-            while !std::panic::catch_unwind(|| http_get(&format!("http://{ep}/health")))
-                .is_ok_and(|r| r.status == 200)
-            {
-                assert!(Instant::now() < deadline, "etcd cluster not healthy within 30s");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        EtcdCluster { _dir: dir, procs, endpoints }
-    }
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
 #[test]
 fn a_new_leader_keeps_the_checkpointed_remaining_ttl_as_etcd_does() {
-    let etcd = EtcdCluster::start(&[GATES]);
+    let etcd = EtcdCluster::start(ETCD_36, 3, &[GATES]);
     let cluster = Cluster::start(3, &[GATES]);
     let ours_endpoints: Vec<String> = cluster.specs.iter().map(|s| s.endpoint()).collect();
     let (theirs, ours) = std::thread::scope(|s| {
-        let theirs = s.spawn(|| after_leader_change(&etcd.endpoints));
+        let theirs = s.spawn(|| after_leader_change(&etcd.endpoints()));
         let ours = s.spawn(|| after_leader_change(&ours_endpoints));
         (theirs.join().unwrap(), ours.join().unwrap())
     });
@@ -159,7 +100,7 @@ fn a_new_leader_keeps_the_checkpointed_remaining_ttl_as_etcd_does() {
 fn without_checkpoints_a_new_leader_restarts_the_full_ttl_as_etcd_does() {
     // Without the gate, a leader change resets the lease: immediately
     // after a grant and a move the remaining TTL is the full TTL on both.
-    let etcd = EtcdCluster::start(&[]);
+    let etcd = EtcdCluster::start(ETCD_36, 3, &[]);
     let cluster = Cluster::start(3, &[]);
     let ours_endpoints: Vec<String> = cluster.specs.iter().map(|s| s.endpoint()).collect();
     let check = |endpoints: &[String]| {
@@ -171,7 +112,7 @@ fn without_checkpoints_a_new_leader_restarts_the_full_ttl_as_etcd_does() {
         assert!(out.status.success(), "move-leader: {}", String::from_utf8_lossy(&out.stderr));
         remaining_ttl(&endpoints[target], &lease)
     };
-    let theirs = check(&etcd.endpoints);
+    let theirs = check(&etcd.endpoints());
     let ours = check(&ours_endpoints);
     for (who, r) in [("etcd", theirs), ("Logbook", ours)] {
         assert!(r >= TTL - 2, "{who}: remaining TTL {r}s right after a leader change");

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Cluster, cached_etcd, etcdctl, free_port, http_get};
+use common::etcd_cluster::EtcdCluster;
+use common::{Cluster, etcdctl, free_port};
 
 const ETCD_36: &str = "3.6.16";
 
@@ -27,98 +27,6 @@ fn spare_peer_url() -> String {
     format!("http://127.0.0.1:{}", free_port())
 }
 
-/// A cluster of `n` real etcd members, killed when dropped.
-struct EtcdCluster {
-    _dir: tempfile::TempDir,
-    procs: Vec<Option<Child>>,
-    clients: Vec<String>,
-}
-
-impl EtcdCluster {
-    fn start(n: usize, extra: &[&str]) -> EtcdCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("e{i}=http://127.0.0.1:{p}"))
-            .collect();
-        let mut procs = Vec::new();
-        let mut clients = Vec::new();
-        for (i, (c, p)) in ports.iter().enumerate() {
-            let client = format!("http://127.0.0.1:{c}");
-            let peer = format!("http://127.0.0.1:{p}");
-            let log = std::fs::File::create(dir.path().join(format!("e{i}.log"))).unwrap();
-            let child = Command::new(cached_etcd(ETCD_36, "etcd"))
-                .args(["--name", &format!("e{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("e{i}")))
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &initial.join(",")])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            procs.push(Some(child));
-            clients.push(client);
-        }
-        let c = EtcdCluster { _dir: dir, procs, clients };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for url in &c.clients {
-            loop {
-                let ok = std::panic::catch_unwind(|| http_get(&format!("{url}/health")))
-                    .is_ok_and(|r| r.status == 200);
-                if ok {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "etcd cluster not healthy within 30s");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        c
-    }
-
-    fn endpoint(&self, i: usize) -> String {
-        self.clients[i].trim_start_matches("http://").to_string()
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Index of the member that leads, from `endpoint status`.
-    fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            for i in 0..self.clients.len() {
-                let out = etcdctl(&self.endpoint(i), &["endpoint", "status", "-w", "json"], None);
-                let text = String::from_utf8_lossy(&out.stdout);
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let s = &v[0]["Status"];
-                    if s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"] {
-                        return i;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "no etcd leader within 30s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
 /// On a one-member cluster: a second voter may be added though it never
 /// starts (restoring a cluster works that way), but then a third would leave
 /// one started member of three; a learner never counts.
@@ -131,7 +39,7 @@ fn add_script(endpoint: &str) -> Vec<Result<(), String>> {
 
 #[test]
 fn adding_a_voter_without_enough_started_members_is_refused_as_etcd_refuses_it() {
-    let etcd = EtcdCluster::start(1, &[]);
+    let etcd = EtcdCluster::start(ETCD_36, 1, &[]);
     let cluster = Cluster::start(1, &[]);
     let theirs = add_script(&etcd.endpoint(0));
     let ours = add_script(&cluster.specs[0].endpoint());
@@ -154,7 +62,7 @@ fn without_the_check_the_add_is_proposed() {
 
 #[test]
 fn removing_a_live_member_while_another_is_down_is_refused_as_etcd_refuses_it() {
-    let mut etcd = EtcdCluster::start(3, &[]);
+    let mut etcd = EtcdCluster::start(ETCD_36, 3, &[]);
     let mut cluster = Cluster::start(3, &[]);
     // etcd counts a peer as active once connected for 5 s (HealthInterval).
     std::thread::sleep(Duration::from_secs(6));
@@ -209,7 +117,7 @@ fn removing_a_live_member_while_another_is_down_is_refused_as_etcd_refuses_it() 
 #[test]
 fn max_learners_is_enforced_as_etcd_enforces_it() {
     for extra in [&[][..], &["--max-learners=2"][..]] {
-        let etcd = EtcdCluster::start(1, extra);
+        let etcd = EtcdCluster::start(ETCD_36, 1, extra);
         let cluster = Cluster::start(1, extra);
         let script = |endpoint: &str| {
             (0..3)

@@ -42,6 +42,30 @@ impl EtcdCluster {
         format!("127.0.0.1:{}", self.ports[i].0)
     }
 
+    /// Every member's client endpoint (`127.0.0.1:port`).
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.ports.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// Index of the member that leads, from `endpoint status` (bounded wait).
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in 0..self.ports.len() {
+                let out = etcdctl(&self.endpoint(i), &["endpoint", "status", "-w", "json"], None);
+                let text = String::from_utf8_lossy(&out.stdout);
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let s = &v[0]["Status"];
+                    if s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"] {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no etcd leader within 30s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn peer_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[i].1)
     }
