@@ -45,6 +45,7 @@ use hyper_util::service::TowerToHyperService;
 use logbook_api::coalesce::Coalesce;
 use logbook_wal::Wal;
 use tokio::sync::watch;
+use tokio_util::either::Either;
 
 use self::authority::LenientAuthority;
 use self::ping_policy::PingPolicy;
@@ -260,7 +261,7 @@ pub async fn serve(
     app: Router,
     tls: Option<Arc<ServerTls>>,
     opts: ConnOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let listener = bind(addr, opts.reuse_port)
         .map_err(|e| Error::io(format!("listening for {what} traffic on {addr}"), e))?;
@@ -278,14 +279,45 @@ pub async fn serve(
             "serving {what} traffic securely"
         ),
     }
+    let builder = Arc::new(connection_builder(opts, tls.is_some()));
+    let address = addr.to_string();
+    Ok(tokio::spawn(accept_loop(listener, what, address, shutdown, move |stream, peer| {
+        let builder = builder.clone();
+        let app = app.clone();
+        let tls = tls.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            let (svc, io) = match tls {
+                None => (WithCommonName { inner: app, tls: false, cn: None }, Either::Left(stream)),
+                Some(tls) => match crate::tls::handshake(&tls, stream).await {
+                    Ok(s) => {
+                        let cn = crate::tls::peer_common_name(s.get_ref().1);
+                        (WithCommonName { inner: app, tls: true, cn }, Either::Right(s))
+                    }
+                    Err(e) => {
+                        // A client without a certificate the trusted CA
+                        // signed ends here, refused.
+                        tracing::warn!(error = %e, remote = %peer, address = %addr, "{what} TLS handshake failed");
+                        return None;
+                    }
+                },
+            };
+            let io = guarded(LenientAuthority::new(Coalesce::new(io)), opts);
+            Some(builder.serve_connection(io, TowerToHyperService::new(svc)).into_owned())
+        }
+    })))
+}
+
+/// hyper's connection builder for a listener with `opts`: as tonic's own
+/// server configures hyper, no stream limit unless asked for, fixed windows,
+/// and timers so keep-alive and HTTP/1 header timeouts work.
+fn connection_builder(opts: ConnOptions, tls: bool) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     if opts.http2_only {
         builder = builder.http2_only();
-    } else if opts.http1_only && tls.is_none() {
+    } else if opts.http1_only && !tls {
         builder = builder.http1_only();
     }
-    // As tonic's own server configures hyper: no stream limit unless asked
-    // for, fixed windows, and timers so keep-alive and HTTP/1 header timeouts work.
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -295,70 +327,81 @@ pub async fn serve(
         builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
     }
     builder.http1().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    builder
+}
+
+/// A listening socket [`accept_loop`] takes connections from.
+trait Acceptor: Send + 'static {
+    type Stream: Send + 'static;
+    /// The next connection and its remote address (empty where there is none).
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, String)>> + Send;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        Ok((stream, peer.to_string()))
+    }
+}
+
+impl Acceptor for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+        let (stream, _) = tokio::net::UnixListener::accept(self).await?;
+        Ok((stream, String::new()))
+    }
+}
+
+/// Takes connections from `listener` until `shutdown` turns true, each on
+/// its own task: `connect` makes it a hyper connection (or refuses it with
+/// `None`). Then stops accepting and gives open connections 2 s to finish
+/// their requests.
+async fn accept_loop<A, F, Fut, C>(
+    listener: A,
+    what: &'static str,
+    address: String,
+    mut shutdown: watch::Receiver<bool>,
+    connect: F,
+) where
+    A: Acceptor,
+    F: Fn(A::Stream, String) -> Fut,
+    Fut: std::future::Future<Output = Option<C>> + Send + 'static,
+    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
+    C::Error: std::fmt::Display,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors or a connection reset before
-                        // accept: keep serving the rest.
-                        tracing::warn!(error = %e, address = %addr, "accepting a {what} connection failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let app = app.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let result = match tls {
-                    None => {
-                        let svc = TowerToHyperService::new(WithCommonName {
-                            inner: app,
-                            tls: false,
-                            cn: None,
-                        });
-                        let io = guarded(LenientAuthority::new(Coalesce::new(stream)), opts);
-                        let conn = builder.serve_connection(io, svc).into_owned();
-                        watcher.watch(conn).await
-                    }
-                    Some(tls) => {
-                        let stream = match crate::tls::handshake(&tls, stream).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                // A client without a certificate the trusted
-                                // CA signed ends here, refused.
-                                tracing::warn!(error = %e, remote = %peer, address = %addr, "{what} TLS handshake failed");
-                                return;
-                            }
-                        };
-                        let cn = crate::tls::peer_common_name(stream.get_ref().1);
-                        let svc =
-                            TowerToHyperService::new(WithCommonName { inner: app, tls: true, cn });
-                        let io = guarded(LenientAuthority::new(Coalesce::new(stream)), opts);
-                        let conn = builder.serve_connection(io, svc).into_owned();
-                        watcher.watch(conn).await
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "{what} connection ended with an error");
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before
+                    // accept: keep serving the rest.
+                    tracing::warn!(error = %e, address = %address, "accepting a {what} connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
                 }
-            });
-        }
-        drop(listener);
-        let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
-    }))
+            },
+        };
+        let conn = connect(stream, peer);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Some(conn) = conn.await else { return };
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "{what} connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
 /// A connection's stream for hyper, under grpc-go's ping policy where the
@@ -376,56 +419,27 @@ pub async fn serve_unix(
     path: std::path::PathBuf,
     what: &'static str,
     app: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
     }
-    let listener = tokio::net::UnixListener::bind(&path).map_err(|e| {
-        Error::io(format!("listening for {what} traffic on unix://{}", path.display()), e)
-    })?;
-    tracing::info!(address = %format!("unix://{}", path.display()), "serving {what} traffic insecurely (plain http)");
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(None).adaptive_window(false);
-    builder.http1().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let address = format!("unix://{}", path.display());
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Error::io(format!("listening for {what} traffic on {address}"), e))?;
+    tracing::info!(address = %address, "serving {what} traffic insecurely (plain http)");
+    let builder = Arc::new(connection_builder(ConnOptions::default(), false));
     Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let stream = tokio::select! {
-                () = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, path = %path.display(), "accepting a {what} connection failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let svc = TowerToHyperService::new(WithCommonName {
-                inner: app.clone(),
-                tls: false,
-                cn: None,
-            });
+        accept_loop(listener, what, address, shutdown, move |stream, _| {
+            let svc = WithCommonName { inner: app.clone(), tls: false, cn: None };
             let io = TokioIo::new(LenientAuthority::new(Coalesce::new(stream)));
-            let conn = builder.serve_connection(io, svc).into_owned();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(error = %e, "{what} connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
+            let conn = builder.serve_connection(io, TowerToHyperService::new(svc)).into_owned();
+            std::future::ready(Some(conn))
+        })
+        .await;
         let _ = std::fs::remove_file(&path);
-        let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
     }))
 }
 
