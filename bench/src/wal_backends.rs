@@ -29,6 +29,10 @@ pub struct BackendFigures {
     pub single_per_s: f64,
     /// Several appenders: (appenders, records/s, records per commit).
     pub concurrent: Vec<(usize, f64, f64)>,
+    /// Several appenders: (appenders, share of commits submitted while an earlier one was
+    /// still in flight), for a pipelining backend (0 for the others).
+    #[serde(default)]
+    pub pipelined: Vec<(usize, f64)>,
     /// Why it could not run, if it could not.
     pub error: Option<String>,
 }
@@ -67,6 +71,7 @@ pub fn measure(dir: &Path, each: Duration, appenders: &[usize]) -> Result<WalBac
             single_p99_ms: 0.0,
             single_per_s: 0.0,
             concurrent: Vec::new(),
+            pipelined: Vec::new(),
             error: Some(format!("{e:#}")),
         }));
     }
@@ -104,6 +109,7 @@ fn measure_one(
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let mut concurrent = Vec::new();
+    let mut pipelined = Vec::new();
     for &n in appenders {
         let before = wal.stats();
         let start = Instant::now();
@@ -128,6 +134,7 @@ fn measure_one(
         let after = wal.stats();
         let commits = (after.commits - before.commits).max(1);
         concurrent.push((n, records as f64 / secs, records as f64 / commits as f64));
+        pipelined.push((n, (after.overlapped - before.overlapped) as f64 / commits as f64));
     }
     Ok(BackendFigures {
         backend: backend.to_string(),
@@ -137,6 +144,7 @@ fn measure_one(
         single_p99_ms: pct(0.99),
         single_per_s: times.len() as f64 / single_s,
         concurrent,
+        pipelined,
         error: None,
     })
 }
@@ -179,6 +187,17 @@ pub fn table(w: &WalBackends) -> String {
             }
         }
         out.push('\n');
+    }
+    for b in &w.backends {
+        if b.pipelined.iter().any(|p| p.1 > 0.0) {
+            let shares: Vec<String> =
+                b.pipelined.iter().map(|(n, p)| format!("{n}c {:.0}%", p * 100.0)).collect();
+            out.push_str(&format!(
+                "  {}: commits submitted behind one in flight: {}\n",
+                b.backend,
+                shares.join(", ")
+            ));
+        }
     }
     out.push_str(&format!("  --wal-backend auto here: {}\n", w.auto));
     out

@@ -9,6 +9,9 @@ use std::io;
 use std::path::Path;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
+use crate::group_commit::Kick;
 use crate::io::write_all_at;
 use crate::segment::Segment;
 
@@ -88,6 +91,35 @@ pub(crate) trait CommitIo: Send {
     /// `fallocate`d), so that writes into them never convert unwritten extents.
     fn zero_filled_segments(&self) -> bool {
         false
+    }
+
+    /// Batches this backend keeps in flight at once. 1 (the default): [`CommitIo::submit`]
+    /// returns only once the batch is durable and [`CommitIo::complete`] is never called.
+    fn depth(&self) -> usize {
+        1
+    }
+
+    /// Starts writing `bufs` back to back at `offset` in `seg`. The caller may reuse the
+    /// buffers as soon as this returns (a pipelining backend copies them); the batch is
+    /// durable once [`CommitIo::complete`] has counted it (for depth 1: on return).
+    fn submit(&mut self, seg: &Segment, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_and_sync(seg, bufs, offset)
+    }
+
+    /// Waits until at least the oldest submitted write is durable and returns how many of
+    /// the oldest are (in submission order: the `n` returned are the `n` oldest). With
+    /// `or_kick`, also returns (maybe 0) when the [`crate::group_commit::Kick`] of
+    /// [`CommitIo::kick`] fires. On an error nothing in flight is pending any more (the
+    /// backend waited for the kernel to finish with every buffer) and the log is poisoned.
+    fn complete(&mut self, or_kick: bool) -> io::Result<usize> {
+        let _ = or_kick;
+        unreachable!("complete() on a backend of depth 1")
+    }
+
+    /// What appenders fire to wake a writer waiting in [`CommitIo::complete`] (pipelining
+    /// backends on real files only).
+    fn kick(&self) -> Option<Arc<Kick>> {
+        None
     }
 }
 
@@ -182,7 +214,6 @@ pub(crate) fn build(backend: Backend, dir: &Path) -> io::Result<Box<dyn CommitIo
 mod tests {
     use super::*;
     use crate::io::{OsStorage, Storage, read_full_at};
-    use std::sync::Arc;
 
     fn check_backend(mut io: Box<dyn CommitIo>, dir: &Path) {
         let path = dir.join("f");

@@ -10,14 +10,29 @@
 //! wakes the waiters it covers. A batch is closed for new records once it holds
 //! `max_batch_bytes`, bounding the size of one write.
 //!
+//! # Pipelining
+//! A backend with [`CommitIo::depth`] above 1 (the direct one) takes a batch's write and
+//! returns before it is durable, so the writer keeps up to `depth` batches in flight: while
+//! the oldest is being written, the next is already submitted. Completions are consumed in
+//! submission order and each batch is published (entries placed, hard state, tickets
+//! completed) only once it and every batch before it are durable, so nothing is ever
+//! acknowledged ahead of an earlier write. While it waits for a completion with room for
+//! another batch, the writer also wakes when an appender queues one: it sets
+//! [`Queue::waiting_io`], and the appender fires the backend's [`Kick`] instead of the
+//! condition variable (the writer sleeps in `poll`, not on the condition variable). Before a
+//! roll-over, every write in flight is completed first, so a new segment's first index and
+//! preamble describe durable, published state.
+//!
 //! When the batch does not fit in the active segment, the writer rolls over first: the next
 //! segment was already preallocated by [`Preallocator`], so rolling is a rename, a directory
 //! fsync and a header written together with the batch.
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -75,6 +90,11 @@ pub(crate) struct Queue {
     pub(crate) max_batch_bytes: usize,
     /// Set by `Wal::drop`: the writer finishes the queue and exits.
     pub(crate) shutdown: bool,
+    /// The writer is waiting for a write to complete and has room for another batch: an
+    /// appender that queues one fires the backend's [`Kick`] (see the module doc).
+    pub(crate) waiting_io: bool,
+    /// The kick for the current wait was fired already (one is enough).
+    pub(crate) kicked: bool,
 }
 
 impl Queue {
@@ -89,9 +109,74 @@ impl Queue {
             pool: Vec::new(),
             max_batch_bytes,
             shutdown: false,
+            waiting_io: false,
+            kicked: false,
         }
     }
 
+    /// Called by whoever just queued work, under the lock: how to tell the writer.
+    pub(crate) fn wake_for_new_work(&mut self) -> WakeWriter {
+        if !self.waiting_io {
+            WakeWriter::Condvar
+        } else if self.kicked {
+            WakeWriter::Nothing
+        } else {
+            self.kicked = true;
+            WakeWriter::Kick
+        }
+    }
+}
+
+/// How an appender tells the writer that work was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum WakeWriter {
+    /// The writer (thread) may be asleep on `Shared::work`.
+    Condvar,
+    /// The writer waits for a completion in `poll`: fire the backend's [`Kick`].
+    Kick,
+    /// The writer was kicked already for this wait.
+    Nothing,
+}
+
+/// An eventfd the writer `poll`s beside its io_uring while writes are in flight, so that an
+/// appender can wake it to submit the next batch.
+#[derive(Debug)]
+pub(crate) struct Kick(OwnedFd);
+
+impl Kick {
+    pub(crate) fn new() -> io::Result<Kick> {
+        // SAFETY: plain syscall with no pointers; a nonnegative result is a new descriptor we
+        // own from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        Ok(Kick(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes the writer's `poll` (an appender queued work).
+    pub(crate) fn fire(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local to a descriptor we own. It cannot fail
+        // but for a counter overflow, impossible with ones added between reads.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Resets the counter after a wake-up (nonblocking).
+    pub(crate) fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live local from a descriptor we own.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&raw mut v).cast(), 8) };
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Queue {
     /// The batch to put `bytes` more bytes into: the open one at the back unless that would
     /// push it past `max_batch_bytes`.
     pub(crate) fn batch_for(&mut self, bytes: usize) -> &mut Batch {
@@ -107,6 +192,18 @@ impl Queue {
     }
 }
 
+/// A batch written (or being written) and not yet published.
+struct InFlight {
+    batch: Batch,
+    /// Where the batch's bytes start in the active segment.
+    base: u64,
+    /// The segment this batch started, to publish with it.
+    rolled: Option<Segment>,
+    /// The batch's last hard state.
+    hs: Option<HardState>,
+    submitted: Instant,
+}
+
 /// The writer's state: whoever holds it (the writer thread, or a caller committing in its
 /// own thread, see [`crate::Wal::append_with_state_now`]) alone writes to segment files.
 pub(crate) struct Writer {
@@ -114,12 +211,15 @@ pub(crate) struct Writer {
     pub(crate) io: Box<dyn CommitIo>,
     pub(crate) prealloc: Preallocator,
     pub(crate) active: Segment,
-    /// Where the next frame goes in the active segment.
+    /// Where the next frame goes in the active segment (after everything submitted).
     pub(crate) pos: u64,
-    /// Hard state as of the end of what was written (for the preamble of the next segment).
+    /// Hard state as of the end of what was submitted (for the preamble of the next
+    /// segment, which is only started once everything submitted is durable).
     pub(crate) hs: HardState,
     preamble: Vec<u8>,
     wake_scratch: Vec<Wake>,
+    /// Submitted, oldest first, not yet published; at most `io.depth()`.
+    in_flight: VecDeque<InFlight>,
     /// A commit failed: the log is poisoned and nothing more is written.
     failed: bool,
 }
@@ -143,6 +243,7 @@ impl Writer {
             hs,
             preamble: Vec::new(),
             wake_scratch: Vec::new(),
+            in_flight: VecDeque::new(),
             failed: false,
         }
     }
@@ -167,59 +268,137 @@ impl Writer {
         }
     }
 
-    /// Commits every queued batch, in order; false once the log has failed (this call's
-    /// failure is logged and poisons the log).
+    /// Commits every queued batch, in order, and returns with nothing in flight; false once
+    /// the log has failed (this call's failure is logged and poisons the log).
     pub(crate) fn drain(&mut self) -> bool {
         if self.failed {
             return false;
         }
-        loop {
-            let Some(batch) = self.shared.queue.lock().batches.pop_front() else {
-                return true;
-            };
-            if let Err(e) = self.commit(&batch) {
+        match self.drain_inner() {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::error!(
                     error = %e,
                     segment = %self.active.path.display(),
                     "wal: write or fsync failed; the log is poisoned until reopened"
                 );
                 self.failed = true;
+                {
+                    let mut q = self.shared.queue.lock();
+                    q.waiting_io = false;
+                    q.kicked = false;
+                }
                 self.shared.durability.fail(&e);
-                return false;
+                // Whatever was in flight is never published; the backend has finished with
+                // its buffers before reporting the error.
+                self.in_flight.clear();
+                false
             }
-            let mut batch = batch;
-            batch.bytes.clear();
-            batch.ops.clear();
-            self.shared.queue.lock().pool.push(batch);
         }
     }
 
-    /// Makes one batch durable and publishes it.
-    fn commit(&mut self, batch: &Batch) -> io::Result<()> {
+    fn drain_inner(&mut self) -> io::Result<()> {
+        let depth = self.io.depth().max(1);
+        loop {
+            while self.in_flight.len() < depth {
+                let Some(batch) = self.shared.queue.lock().batches.pop_front() else { break };
+                self.submit(batch)?;
+                if depth == 1 {
+                    // Durable on return: publish at once.
+                    self.publish_oldest();
+                }
+            }
+            if self.in_flight.is_empty() {
+                return Ok(());
+            }
+            // With room for another batch, also wake for one queued meanwhile (a backend
+            // without a kick completes without blocking: nothing to wake from).
+            let room = self.in_flight.len() < depth && self.shared.kick.is_some();
+            let done = if room {
+                {
+                    let mut q = self.shared.queue.lock();
+                    if !q.batches.is_empty() {
+                        continue; // queued meanwhile: submit it first
+                    }
+                    q.waiting_io = true;
+                    q.kicked = false;
+                }
+                let r = self.io.complete(true);
+                {
+                    let mut q = self.shared.queue.lock();
+                    q.waiting_io = false;
+                    q.kicked = false;
+                }
+                r?
+            } else {
+                self.io.complete(false)?
+            };
+            assert!(done <= self.in_flight.len(), "backend completed more writes than it took");
+            for _ in 0..done {
+                self.publish_oldest();
+            }
+        }
+    }
+
+    /// Completes and publishes every write in flight.
+    fn settle(&mut self) -> io::Result<()> {
+        while !self.in_flight.is_empty() {
+            let done = self.io.complete(false)?;
+            assert!(done <= self.in_flight.len(), "backend completed more writes than it took");
+            for _ in 0..done {
+                self.publish_oldest();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands one batch to the backend (for depth 1, durable on return).
+    fn submit(&mut self, batch: Batch) -> io::Result<()> {
         let len = batch.bytes.len() as u64;
         let segment_size = self.shared.options.segment_size;
-        let started = std::time::Instant::now();
+        let submitted = Instant::now();
+        if !self.in_flight.is_empty() {
+            self.shared.stats.overlapped.fetch_add(1, Ordering::Relaxed);
+        }
         let rolled = if self.pos > PREAMBLE_LEN && self.pos + len > segment_size {
+            // The new segment's first index and preamble come from published state.
+            self.settle()?;
             let seg = self.roll()?;
-            self.io.write_and_sync(&seg, &[&self.preamble, &batch.bytes], 0)?;
+            self.io.submit(&seg, &[&self.preamble, &batch.bytes], 0)?;
             self.active = seg.clone();
             self.pos = self.preamble.len() as u64;
             Some(seg)
         } else {
-            self.io.write_and_sync(&self.active, &[&batch.bytes], self.pos)?;
+            self.io.submit(&self.active, &[&batch.bytes], self.pos)?;
             None
         };
         let base = self.pos;
         self.pos += len;
-        let did_roll = rolled.is_some();
+        let hs = batch.ops.iter().rev().find_map(|op| match op {
+            Op::HardState(hs) => Some(*hs),
+            _ => None,
+        });
+        if let Some(hs) = hs {
+            self.hs = hs;
+        }
+        self.in_flight.push_back(InFlight { batch, base, rolled, hs, submitted });
+        Ok(())
+    }
 
-        let mut hs_changed = false;
+    /// The oldest batch in flight is durable (and so is everything before it): places its
+    /// entries, publishes its hard state and completes its tickets.
+    fn publish_oldest(&mut self) {
+        let InFlight { mut batch, base, rolled, hs, submitted } =
+            self.in_flight.pop_front().expect("a batch in flight");
+        let len = batch.bytes.len() as u64;
+        let did_roll = rolled.is_some();
         let mut entries = 0u64;
         {
             let mut layout = self.shared.layout.write();
             if let Some(seg) = rolled {
                 layout.segments.push_back(seg);
             }
+            // Every batch in flight is in the active segment: a roll-over settles first.
             let seq = self.active.seq;
             for op in &batch.ops {
                 match *op {
@@ -235,21 +414,18 @@ impl Writer {
                             layout.index.reset(index);
                         }
                     }
-                    Op::HardState(hs) => {
-                        self.hs = hs;
-                        hs_changed = true;
-                    }
+                    Op::HardState(_) => {}
                 }
             }
         }
-        if hs_changed {
-            *self.shared.hard_state.lock() = self.hs;
+        if let Some(hs) = hs {
+            *self.shared.hard_state.lock() = hs;
         }
         let stats = &self.shared.stats;
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.entries.fetch_add(entries, Ordering::Relaxed);
         stats.bytes.fetch_add(len, Ordering::Relaxed);
-        let took = started.elapsed();
+        let took = submitted.elapsed();
         stats.observe_commit(took, entries);
         if took >= SLOW_SYNC {
             // etcd's "slow fdatasync" warning, at its threshold: the disk is
@@ -264,7 +440,9 @@ impl Writer {
             );
         }
         self.shared.durability.complete(batch.last_seq, &mut self.wake_scratch);
-        Ok(())
+        batch.bytes.clear();
+        batch.ops.clear();
+        self.shared.queue.lock().pool.push(batch);
     }
 
     /// Puts the preallocated next segment in place and fills `self.preamble` with its header.

@@ -14,8 +14,11 @@
 //!
 //! Segments are read a chunk at a time, and only up to where the file system says they were
 //! ever written ([`SegmentFile::zeros_from`]): the rest is preallocated space known to read as
-//! zeros, so open costs what the log holds, not what was preallocated. The searches for valid
-//! frames after damage read the whole segment; they run only when something is wrong.
+//! zeros, so open costs what the log holds, not what was preallocated. Past the end of the
+//! log, the check that nothing but zeros follows stops after [`ZERO_PROOF`] zero bytes: a
+//! segment the direct backend zero-filled is all "written" to the file system, and reading
+//! the rest of it would cost the whole preallocated size. The searches for valid frames after
+//! damage read the whole segment; they run only when something is wrong.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -83,6 +86,16 @@ pub(crate) fn find_valid_frame(buf: &[u8], from: usize) -> Option<usize> {
 /// and cost three times as much.)
 const READ_CHUNK: usize = 1 << 20;
 
+/// Zero bytes past the end of a segment's log after which the rest is taken for never-written
+/// preallocated space without reading it. The writer writes a segment front to back, one batch
+/// after another, each durable before the next is acknowledged, and the disk sees a later
+/// write only after the earlier ones (see `docs/format.md`): what a crash leaves past the end
+/// of the log is the torn part of the writes in flight, which begin at the end. A write is at
+/// most `max_batch_bytes` (4 MiB by default) unless one call alone is larger, so twice that
+/// of zeros means the writes in flight left nothing further on. (Torn bytes found within it
+/// are cut off as before, with the whole rest of the file zeroed.)
+pub(crate) const ZERO_PROOF: u64 = 8 << 20;
+
 /// A segment read front to back a chunk at a time. Bytes at or past `zeros_from` are known to
 /// read as zeros (the file system said so) and are not read.
 struct SegmentReader<'a> {
@@ -145,10 +158,11 @@ impl<'a> SegmentReader<'a> {
         Ok(())
     }
 
-    /// Offset of the first nonzero byte at or after `pos`.
-    fn first_nonzero(&mut self, mut pos: u64) -> io::Result<Option<u64>> {
-        while pos < self.zeros_from {
-            let limit = (self.zeros_from - pos) as usize;
+    /// Offset of the first nonzero byte in `[pos, pos + within)` (and before `zeros_from`).
+    fn first_nonzero(&mut self, mut pos: u64, within: u64) -> io::Result<Option<u64>> {
+        let stop = self.zeros_from.min(pos.saturating_add(within));
+        while pos < stop {
+            let limit = (stop - pos) as usize;
             let chunk = self.at(pos, 1)?;
             let chunk = &chunk[..chunk.len().min(limit)];
             if chunk.is_empty() {
@@ -263,8 +277,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path) -> Result<Recovered> {
                 Decoded::Invalid(reason) => break Some(reason),
             }
         };
-        // The common case ends here: zeros (read, or known without reading) up to the end.
-        let damaged = bad.is_some() || rd.first_nonzero(pos)?.is_some();
+        // The common case ends here: zeros (read, or known without reading) up to the end,
+        // or for `ZERO_PROOF` bytes.
+        let damaged = bad.is_some() || rd.first_nonzero(pos, ZERO_PROOF)?.is_some();
         if damaged {
             let buf = rd.whole()?;
             let pos = pos as usize;
@@ -411,8 +426,8 @@ mod tests {
         assert_eq!(s.bytes_read(), zeros_from, "read past zeros_from or twice");
         let mut buf = Vec::new();
         let mut rd = SegmentReader::new(&*f, len as u64, zeros_from, &mut buf);
-        assert_eq!(rd.first_nonzero(0).unwrap(), Some(0));
-        assert_eq!(rd.first_nonzero(zeros_from).unwrap(), None);
+        assert_eq!(rd.first_nonzero(0, u64::MAX).unwrap(), Some(0));
+        assert_eq!(rd.first_nonzero(zeros_from, u64::MAX).unwrap(), None);
         let whole = rd.whole().unwrap();
         assert_eq!(whole.len(), len);
         assert!((0..len).all(|i| whole[i] == expect(i)));

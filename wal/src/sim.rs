@@ -76,6 +76,11 @@ struct FileState {
     durable: Vec<u8>,
     /// Writes since the last sync, in issue order.
     pending: Vec<(u64, Vec<u8>)>,
+    /// End of the furthest write (zeros included) since creation or the last `set_len`
+    /// below it: what a file system's extent map calls written.
+    written: usize,
+    /// `written` as of the last sync: what a power loss keeps of it.
+    durable_written: usize,
 }
 
 fn apply(dst: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -127,6 +132,7 @@ impl SegmentFile for SimFile {
         self.resize_allowed(st.current.len(), new_len)?;
         apply(&mut st.current, offset, buf);
         st.pending.push((offset, buf.to_vec()));
+        st.written = st.written.max(offset as usize + buf.len());
         Ok(buf.len())
     }
 
@@ -138,6 +144,7 @@ impl SegmentFile for SimFile {
         for (off, data) in &pending {
             apply(&mut st.durable, *off, data);
         }
+        st.durable_written = st.written;
         Ok(())
     }
 
@@ -162,6 +169,8 @@ impl SegmentFile for SimFile {
         self.resize_allowed(st.current.len(), len)?;
         st.current.resize(len, 0);
         st.durable.resize(len, 0);
+        st.written = st.written.min(len);
+        st.durable_written = st.durable_written.min(len);
         // Pending writes past the new end must not resurrect bytes on a crash.
         for (off, data) in &mut st.pending {
             let end = (*off as usize).saturating_add(data.len());
@@ -177,12 +186,14 @@ impl SegmentFile for SimFile {
         Ok(self.state.lock().current.len() as u64)
     }
 
-    /// The tightest true answer a block-based file system could give (the end of the 4 KiB
-    /// block holding the last nonzero byte), so tests exercise recovery's shortest reads.
+    /// What FIEMAP answers: the end of the 4 KiB block holding the furthest byte ever
+    /// written, zeros included (a zero-filled segment is written space), or the last nonzero
+    /// byte where that is further (after a simulated power loss, which forgets what was
+    /// written).
     fn zeros_from(&self) -> Option<u64> {
         let st = self.state.lock();
         let end = st.current.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-        Some((end.next_multiple_of(4096)).min(st.current.len()) as u64)
+        Some((end.max(st.written).next_multiple_of(4096)).min(st.current.len()) as u64)
     }
 }
 
@@ -263,6 +274,7 @@ impl SimStorage {
         let mut new_ns = fresh.ns.lock();
         for (path, file) in names {
             let st = file.state.lock();
+            let written = st.durable_written;
             let mut content = st.durable.clone();
             let keep = rand_below(st.pending.len() as u64 + 1) as usize;
             for (off, data) in &st.pending[..keep] {
@@ -278,6 +290,8 @@ impl SimStorage {
                     current: content.clone(),
                     durable: content,
                     pending: Vec::new(),
+                    written,
+                    durable_written: written,
                 }),
                 faults: fresh.faults.clone(),
             });

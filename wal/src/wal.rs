@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::backend::{self, Backend};
 use crate::codec::{self, MAX_RECORD_LEN, Record};
 use crate::error::{Error, Result};
-use crate::group_commit::{Op, Queue, Writer};
+use crate::group_commit::{Kick, Op, Queue, WakeWriter, Writer};
 use crate::hard_state::HardState;
 use crate::io::{OsStorage, SegmentFile, Storage, read_full_at, write_all_at};
 use crate::layout::{Layout, Loc};
@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) queue: Mutex<Queue>,
     /// Signalled when a batch is queued (or on shutdown); the writer waits on it.
     pub(crate) work: Condvar,
+    /// Fired instead of `work` while the writer waits for a write in flight (see
+    /// `group_commit`'s module doc); `None` for backends that do not pipeline.
+    pub(crate) kick: Option<Arc<Kick>>,
     pub(crate) layout: RwLock<Layout>,
     pub(crate) durability: Arc<Durability>,
     /// Latest durable hard state.
@@ -67,6 +70,7 @@ pub(crate) struct StatCounters {
     pub(crate) entries: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) segments_rolled: AtomicU64,
+    pub(crate) overlapped: AtomicU64,
     pub(crate) sync_nanos: AtomicU64,
     pub(crate) sync_buckets: [AtomicU64; SYNC_BUCKETS],
     pub(crate) records_buckets: [AtomicU64; RECORDS_BUCKETS],
@@ -111,6 +115,8 @@ pub struct Stats {
     pub bytes: u64,
     /// New segments started.
     pub segments_rolled: u64,
+    /// Batches submitted while an earlier one was still in flight (pipelining backends).
+    pub overlapped: u64,
     /// Time spent in commits' write + fdatasync, in nanoseconds.
     pub sync_nanos: u64,
     /// Commits by duration (see [`SYNC_BUCKETS`]); not cumulative.
@@ -222,6 +228,7 @@ impl Wal {
             queue: Mutex::new(Queue::new(first, next, options.max_batch_bytes)),
             options,
             work: Condvar::new(),
+            kick: io.kick(),
             layout: RwLock::new(layout),
             durability: Arc::new(Durability::new(0)),
             hard_state: Mutex::new(rec.hard_state),
@@ -283,9 +290,23 @@ impl Wal {
         records: &[&[u8]],
         hard_state: Option<HardState>,
     ) -> Result<Ticket> {
-        let ticket = self.enqueue(records, hard_state)?;
-        self.shared.work.notify_one();
+        let (ticket, wake) = self.enqueue(records, hard_state)?;
+        self.wake_writer(wake);
         Ok(ticket)
+    }
+
+    /// Tells the writer that work was queued, the way [`Queue::wake_for_new_work`] said.
+    fn wake_writer(&self, how: WakeWriter) {
+        match how {
+            WakeWriter::Condvar => {
+                self.shared.work.notify_one();
+            }
+            WakeWriter::Kick => match &self.shared.kick {
+                Some(k) => k.fire(),
+                None => unreachable!("the writer waits on a completion without a kick"),
+            },
+            WakeWriter::Nothing => {}
+        }
     }
 
     /// [`Wal::append_with_state`] for a caller with nothing else to do meanwhile: when no
@@ -298,21 +319,24 @@ impl Wal {
         records: &[&[u8]],
         hard_state: Option<HardState>,
     ) -> Result<Ticket> {
-        let ticket = self.enqueue(records, hard_state)?;
+        let (ticket, wake) = self.enqueue(records, hard_state)?;
         match self.core.try_lock() {
             // A failure poisons the log and reaches the caller through the ticket.
             Some(mut writer) => {
                 let _ = writer.drain();
             }
-            None => {
-                self.shared.work.notify_one();
-            }
+            None => self.wake_writer(wake),
         }
         Ok(ticket)
     }
 
-    /// Queues records (and a hard state) for the next group commit.
-    fn enqueue(&self, records: &[&[u8]], hard_state: Option<HardState>) -> Result<Ticket> {
+    /// Queues records (and a hard state) for the next group commit; also says how to wake
+    /// the writer.
+    fn enqueue(
+        &self,
+        records: &[&[u8]],
+        hard_state: Option<HardState>,
+    ) -> Result<(Ticket, WakeWriter)> {
         let mut bytes = 0usize;
         for r in records {
             if r.len() > MAX_RECORD_LEN {
@@ -329,7 +353,8 @@ impl Wal {
         let mut q = self.lock_queue()?;
         let first_index = q.next;
         if bytes == 0 {
-            return Ok(Ticket::new(self.shared.durability.clone(), q.seq, first_index));
+            let t = Ticket::new(self.shared.durability.clone(), q.seq, first_index);
+            return Ok((t, WakeWriter::Nothing));
         }
         let mut index = q.next;
         q.seq += 1;
@@ -347,8 +372,9 @@ impl Wal {
         }
         batch.last_seq = seq;
         q.next = index;
+        let wake = q.wake_for_new_work();
         drop(q);
-        Ok(Ticket::new(self.shared.durability.clone(), seq, first_index))
+        Ok((Ticket::new(self.shared.durability.clone(), seq, first_index), wake))
     }
 
     /// Persists a hard state (in the next group commit).
@@ -370,8 +396,9 @@ impl Wal {
         let ticket = self.push_control(&mut q, Record::Truncate { index }, Op::Truncate(index));
         q.next = index;
         q.first = q.first.min(index);
+        let wake = q.wake_for_new_work();
         drop(q);
-        self.shared.work.notify_one();
+        self.wake_writer(wake);
         Ok(ticket)
     }
 
@@ -409,7 +436,7 @@ impl Wal {
     /// than `keep` segment files exist, oldest first (etcd's `--max-wals`: at most `keep`
     /// files, never one still needed; `usize::MAX` keeps every file).
     pub fn compact_prefix_keeping(&self, index: u64, keep: usize) -> Result<()> {
-        let (ticket, removed) = {
+        let (ticket, removed, wake) = {
             let mut q = self.lock_queue()?;
             let ticket = if index >= q.next && (q.first < q.next || index > q.next) {
                 let t = self.push_control(&mut q, Record::Compact { index }, Op::Compact(index));
@@ -440,11 +467,10 @@ impl Wal {
                 };
                 q.first = q.first.max(layout.index.first().min(floor).min(q.next));
             }
-            (ticket, removed)
+            let wake = if ticket.is_some() { q.wake_for_new_work() } else { WakeWriter::Nothing };
+            (ticket, removed, wake)
         };
-        if ticket.is_some() {
-            self.shared.work.notify_one();
-        }
+        self.wake_writer(wake);
         for seg in &removed {
             self.shared.storage.remove(&seg.path)?;
             // One directory sync per removal keeps removals in order: a crash never leaves a
@@ -524,6 +550,7 @@ impl Wal {
             entries: c.entries.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             segments_rolled: c.segments_rolled.load(Ordering::Relaxed),
+            overlapped: c.overlapped.load(Ordering::Relaxed),
             sync_nanos: c.sync_nanos.load(Ordering::Relaxed),
             sync_buckets: std::array::from_fn(|i| c.sync_buckets[i].load(Ordering::Relaxed)),
             records_buckets: std::array::from_fn(|i| c.records_buckets[i].load(Ordering::Relaxed)),
