@@ -1001,9 +1001,16 @@ pub const SELF_KEY_FILE: &str = "key.pem";
 /// host (an IP SAN for an address, a DNS SAN otherwise; hosts are
 /// `host:port` from the listen URLs). The key file is written mode 0600.
 ///
-/// Two differences from etcd: the key is ECDSA P-384, not P-521 (ring, the
-/// TLS provider, signs with P-256 and P-384 only), and it is written as
-/// PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
+/// Two differences from etcd: the key is ECDSA P-384, not P-521, and it is
+/// written as PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
+/// P-384 because ring, the rustls provider here, neither signs nor verifies
+/// P-521: rcgen on ring cannot make the key, a listener could not sign its
+/// handshakes with it, and a member's peer dialer and peer listener could
+/// not verify the other's (`ecdsa_secp521r1_sha512` is not among ring's
+/// verification algorithms). P-521 would take either the aws-lc-rs provider
+/// (a cmake C build, the reason ring was chosen) or hand-written rustls
+/// `SigningKey`/`SignatureVerificationAlgorithm` plumbing over the `p521`
+/// crate on all three paths.
 pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, PathBuf)> {
     if years == 0 {
         return Err(Error::Config(
