@@ -4,6 +4,8 @@
 //! - `Maintenance.Downgrade` VALIDATE / ENABLE / CANCEL (gRPC and `etcdctl
 //!   downgrade`), relative to each server's own cluster version: etcd 3.6
 //!   speaks 3.6 and may go down to 3.5; Logbook speaks 3.5 and may go down to 3.4.
+//!   An enabled downgrade lowers the cluster and storage versions at the
+//!   leader's next version check and a cancel raises them again (against etcd 3.7.3).
 //! - `StatusResponse.storageVersion`, `dbSizeQuota`, `downgradeInfo`; `Auth.AuthStatus`.
 //! - MemberList's header carries no revision; Defragment and MoveLeader answer
 //!   an empty message; the JSON gateway's error objects list `error`,
@@ -177,6 +179,102 @@ fn etcdctl_downgrade_commands_work() {
     let ours = script(&cluster.specs[0].client_url());
     assert_eq!(ours, theirs);
     assert!(theirs[0].0 && theirs[3].0 && theirs[5].0 && !theirs[1].0, "{theirs:?}");
+}
+
+const ETCD_37: &str = "3.7.3";
+
+/// What a server shows of a downgrade: its cluster version (`/version`), its
+/// storage version and server version (Status) and its downgrade info, with
+/// versions named relative to its own cluster version.
+fn downgrade_state(rt: &tokio::runtime::Runtime, url: &str, (major, minor): (u64, u64)) -> String {
+    let below = format!("{major}.{}", minor - 1);
+    let cur = format!("{major}.{minor}");
+    let rel = |v: &str| v.replace(&cur, "CURRENT").replace(&below, "BELOW");
+    let s = rt.block_on(status(url));
+    let version = common::http_get(&format!("{url}/version")).json();
+    let cluster = version["etcdcluster"].as_str().unwrap().to_string();
+    let info = s.downgrade_info.expect("downgradeInfo is always present");
+    format!(
+        "cluster={} storage={} server_is_own={} downgrade_enabled={} target={:?}",
+        rel(&cluster),
+        rel(&s.storage_version),
+        s.version == version["etcdserver"],
+        info.enabled,
+        rel(&info.target_version)
+    )
+}
+
+/// etcd 3.6/3.7's version monitor: after `etcdctl downgrade enable`, the
+/// leader lowers the cluster version to the target at its next check, each
+/// member's storage version follows, and the server version stays; validate
+/// and enable are then judged against the lowered version; `downgrade
+/// cancel` brings both versions back up. Logbook and etcd 3.7.3 are given
+/// the same etcdctl 3.7.3 commands and must show the same states.
+#[test]
+fn downgrade_enable_lowers_the_cluster_version_as_etcd_37_does() {
+    let etcd = Etcd::start_program(&cached_etcd(ETCD_37, "etcd"));
+    let cluster = Cluster::start(1, &[]);
+    let ctl = cached_etcd(ETCD_37, "etcdctl");
+    let rt = runtime();
+    let script = |url: &str| -> Vec<String> {
+        let (major, minor) = cluster_version(url);
+        let below = format!("{major}.{}", minor - 1);
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&ctl)
+                .arg(format!("--endpoints={url}"))
+                .arg("--command-timeout=10s")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let state = || downgrade_state(&rt, url, (major, minor));
+        // Bounded: etcd's monitor looks every 4 s.
+        let wait_for = |want: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let now = state();
+                if now.starts_with(want) {
+                    return now;
+                }
+                assert!(std::time::Instant::now() < deadline, "{url}: still {now}, want {want}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        };
+        let mut out = vec![format!("before: {}", state())];
+        run(&["downgrade", "enable", &below]);
+        out.push(format!("downgraded: {}", wait_for("cluster=BELOW.0 storage=BELOW.0")));
+        let answer = |action, v: &str| {
+            rt.block_on(downgrade(url, action, v))
+                .map(|v| v.replace(&format!("{major}.{minor}"), "CURRENT").replace(&below, "BELOW"))
+        };
+        use DowngradeAction::{Cancel, Enable, Validate};
+        out.push(format!("validate the target: {:?}", answer(Validate, &below)));
+        out.push(format!("enable the target again: {:?}", answer(Enable, &below)));
+        out.push(format!(
+            "validate one more below: {:?}",
+            answer(Validate, &format!("{major}.{}", minor - 2))
+        ));
+        out.push(format!("cancel: {:?}", answer(Cancel, "")));
+        out.push(format!("cancelled: {}", wait_for("cluster=CURRENT.0 storage=CURRENT.0")));
+        run(&["downgrade", "enable", &below]);
+        out.push(format!("enabled again: {}", wait_for("cluster=BELOW.0")));
+        run(&["downgrade", "cancel"]);
+        out.push(format!("cancelled again: {}", wait_for("cluster=CURRENT.0 storage=CURRENT.0")));
+        out
+    };
+    let theirs = script(&etcd.client_url);
+    let ours = script(&cluster.specs[0].client_url());
+    assert_eq!(ours, theirs, "\nLogbook: {ours:#?}\netcd {ETCD_37}: {theirs:#?}");
+    assert!(
+        theirs[1].contains("server_is_own=true downgrade_enabled=true target=\"BELOW.0\""),
+        "{theirs:#?}"
+    );
+    // Logbook's log says what etcd's does.
+    let log = cluster.log(0);
+    for line in ["updated cluster version", "The server is ready to downgrade"] {
+        assert!(log.contains(line), "{line} missing from the log");
+    }
 }
 
 /// Status's 3.6 fields: the storage version follows the cluster version

@@ -10,6 +10,7 @@
 //! cluster           id                          u64 BE: the cluster ID
 //! cluster           member_id                   u64 BE: this member's own ID (member-local)
 //! cluster           downgrade                   etcdserverpb.DowngradeInfo (absent: none)
+//! cluster           clusterVersion              "major.minor.0" set during a downgrade (absent: the members' own)
 //! members           member ID (u64 BE)          StoredMember
 //! members_removed   member ID (u64 BE)          "removed"
 //! alarm             member ID (u64 BE) | type (i32 BE)   AlarmMember
@@ -41,6 +42,11 @@ pub const MEMBER_ID_KEY: &[u8] = b"member_id";
 /// The cluster's downgrade state, in [`CLUSTER_BUCKET`] (etcd keeps it under
 /// the same key, as JSON): an `etcdserverpb.DowngradeInfo`.
 pub const DOWNGRADE_KEY: &[u8] = b"downgrade";
+/// The cluster version the leader set while a downgrade moved it below the
+/// members' own, in [`CLUSTER_BUCKET`] (etcd's `clusterVersion` key): text
+/// "major.minor.0". Absent: the members' own version
+/// ([`crate::version::cluster_version`]).
+pub const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
 
 /// The bucket holding one `StoredMember` per member, keyed by [`member_key`].
 pub const MEMBERS_BUCKET: &str = "members";

@@ -13,7 +13,9 @@
 //! - [`PeerDialer`]: the peer client side (Raft transport, join, lease
 //!   questions to the leader): `http://` peer URLs are dialled plainly,
 //!   `https://` ones through TLS with the peer certificate as the client's
-//!   and the peer CA as the only trust root, reloaded the same way.
+//!   and the peer CA as the only trust root, reloaded the same way. With the
+//!   `SetMemberLocalAddr` feature gate every peer connection leaves from the
+//!   member's advertised peer IP ([`PeerDialer::from_local_addr`]).
 //! - [`ClientCertCommonName`]: what the client port puts into every request
 //!   from a client that presented a verified certificate, for auth to take
 //!   as the user name (as etcd does).
@@ -31,7 +33,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -778,24 +780,89 @@ pub fn incoming(
 /// Dials peers: plain for `http://` URLs, TLS for `https://` ones.
 pub struct PeerDialer {
     tls: Option<Reloading<ClientConfig>>,
+    /// The address every peer connection is bound to before it connects
+    /// (etcd's `TLSInfo.LocalAddr`, set by the `SetMemberLocalAddr` gate).
+    local_addr: Option<IpAddr>,
 }
 
 impl fmt::Debug for PeerDialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerDialer").field("files", &self.tls.as_ref().map(|t| &t.files)).finish()
+        f.debug_struct("PeerDialer")
+            .field("files", &self.tls.as_ref().map(|t| &t.files))
+            .field("local_addr", &self.local_addr)
+            .finish()
     }
 }
 
 impl PeerDialer {
     /// A dialer for plain `http://` peers only.
     pub fn plain() -> PeerDialer {
-        PeerDialer { tls: None }
+        PeerDialer { tls: None, local_addr: None }
     }
 
     /// A dialer presenting the peer certificate and trusting only the peer
     /// CA. Loads the files now.
     pub fn load(files: TlsFiles) -> Result<PeerDialer> {
-        Ok(PeerDialer { tls: Some(Reloading::load("peer client", files, build_client)?) })
+        Ok(PeerDialer {
+            tls: Some(Reloading::load("peer client", files, build_client)?),
+            local_addr: None,
+        })
+    }
+
+    /// The same dialer, its connections leaving from `ip` (any port).
+    pub fn from_local_addr(mut self, ip: Option<IpAddr>) -> PeerDialer {
+        self.local_addr = ip;
+        self
+    }
+
+    /// The address peer connections leave from, when one is set.
+    pub fn local_addr(&self) -> Option<IpAddr> {
+        self.local_addr
+    }
+
+    /// A blocking TCP connection to `addr` within `timeout`, from the local
+    /// address when one is set (bound before connecting, as Go's
+    /// `net.Dialer{LocalAddr}` does). The Raft lanes dial this way.
+    pub fn connect_tcp(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<std::net::TcpStream> {
+        let Some(ip) = self.local_addr else {
+            return std::net::TcpStream::connect_timeout(&addr, timeout);
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+        socket.connect_timeout(&addr.into(), timeout)?;
+        Ok(socket.into())
+    }
+
+    /// The async twin of [`PeerDialer::connect_tcp`] (no timeout of its
+    /// own), for gRPC channels over TLS: every address `addr` resolves to
+    /// is tried in turn.
+    async fn connect_tcp_async(&self, addr: &str) -> io::Result<TcpStream> {
+        let Some(ip) = self.local_addr else {
+            return TcpStream::connect(addr).await;
+        };
+        let mut last =
+            io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to no address"));
+        for to in tokio::net::lookup_host(addr).await? {
+            let socket = if to.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            match socket.connect(to).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The TLS configuration for a Raft lane to an `https://` peer URL: the
@@ -824,7 +891,8 @@ impl PeerDialer {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.local_addr);
         match parsed.scheme() {
             "https" => {
                 if self.tls.is_none() {
@@ -933,9 +1001,16 @@ pub const SELF_KEY_FILE: &str = "key.pem";
 /// host (an IP SAN for an address, a DNS SAN otherwise; hosts are
 /// `host:port` from the listen URLs). The key file is written mode 0600.
 ///
-/// Two differences from etcd: the key is ECDSA P-384, not P-521 (ring, the
-/// TLS provider, signs with P-256 and P-384 only), and it is written as
-/// PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
+/// Two differences from etcd: the key is ECDSA P-384, not P-521, and it is
+/// written as PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
+/// P-384 because ring, the rustls provider here, neither signs nor verifies
+/// P-521: rcgen on ring cannot make the key, a listener could not sign its
+/// handshakes with it, and a member's peer dialer and peer listener could
+/// not verify the other's (`ecdsa_secp521r1_sha512` is not among ring's
+/// verification algorithms). P-521 would take either the aws-lc-rs provider
+/// (a cmake C build, the reason ring was chosen) or hand-written rustls
+/// `SigningKey`/`SignatureVerificationAlgorithm` plumbing over the `p521`
+/// crate on all three paths.
 pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, PathBuf)> {
     if years == 0 {
         return Err(Error::Config(
@@ -1036,8 +1111,9 @@ impl tower_service::Service<axum::http::Uri> for TlsConnector {
         let config = self.dialer.tls.as_ref().expect("https connectors come with TLS").get();
         let addr = self.addr.clone();
         let name = self.server_name.clone();
+        let dialer = self.dialer.clone();
         Box::pin(async move {
-            let tcp = TcpStream::connect(&addr).await?;
+            let tcp = dialer.connect_tcp_async(&addr).await?;
             tcp.set_nodelay(true)?;
             let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {

@@ -176,8 +176,9 @@ pub static FLAGS: &[Flag] = &[
     // Logbook's listeners always set SO_REUSEADDR (Rust's and tokio's bind do).
     flag!("socket-reuse-address", Bool, "false", Used, "Enable to set socket option SO_REUSEADDR on listeners allowing binding to an address in TIME_WAIT state."),
     flag!("enable-grpc-gateway", Bool, "true", Used, "Enable GRPC gateway."),
-    flag!("raft-read-timeout", Duration, "5s", Pending("raft_read_timeout"), "Read timeout set on each rafthttp connection"),
-    flag!("raft-write-timeout", Duration, "5s", Pending("raft_write_timeout"), "Write timeout set on each rafthttp connection"),
+    // The Raft lanes' read and write stall limits (peer::lane::Timeouts).
+    flag!("raft-read-timeout", Duration, "5s", Used, "Read timeout set on each rafthttp connection"),
+    flag!("raft-write-timeout", Duration, "5s", Used, "Write timeout set on each rafthttp connection"),
     flag!("feature-gates", Str, "", Used, "A set of key=value pairs that describe server level feature gates for alpha/experimental features (see the entries below)."),
     // ---- Clustering ----
     flag!("initial-advertise-peer-urls", List, "http://localhost:2380", Used, "List of this member's peer URLs to advertise to the rest of the cluster."),
@@ -294,7 +295,7 @@ pub static FLAGS: &[Flag] = &[
     flag!("bootstrap-defrag-threshold-megabytes", Uint(64), "0", Warn("Logbook does not defragment at start-up; --bootstrap-defrag-threshold-megabytes is ignored"), "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space."),
     flag!("experimental-bootstrap-defrag-threshold-megabytes", Uint(64), "0", Renamed("bootstrap-defrag-threshold-megabytes"), "Enable the defrag during etcd server bootstrap."),
     flag!("max-learners", Int(64), "1", Used, "Set the max number of learner members allowed in the cluster membership."),
-    flag!("downgrade-check-time", Duration, "5s", Warn("Logbook does not implement cluster downgrades; --downgrade-check-time is ignored"), "Duration of time between two downgrade status checks."),
+    flag!("downgrade-check-time", Duration, "5s", Warn("every Logbook member runs one etcd version, so a downgrade never completes by itself (it ends with a cancel); --downgrade-check-time is ignored"), "Duration of time between two downgrade status checks."),
     flag!("experimental-downgrade-check-time", Duration, "5s", Renamed("downgrade-check-time"), "Duration of time between two downgrade status checks."),
     flag!("experimental-memory-mlock", Bool, "false", Renamed("memory-mlock"), "Enable to enforce etcd pages (in particular bbolt) to stay in RAM."),
     flag!("snapshot-catchup-entries", Uint(64), "5000", Used, "Number of entries for a slow follower to catch up after compacting the raft storage entries."),
@@ -360,7 +361,8 @@ pub static GATE_HANDLING: &[(&str, Handling)] = &[
     ("CompactHashCheck", Used),
     ("LeaseCheckpoint", Used),
     ("LeaseCheckpointPersist", Used),
-    ("SetMemberLocalAddr", Pending("set_member_local_addr")),
+    // Peer connections leave from the advertised peer IP (tls::PeerDialer).
+    ("SetMemberLocalAddr", Used),
 ];
 
 /// The flags whose behaviour is pending in the server, with the field each

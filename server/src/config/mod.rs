@@ -168,8 +168,8 @@ pub struct Config {
     /// `--wal-backend` (Logbook's own): how the WAL makes batches durable; `Auto` measures.
     pub wal_backend: logbook_wal::Backend,
 
-    // ---- Parsed and validated with etcd's defaults; the server does not
-    // ---- act on these yet (`flags::Handling::Pending`, `flags::pending()`).
+    // ---- etcd's runtime settings, with etcd's defaults (a flag parsed but
+    // ---- not acted on yet would be `flags::Handling::Pending`; none is today).
     /// `--initial-election-tick-advance` (default true).
     pub initial_election_tick_advance: bool,
     /// `--listen-client-http-urls`: HTTP-only client listeners (the gateway,
@@ -376,7 +376,7 @@ fn shown(settings: &Settings, name: &str) -> String {
 fn build(s: Settings) -> Result<Config> {
     let bad = |msg: String| Error::Config(msg);
     let mut warnings = s.warnings.clone();
-    let notices = s.notices.clone();
+    let mut notices = s.notices.clone();
 
     // What Logbook refuses, ignores, or has not wired yet, flag by flag.
     for flag in FLAGS {
@@ -661,15 +661,30 @@ fn build(s: Settings) -> Result<Config> {
         .any(|u| u.starts_with("https://"));
     let peer_dialer = match &peer_files {
         Some(files) if files.trusted_ca_file.is_some() || files.policy.self_signed => {
-            Arc::new(PeerDialer::load(files.clone())?)
+            PeerDialer::load(files.clone())?
         }
         _ if dials_https => {
             return Err(bad(
                 "--initial-cluster has https peer URLs: --peer-cert-file, --peer-key-file and --peer-trusted-ca-file must be provided to reach them".into(),
             ));
         }
-        _ => Arc::new(PeerDialer::plain()),
+        _ => PeerDialer::plain(),
     };
+    let set_member_local_addr = gates.enabled("SetMemberLocalAddr");
+    let local_addr = if set_member_local_addr {
+        let found = member_local_addr(&advertise_peer_urls);
+        match found {
+            Some(ip) => notices.push(format!("setting member local address LocalAddr={ip}")),
+            None => warnings.push(format!(
+                "unable to set a member local address due to lack of suitable local addresses (advertise-peer-urls={})",
+                advertise_peer_urls.join(",")
+            )),
+        }
+        found
+    } else {
+        None
+    };
+    let peer_dialer = Arc::new(peer_dialer.from_local_addr(local_addr));
 
     let heartbeat_ms = s.uint("heartbeat-interval");
     let election_ms = s.uint("election-timeout");
@@ -823,7 +838,7 @@ fn build(s: Settings) -> Result<Config> {
         compact_hash_check_time,
         lease_checkpoint,
         lease_checkpoint_persist,
-        set_member_local_addr: gates.enabled("SetMemberLocalAddr"),
+        set_member_local_addr,
         compaction_batch_limit: s.int("compaction-batch-limit"),
         compaction_sleep_interval: s.duration("compaction-sleep-interval"),
         watch_progress_notify_interval: s.duration("watch-progress-notify-interval"),
@@ -898,6 +913,21 @@ fn tls_files(
 }
 
 /// Parses a comma-separated URL list, normalised the way etcd prints URLs.
+/// The feature gate SetMemberLocalAddr's address (etcd's `InferLocalAddr`):
+/// the host of the first advertised peer URL (in etcd's order, sorted) that
+/// is an IP address, neither loopback nor unspecified; `None` when there is
+/// none.
+fn member_local_addr(advertise_peer_urls: &[String]) -> Option<std::net::IpAddr> {
+    let mut urls: Vec<&String> = advertise_peer_urls.iter().collect();
+    urls.sort();
+    urls.into_iter().find_map(|u| {
+        let host = Url::parse(u).ok()?.host_str()?.to_string();
+        let ip: std::net::IpAddr =
+            host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    })
+}
+
 pub(crate) fn parse_urls(flag: &str, text: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -1277,6 +1307,43 @@ mod tests {
         assert_eq!(err, "\"false\" is not a valid flag");
         let err = config(&["--client-cert-auth=maybe"]).unwrap_err().to_string();
         assert!(err.contains("invalid boolean value \"maybe\" for -client-cert-auth"), "{err}");
+    }
+
+    #[test]
+    fn member_local_addr_is_the_first_routable_advertised_ip() {
+        let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pick = |v: &[&str]| member_local_addr(&urls(v)).map(|ip| ip.to_string());
+        assert_eq!(
+            pick(&["http://10.0.0.2:2380", "http://10.0.0.1:2380"]),
+            Some("10.0.0.1".into())
+        );
+        assert_eq!(
+            pick(&["http://127.0.0.2:2380", "http://0.0.0.0:2380", "http://[fd00::1]:2380"]),
+            Some("fd00::1".into())
+        );
+        assert_eq!(pick(&["http://localhost:2380", "http://[::1]:2380"]), None);
+        assert_eq!(pick(&["http://node1.example:2380", "http://127.0.0.1:2380"]), None);
+        let c = config(&[
+            "--feature-gates=SetMemberLocalAddr=true",
+            "--initial-advertise-peer-urls=http://10.0.0.7:2380",
+            "--listen-peer-urls=http://10.0.0.7:2380",
+        ])
+        .unwrap();
+        assert_eq!(c.peer_dialer.local_addr(), Some("10.0.0.7".parse().unwrap()));
+        assert!(c.notices.iter().any(|n| n == "setting member local address LocalAddr=10.0.0.7"));
+        let c = config(&["--feature-gates=SetMemberLocalAddr=true"]).unwrap();
+        assert_eq!(c.peer_dialer.local_addr(), None);
+        assert!(
+            c.warnings.iter().any(|w| w.starts_with("unable to set a member local address")),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(&[
+            "--initial-advertise-peer-urls=http://10.0.0.7:2380",
+            "--listen-peer-urls=http://10.0.0.7:2380",
+        ])
+        .unwrap();
+        assert_eq!(c.peer_dialer.local_addr(), None);
     }
 
     #[test]

@@ -37,8 +37,10 @@ struct Version {
     etcdcluster: String,
 }
 
-async fn version() -> Response {
-    let cluster = crate::version::cluster_version();
+async fn version(State(st): State<HttpState>) -> Response {
+    // The cluster version as applied here: a downgrade in progress lowers it.
+    let (major, minor) = crate::state::membership::load_cluster_version(&st.ctx.engine());
+    let cluster = format!("{major}.{minor}.0");
     json(StatusCode::OK, &Version { etcdserver: ETCD_VERSION, etcdcluster: cluster })
 }
 

@@ -142,6 +142,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
             member_id: cfg.member_id,
             cluster_id: cfg.cluster_id,
             dialer: cfg.peer_dialer.clone(),
+            timeouts: lane::Timeouts { read: cfg.raft_read_timeout, write: cfg.raft_write_timeout },
         },
         members.iter().map(|m| (m.id, m.peer_urls.clone())),
         sink.clone(),
@@ -187,6 +188,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
             raft: sink.clone(),
             stores: stores.clone(),
             changes: Arc::new(raft.clone()),
+            read_timeout: cfg.raft_read_timeout,
         });
         let router = tonic::transport::Server::builder().tcp_nodelay(true).add_service(
             PeerServer::from_arc(svc.clone())
@@ -290,6 +292,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let publisher = tokio::spawn(tasks::publish(ctx.clone()));
     let expirer = tokio::spawn(tasks::expire_leases(ctx.clone()));
     let checkpointer = tokio::spawn(tasks::checkpoint_leases(ctx.clone()));
+    let version_monitor = tokio::spawn(tasks::monitor_cluster_version(ctx.clone()));
     let compactor = cfg.auto_compaction.map(|mode| tokio::spawn(compactor::run(ctx.clone(), mode)));
     let corrupt_check =
         cfg.corrupt_check_time.map(|every| tokio::spawn(corruption::periodic(ctx.clone(), every)));
@@ -312,6 +315,7 @@ async fn serve(mut cfg: Config) -> Result<()> {
     publisher.abort();
     expirer.abort();
     checkpointer.abort();
+    version_monitor.abort();
     for task in [compactor, corrupt_check, compact_hash_check].into_iter().flatten() {
         task.abort();
     }

@@ -15,12 +15,13 @@
 //!   link thread, waiting for the socket to drain, writes it on. The link
 //!   thread also dials (with backoff), checks the peer with a hello, sends
 //!   a keep-alive after [`KEEPALIVE`] of silence and drops a connection the
-//!   peer stopped reading for [`STALL_LIMIT`] or closed.
+//!   peer stopped reading for `--raft-write-timeout` or closed.
 //! - **In:** an accepted lane connection answers its hello on a short-lived
 //!   thread and then belongs to the Raft thread, which sleeps in one
 //!   `ppoll` on its inbox's doorbell and every lane's socket
 //!   (the Raft thread's inbox) and reads a ready socket itself: a peer's message
-//!   wakes the Raft thread directly.
+//!   wakes the Raft thread directly. A lane that brings nothing, not even a
+//!   keep-alive, for `--raft-read-timeout` is closed (the dialer redials).
 //!
 //! Each connection carries one direction (a member dials every peer and
 //! only writes to it); snapshots, the hello of a joining member and lease
@@ -69,11 +70,25 @@ const HELLO_REMOVED: u8 = 1;
 const HELLO_REFUSED: u8 = 2;
 /// A link silent this long sends a keep-alive frame.
 pub const KEEPALIVE: Duration = Duration::from_secs(1);
-/// A receiver that hears nothing (not even a keep-alive) for this long, and
-/// a sender whose peer takes none of its backlog for this long, close the
-/// connection: the other end is gone without a word (a crashed machine, a
-/// partition).
-pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// etcd's `--raft-read-timeout` and `--raft-write-timeout` (rafthttp's
+/// `ConnReadTimeout`/`ConnWriteTimeout`, 5 s and never less): a receiver that
+/// hears nothing (not even a keep-alive) for the read timeout, and a sender
+/// whose peer takes none of its backlog for the write timeout, close the
+/// connection: the other end is gone without a word (a crashed or stopped
+/// machine, a partition). etcd sets them as deadlines on each read and write
+/// of a peer connection, which ends it the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub read: Duration,
+    pub write: Duration,
+}
+
+impl Default for Timeouts {
+    /// etcd's defaults (`DefaultConnReadTimeout`, `DefaultConnWriteTimeout`).
+    fn default() -> Timeouts {
+        Timeouts { read: Duration::from_secs(5), write: Duration::from_secs(5) }
+    }
+}
 /// Encoded messages waiting for one peer beyond this are dropped.
 pub const MAX_BACKLOG: usize = 64 << 20;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -413,11 +428,13 @@ impl Link {
                 self.raft.unreachable(self.peer);
                 continue;
             }
-            if st.stalled_since.is_some_and(|t| now.duration_since(t) >= STALL_LIMIT) {
+            let limit = me.timeouts.write;
+            if st.stalled_since.is_some_and(|t| now.duration_since(t) >= limit) {
                 tracing::warn!(
                     peer,
                     backlog = st.backlog(),
-                    "peer took nothing for {STALL_LIMIT:?}; reconnecting"
+                    raft_write_timeout = ?limit,
+                    "peer took nothing for the raft write timeout; reconnecting"
                 );
                 st.disconnect();
             }
@@ -506,7 +523,7 @@ fn dial_one(me: &LocalIdentity, peer: u64, url: &str) -> Result<Conn, DialOne> {
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| DialOne::Io(format!("{host} resolves to no address")))?;
-    let tcp = TcpStream::connect_timeout(&addr, DIAL_TIMEOUT)?;
+    let tcp = me.dialer.connect_tcp(addr, DIAL_TIMEOUT)?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(HELLO_TIMEOUT))?;
     tcp.set_write_timeout(Some(HELLO_TIMEOUT))?;
@@ -644,7 +661,7 @@ fn handshake(conn: Accepted, service: &PeerService) -> io::Result<Option<Incomin
     socket.set_read_timeout(None)?;
     socket.set_write_timeout(None)?;
     socket.set_nonblocking(true)?;
-    Ok(Some(Incoming::new(from, conn)))
+    Ok(Some(Incoming::new(from, conn, service.read_timeout)))
 }
 
 /// Reads the dialer's hello and answers it; returns who it is and whether
@@ -699,13 +716,16 @@ pub struct Incoming {
     last_heard: Instant,
     /// When the lane opened (etcd's transport `ActiveSince`).
     opened: Instant,
+    /// `--raft-read-timeout`: silence this long closes the lane.
+    read_timeout: Duration,
     /// `etcd_network_peer_received_bytes_total` for this peer.
     received_bytes: IntCounter,
 }
 
 impl Incoming {
-    fn new(from: u64, conn: Accepted) -> Incoming {
+    fn new(from: u64, conn: Accepted, read_timeout: Duration) -> Incoming {
         Incoming {
+            read_timeout,
             from,
             conn,
             buf: vec![0; READ_BUFFER],
@@ -732,9 +752,22 @@ impl Incoming {
         self.opened
     }
 
-    /// True when nothing, not even a keep-alive, came for [`STALL_LIMIT`].
+    /// The read timeout this lane is closed after (`--raft-read-timeout`).
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// True when nothing, not even a keep-alive, came for the read timeout
+    /// and nothing waits on the socket either (a Raft thread that was busy
+    /// for that long has not read what did come).
     pub fn stalled(&self, now: Instant) -> bool {
-        now.duration_since(self.last_heard) >= STALL_LIMIT
+        if now.duration_since(self.last_heard) < self.read_timeout {
+            return false;
+        }
+        let mut fds = [libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: `fds` is a valid array of one pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+        n <= 0
     }
 
     /// Reads what arrived without blocking and appends the whole messages
@@ -1004,7 +1037,7 @@ mod tests {
         let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (reader, _) = listener.accept().unwrap();
         reader.set_nonblocking(true).unwrap();
-        (writer, Incoming::new(7, Accepted::Plain(reader)))
+        (writer, Incoming::new(7, Accepted::Plain(reader), Timeouts::default().read))
     }
 
     /// Reads `incoming` until `want` messages came or it fails; bounded.
@@ -1113,7 +1146,7 @@ mod tests {
         }
         s.write_all(&answer).unwrap();
         s.set_nonblocking(true).unwrap();
-        Incoming::new(1, Accepted::Plain(s))
+        Incoming::new(1, Accepted::Plain(s), Timeouts::default().read)
     }
 
     /// Raft as the link sees it: only whether it was told to stop matters here.
@@ -1136,8 +1169,12 @@ mod tests {
 
     fn start_link(listener: &TcpListener) -> (Arc<Link>, Arc<TestSink>) {
         let sink = Arc::new(TestSink::default());
-        let me =
-            LocalIdentity { member_id: 1, cluster_id: 9, dialer: Arc::new(PeerDialer::plain()) };
+        let me = LocalIdentity {
+            member_id: 1,
+            cluster_id: 9,
+            dialer: Arc::new(PeerDialer::plain()),
+            timeouts: Timeouts::default(),
+        };
         let url = format!("http://{}", listener.local_addr().unwrap());
         (Link::start(me, 2, vec![url], sink.clone()).unwrap(), sink)
     }

@@ -35,6 +35,8 @@ pub struct PeerService {
     pub stores: Arc<Stores>,
     /// Proposes membership changes followers forward.
     pub changes: Changes,
+    /// `--raft-read-timeout`: an incoming Raft lane silent this long is closed.
+    pub read_timeout: std::time::Duration,
 }
 
 /// etcd's rafthttp `ErrClusterIDMismatch`, which its peer hash handler answers a

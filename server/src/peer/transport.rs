@@ -46,6 +46,8 @@ pub struct LocalIdentity {
     pub cluster_id: u64,
     /// Dials peer URLs: plainly, or with the peer TLS files for https.
     pub dialer: Arc<PeerDialer>,
+    /// `--raft-read-timeout`/`--raft-write-timeout` for the Raft lanes.
+    pub timeouts: crate::peer::lane::Timeouts,
 }
 
 impl LocalIdentity {

@@ -348,6 +348,7 @@ impl RaftLoop {
             if stalled {
                 tracing::warn!(
                     peer = format!("{:x}", l.from()),
+                    raft_read_timeout = ?l.read_timeout(),
                     "raft lane from peer went silent; closed"
                 );
             }

@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status};
 use super::context::Context;
 use crate::error::Error;
 use crate::state::apply::Applied;
-use crate::state::membership::{load_downgrade_info, load_members};
-use crate::version::{ETCD_VERSION, cluster_major_minor, cluster_version, parse_downgrade_target};
+use crate::state::membership::{load_cluster_version, load_downgrade_info, load_members};
+use crate::version::{ETCD_VERSION, parse_downgrade_target};
 
 /// Serves Maintenance.
 pub struct MaintenanceService {
@@ -92,8 +92,12 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: engine.size_in_use() as i64,
             is_learner,
             // etcd 3.6+ reports the schema version of its db file, which
-            // follows the cluster version (major.minor.0).
-            storage_version: cluster_version(),
+            // each member moves to the cluster version (major.minor.0) as
+            // soon as that changes (etcd's UpdateStorageVersionIfNeeded).
+            storage_version: {
+                let (major, minor) = load_cluster_version(&engine);
+                format!("{major}.{minor}.0")
+            },
             db_size_quota: s.cfg.quota_backend_bytes,
             downgrade_info: Some(load_downgrade_info(&engine)),
         }))
@@ -189,9 +193,6 @@ impl Maintenance for MaintenanceService {
         self.ctx.stores.auth.check_admin(who.as_ref())?;
         let r = request.into_inner();
         let s = &self.ctx;
-        // etcd's cluster version: "3.5" (version.Cluster of the cluster version).
-        let (major, minor) = cluster_major_minor();
-        let version = format!("{major}.{minor}");
         let action = DowngradeAction::try_from(r.action)
             .map_err(|_| Status::unimplemented("etcdserver: unknown method"))?;
         match action {
@@ -199,6 +200,8 @@ impl Maintenance for MaintenanceService {
                 let target =
                     parse_downgrade_target(&r.version).ok_or(Error::WrongDowngradeVersionFormat)?;
                 s.raft.read_index().await?;
+                // The cluster version now (a downgrade in progress may have moved it).
+                let (major, minor) = load_cluster_version(&s.engine());
                 // Only one minor version down (etcd's allowedDowngradeVersion).
                 if target != (major, minor - 1) {
                     return Err(Error::InvalidDowngradeTargetVersion.into());
@@ -231,9 +234,13 @@ impl Maintenance for MaintenanceService {
                 }
             }
         }
+        // etcd answers the cluster version as it is after the call:
+        // "3.5" (version.Cluster of the cluster version).
+        let engine = s.engine();
+        let (major, minor) = load_cluster_version(&engine);
         Ok(Response::new(DowngradeResponse {
-            header: Some(s.header(s.engine().current_revision())),
-            version,
+            header: Some(s.header(engine.current_revision())),
+            version: format!("{major}.{minor}"),
         }))
     }
 }

@@ -19,8 +19,8 @@ use crate::state::kv_view::Leased;
 use crate::state::lessor::Lessor;
 
 use crate::schema::{
-    ALARM_BUCKET, CLUSTER_BUCKET, DOWNGRADE_KEY, LEASE_BUCKET, MEMBERS_BUCKET, alarm_key,
-    lease_key, member_key,
+    ALARM_BUCKET, CLUSTER_BUCKET, CLUSTER_VERSION_KEY, DOWNGRADE_KEY, LEASE_BUCKET, MEMBERS_BUCKET,
+    alarm_key, lease_key, member_key,
 };
 use crate::state::txn::{
     Revisions, check_path, check_put_applies, compare_to_path, execute_delete, execute_put,
@@ -167,6 +167,25 @@ pub fn apply_request(
             kv.txn.meta_delete(LEASE_BUCKET, &lease_key(r.id));
             lessor.revoke(r.id);
             Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()))
+        }
+        Request::ClusterVersionSet(v) => {
+            let from = crate::state::membership::load_cluster_version(engine);
+            if *v == crate::version::cluster_version() {
+                kv.txn.meta_delete(CLUSTER_BUCKET, CLUSTER_VERSION_KEY);
+            } else {
+                kv.txn.meta_put(CLUSTER_BUCKET, CLUSTER_VERSION_KEY, v.as_bytes());
+            }
+            tracing::info!(from = %format!("{}.{}", from.0, from.1), to = %v, "updated cluster version");
+            // The storage version follows at once (etcd's UpdateStorageVersionIfNeeded).
+            let downgrade = crate::state::membership::load_downgrade_info(engine);
+            if downgrade.enabled {
+                tracing::info!(
+                    target_version = %downgrade.target_version,
+                    server_version = crate::version::ETCD_VERSION,
+                    "The server is ready to downgrade"
+                );
+            }
+            Ok(Applied::Published)
         }
         Request::DowngradeInfoSet(info) => {
             if info.enabled {

@@ -278,10 +278,13 @@ impl SideBuckets for ServerBuckets {
                 })
                 .collect(),
             layout::CLUSTER => {
-                vec![(
-                    layout::CLUSTER_VERSION.to_vec(),
-                    crate::version::cluster_version().into_bytes(),
-                )]
+                // The cluster version a downgrade set, else the members' own.
+                let version = h
+                    .meta_scan(CLUSTER_BUCKET)
+                    .into_iter()
+                    .find(|(k, _)| k.as_slice() == crate::schema::CLUSTER_VERSION_KEY)
+                    .map_or_else(|| crate::version::cluster_version().into_bytes(), |(_, v)| v);
+                vec![(layout::CLUSTER_VERSION.to_vec(), version)]
             }
             other => pass_through_bucket(other).map(|b| h.meta_scan(b)).unwrap_or_default(),
         }

@@ -4,7 +4,9 @@
 //! MemberList and the peer transport. Removed members stay recorded in
 //! `members_removed`, as etcd keeps them, so their peer traffic is refused.
 
-use crate::schema::{CLUSTER_BUCKET, DOWNGRADE_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, member_key};
+use crate::schema::{
+    CLUSTER_BUCKET, CLUSTER_VERSION_KEY, DOWNGRADE_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, member_key,
+};
 use logbook_api::etcdserverpb::{DowngradeInfo, Member};
 use logbook_api::logbookpb::StoredMember;
 use logbook_engine::Engine;
@@ -41,6 +43,15 @@ pub fn load_downgrade_info(engine: &Engine) -> DowngradeInfo {
                 .unwrap_or_else(|e| panic!("undecodable downgrade record in the engine: {e}"))
         })
         .unwrap_or_default()
+}
+
+/// The cluster version as major and minor: the one the leader set during a
+/// downgrade, else the members' own.
+pub fn load_cluster_version(engine: &Engine) -> (i64, i64) {
+    engine
+        .meta_get(CLUSTER_BUCKET, CLUSTER_VERSION_KEY)
+        .and_then(|v| crate::version::parse_downgrade_target(&String::from_utf8_lossy(&v)))
+        .unwrap_or_else(crate::version::cluster_major_minor)
 }
 
 /// A member in etcd's wire form.
