@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# The robustness scenarios put members in network namespaces (iproute2's ip) and make
+# partitions and loss with nftables, bandwidth limits with tc, when run as root.
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
