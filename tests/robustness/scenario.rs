@@ -419,7 +419,11 @@ impl Harness {
     fn member_list(&self, not: Option<usize>, nth: usize) -> Option<Vec<Member>> {
         let mut c = self.cluster_client(not, nth)?;
         let call = c.member_list(MemberListRequest { linearizable: true });
-        let r = self.rt.block_on(tokio::time::timeout(Duration::from_secs(3), call)).ok()?.ok()?;
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(3), call).await })
+            .ok()?
+            .ok()?;
         Some(r.into_inner().members)
     }
 
@@ -483,7 +487,7 @@ impl Harness {
                 peer_ur_ls: vec![url.clone()],
                 is_learner: learner,
             });
-            match rt.block_on(tokio::time::timeout(Duration::from_secs(5), call)) {
+            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), call).await }) {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
                 Err(_) => Err("timeout".into()),
@@ -515,7 +519,7 @@ impl Harness {
                 return Ok(());
             };
             let call = c.member_remove(MemberRemoveRequest { id });
-            match rt.block_on(tokio::time::timeout(Duration::from_secs(5), call)) {
+            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), call).await }) {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
                 Err(_) => Err("timeout".into()),
@@ -627,7 +631,9 @@ impl Harness {
                             return Err("the learner is gone".to_string());
                         };
                         let call = c.member_promote(MemberPromoteRequest { id });
-                        match rt.block_on(tokio::time::timeout(Duration::from_secs(5), call)) {
+                        match rt.block_on(async {
+                            tokio::time::timeout(Duration::from_secs(5), call).await
+                        }) {
                             Ok(Ok(_)) => Ok(()),
                             // Not yet in sync with the leader: etcd's answer; try again.
                             Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),

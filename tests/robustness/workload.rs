@@ -476,8 +476,8 @@ async fn keepalive(conn: &mut Conn, lease: i64) -> Option<i64> {
 }
 
 /// A lease keeper on one member until `deadline`: grants a [`KEEPER_TTL`] lease, puts a
-/// key of its own on it, then keeps it alive and reads the key every few hundred
-/// milliseconds; when the key is gone (or the lease is, or the answers stop coming for
+/// key of its own on it, then keeps it alive (one lease in three only for a few
+/// keepalives, then lets it lapse) and reads the key every few hundred milliseconds; when the key is gone (or the lease is, or the answers stop coming for
 /// longer than the TTL) it starts over with a new lease. Returns every lease's life.
 pub async fn lease_keeper(
     member: usize,
@@ -488,6 +488,8 @@ pub async fn lease_keeper(
     let mut lives = Vec::new();
     let mut conn: Option<Conn> = None;
     let mut life: Option<LeaseLife> = None;
+    // How many keepalives the current lease gets before it is let lapse (None: all).
+    let mut lapse_after: Option<usize> = None;
     // Bounded: the deadline, and at most this many rounds.
     for round in 0..100_000u64 {
         if Instant::now() >= deadline {
@@ -527,6 +529,7 @@ pub async fn lease_keeper(
             .await;
             // A put whose answer did not come may or may not hold the key: not followed.
             if matches!(put, Ok(Ok(_))) {
+                lapse_after = (lives.len() % 3 == 0).then_some(lives.len() % 7);
                 life = Some(LeaseLife {
                     member,
                     lease,
@@ -541,7 +544,12 @@ pub async fn lease_keeper(
             continue;
         };
         let sent = clock.now();
-        let over = match keepalive(c, l.lease).await {
+        // One lease in three is let lapse after a few keepalives: its key must outlive
+        // the TTL from the last one, then vanish.
+        let lapsing = lapse_after.is_some_and(|n| l.keepalives.len() >= n);
+        let answer = if lapsing { Some(-1) } else { keepalive(c, l.lease).await };
+        let over = match answer {
+            Some(-1) => false,
             Some(ttl) if ttl > 0 => {
                 l.keepalives.push((sent, ttl));
                 false
@@ -573,7 +581,7 @@ pub async fn lease_keeper(
         }
         // Given up on: not answered for longer than its TTL (it expires on its own).
         let last = l.keepalives.last().map_or(l.grant_invoke, |k| k.0);
-        if over || clock.now().saturating_sub(last) > (KEEPER_TTL as u64 + 3) * 1_000_000_000 {
+        if over || clock.now().saturating_sub(last) > (KEEPER_TTL as u64 + 8) * 1_000_000_000 {
             lives.push(life.take().unwrap());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
