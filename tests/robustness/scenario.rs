@@ -171,6 +171,10 @@ impl Report {
     }
 }
 
+/// One membership call: a cluster client, the member list it acts on, the runtime to block on.
+type MembershipCall<'a> = dyn Fn(&mut ClusterClient<Channel>, &[Member], &tokio::runtime::Runtime) -> Result<(), String>
+    + 'a;
+
 struct Harness {
     // Dropped in this order: members first (their processes), the lab last.
     members: Members,
@@ -434,11 +438,7 @@ impl Harness {
         what: &str,
         not: Option<usize>,
         done: &dyn Fn(&[Member]) -> bool,
-        step: &dyn Fn(
-            &mut ClusterClient<Channel>,
-            &[Member],
-            &tokio::runtime::Runtime,
-        ) -> Result<(), String>,
+        step: &MembershipCall<'_>,
     ) -> bool {
         let deadline = Instant::now() + MEMBERSHIP_LIMIT;
         let mut last = String::new();
