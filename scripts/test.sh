@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-# ip(8), for tests/peer_connections.rs's network namespace.
+# ip(8): tests/peer_connections.rs's network namespace and the robustness scenarios'
+# (members in network namespaces; partitions and loss with nftables, bandwidth with tc).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}"

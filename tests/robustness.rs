@@ -1,8 +1,14 @@
-//! Robustness: a 3-member cluster under crashes, power loss, pauses and partitions, with
+//! Robustness: a 3-member cluster under crashes, power loss, pauses, partitions (two-way
+//! and one-way), packet loss, delay, bandwidth limits and membership changes, with
 //! concurrent clients whose history is then checked (linearizability per key, revisions
 //! in real-time order, every read against the committed history, no acknowledged write
 //! lost, HashKV equal on all members, watches from revision 1 on every member after
-//! healing and the watches kept open through the faults equal to that history).
+//! healing and the watches kept open through the faults equal to that history and never
+//! told of progress they had not seen, leases never expiring before their TTL).
+//!
+//! Where the machine allows it (root, `ip`, `nft`), every member runs in a network
+//! namespace of its own and the kernel makes the network faults (`robustness/netns.rs`);
+//! elsewhere TCP proxies do (`robustness/proxy.rs`).
 //!
 //! The scenarios need the `failpoints` build (peer route overrides for the link proxies,
 //! power loss): `cargo test --features failpoints --test robustness`. Without it only the
@@ -16,6 +22,12 @@ mod checks;
 mod history;
 #[path = "robustness/linearizability.rs"]
 mod linearizability;
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+#[path = "robustness/members.rs"]
+mod members;
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+#[path = "robustness/netns.rs"]
+mod netns;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/proxy.rs"]
 mod proxy;
@@ -162,7 +174,7 @@ mod regressions {
 mod scenarios {
     use std::time::Duration;
 
-    use super::scenario::{self, ALL_FAULTS, Fault, Spec};
+    use super::scenario::{self, ALL_FAULTS, Fault, Net, Spec};
 
     /// The seed: `LOGBOOK_ROBUSTNESS_SEED` to replay, else fresh (and printed).
     fn seed() -> u64 {
@@ -178,7 +190,7 @@ mod scenarios {
         }
     }
 
-    fn run(name: &str, faults: &[Fault], power_loss: bool, secs: u64) {
+    fn run(name: &str, faults: &[Fault], power_loss: bool, secs: u64, net: Net) {
         let spec = Spec {
             name: name.into(),
             faults: faults.to_vec(),
@@ -186,6 +198,7 @@ mod scenarios {
             power_loss,
             seed: seed(),
             clients_per_member: 2,
+            net,
         };
         let report = scenario::run(&spec);
         println!("{}", report.summary());
@@ -202,9 +215,11 @@ mod scenarios {
 
     #[test]
     fn ci_crashes_and_pauses() {
-        run("crashes-and-pauses", &[Fault::Kill, Fault::Pause], false, 25);
+        run("crashes-and-pauses", &[Fault::Kill, Fault::Pause], false, 25, Net::Auto);
     }
 
+    /// The proxies' partitions (resets, held bytes, delays), kept for machines without
+    /// network namespaces.
     #[test]
     fn ci_partitions() {
         run(
@@ -218,12 +233,47 @@ mod scenarios {
             ],
             false,
             25,
+            Net::Proxy,
+        );
+    }
+
+    /// The kernel's network faults between members in their own namespaces: two-way and
+    /// one-way partitions by packet drops, loss, delay and jitter, bandwidth limits.
+    #[test]
+    fn ci_network_faults() {
+        run(
+            "network-faults",
+            &[
+                Fault::IsolateLeader,
+                Fault::LeaderCannotSend,
+                Fault::LeaderCannotHear,
+                Fault::Blackhole,
+                Fault::Delay,
+                Fault::Loss,
+                Fault::Bandwidth,
+            ],
+            false,
+            30,
+            Net::Auto,
+        );
+    }
+
+    /// A learner added, promoted and removed, and the leader's machine replaced, under
+    /// light loss or delay, with kills between them.
+    #[test]
+    fn ci_membership() {
+        run(
+            "membership",
+            &[Fault::Learner, Fault::ReplaceLeader, Fault::Kill],
+            false,
+            35,
+            Net::Auto,
         );
     }
 
     #[test]
     fn ci_power_loss() {
-        run("power-loss", &[Fault::Kill], true, 20);
+        run("power-loss", &[Fault::Kill], true, 20, Net::Auto);
     }
 
     /// The soak `scripts/robustness.sh` runs: every fault type, scenario after scenario,
@@ -236,28 +286,34 @@ mod scenarios {
         let base = seed();
         let end = std::time::Instant::now() + Duration::from_secs(minutes * 60);
         let mut failed = Vec::new();
+        let (mut ops, mut faults, mut anomalies) = (0, 0, 0);
         for n in 0..10_000u64 {
             if std::time::Instant::now() >= end {
                 break;
             }
-            let (name, faults, power_loss): (&str, &[Fault], bool) = match n % 3 {
-                0 => ("all-faults", ALL_FAULTS, false),
-                1 => ("all-faults-power-loss", ALL_FAULTS, true),
-                _ => ("crashes-and-pauses", &[Fault::Kill, Fault::Pause], true),
+            let (name, faults_of, power_loss, net): (&str, &[Fault], bool, Net) = match n % 4 {
+                0 => ("all-faults", ALL_FAULTS, false, Net::Auto),
+                1 => ("all-faults-power-loss", ALL_FAULTS, true, Net::Auto),
+                2 => ("crashes-and-pauses", &[Fault::Kill, Fault::Pause], true, Net::Auto),
+                _ => ("all-faults-proxies", ALL_FAULTS, false, Net::Proxy),
             };
             let spec = Spec {
                 name: format!("{name}#{n}"),
-                faults: faults.to_vec(),
+                faults: faults_of.to_vec(),
                 duration: Duration::from_secs(60),
                 power_loss,
                 seed: base.wrapping_add(n),
                 clients_per_member: 2,
+                net,
             };
             // A scenario that panics (a member never ready again) is a failed scenario,
             // not the end of the soak.
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario::run(&spec))) {
                 Ok(report) => {
                     println!("{}", report.summary());
+                    ops += report.ops;
+                    faults += report.faults.len();
+                    anomalies += report.anomalies.len();
                     if !report.anomalies.is_empty() {
                         failed.push(report.summary());
                     }
@@ -277,6 +333,11 @@ mod scenarios {
                 }
             }
         }
+        println!(
+            "soak total: operations {ops} | faults injected {faults} | anomalies {anomalies} | \
+             failed scenarios {}",
+            failed.len()
+        );
         assert!(failed.is_empty(), "failed scenarios:\n{}", failed.join("\n"));
     }
 }

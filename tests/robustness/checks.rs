@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 use super::history::{Ev, Kind, LiveWatch, Outcome, Record};
 use super::linearizability::{self, Input, NEVER, Operation, Output, Verdict};
-use super::workload::{KEYS, connect, key_name, parse_value};
+use super::workload::{KEYS, LeaseLife, WatchRun, connect, key_name, parse_value};
 
 /// Search budget per key; past it the key counts as inconclusive, not as an anomaly.
 const MAX_STEPS: u64 = 2_000_000;
@@ -364,12 +364,13 @@ async fn watch_all(url: &str, final_rev: i64) -> Result<Vec<Ev>, tonic::Status> 
 /// Watches from revision 1 on every member: events in revision order, no duplicates,
 /// identical across members, and equal to the acknowledged writes. Then the watches kept
 /// open through the faults: each received exactly that history up to its last event, in
-/// order, across its resumptions (no gap, duplicate or stray event).
+/// order, across its resumptions (no gap, duplicate or stray event), and none was told of
+/// progress past an event it had not received.
 pub async fn watches(
     urls: &[String],
     records: &[Record],
     final_rev: i64,
-    live: &[LiveWatch],
+    live: &[WatchRun],
 ) -> WatchReport {
     let mut per_member = Vec::new();
     for url in urls {
@@ -437,9 +438,10 @@ pub async fn watches(
     }
     let mut live_events = 0;
     for w in live {
-        live_events += w.events.len();
-        anomalies.extend(w.errors.iter().cloned());
-        anomalies.extend(live_watch(w, &per_member[0]));
+        live_events += w.live.events.len();
+        anomalies.extend(w.live.errors.iter().cloned());
+        anomalies.extend(live_watch(&w.live, &per_member[0]));
+        anomalies.extend(watch_progress(w, &per_member[0]));
     }
     WatchReport::Checked { events: per_member[0].len(), live_events, anomalies }
 }
@@ -467,6 +469,77 @@ fn live_watch(w: &LiveWatch, all: &[Ev]) -> Option<String> {
         got.get(at),
         expected.get(at)
     ))
+}
+
+/// Slack for the lease check: an expiry this much before the lease's end still counts as
+/// on time (the leader's and the clients' clocks are the same machine's here; the slack
+/// covers scheduling of a loaded machine, not clock drift).
+const LEASE_SLACK_NS: u64 = 500_000_000;
+
+/// Leases never expire early, on any member, across leader changes and pauses (etcd's
+/// robustness suite checks the same through its model; lease checkpointing exists for
+/// it): a lease lives at least its TTL past the grant's sending and past the sending of
+/// every keepalive answered with a TTL, so its key may not be seen gone by a linearizable
+/// read that returned before then. And a key once seen gone never comes back.
+pub fn lease_expiry(lives: &[LeaseLife]) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    for l in lives {
+        let sec = |t: u64| t as f64 / 1e9;
+        let mut until = l.grant_invoke + l.ttl as u64 * 1_000_000_000;
+        let mut by = "the grant";
+        for &(sent, ttl) in &l.keepalives {
+            let end = sent + ttl.max(0) as u64 * 1_000_000_000;
+            if end > until {
+                until = end;
+                by = "a keepalive";
+            }
+        }
+        let Some(gone) = l.reads.iter().position(|r| !r.2) else { continue };
+        let (_, seen_gone, _) = l.reads[gone];
+        if seen_gone + LEASE_SLACK_NS < until {
+            anomalies.push(format!(
+                "m{}: lease {:x} (TTL {}s) expired early: its key {} was gone by {:.3}s, but {by} \
+                 kept the lease alive until at least {:.3}s",
+                l.member + 1,
+                l.lease,
+                l.ttl,
+                l.key,
+                sec(seen_gone),
+                sec(until)
+            ));
+        }
+        if let Some(back) = l.reads[gone..].iter().find(|r| r.2) {
+            anomalies.push(format!(
+                "m{}: lease {:x}'s key {} was gone by {:.3}s and back at {:.3}s",
+                l.member + 1,
+                l.lease,
+                l.key,
+                sec(seen_gone),
+                sec(back.1)
+            ));
+        }
+    }
+    anomalies
+}
+
+/// Progress notifications never claim a revision the watcher has not seen: when one says
+/// revision R, every event of the cluster's history `all` at or below R was already
+/// received, and no event at or below R comes after it.
+pub fn watch_progress(run: &WatchRun, all: &[Ev]) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    for &(received, rev) in &run.progress {
+        let missing = all.get(received).filter(|e| e.0 <= rev);
+        let late = run.live.events.get(received).filter(|e| e.0 <= rev);
+        if let Some(e) = missing.or(late) {
+            anomalies.push(format!(
+                "m{}: a progress notification claimed revision {rev} after {received} events, \
+                 but the event {e:?} at or below it had not been received",
+                run.live.member + 1
+            ));
+            break;
+        }
+    }
+    anomalies
 }
 
 #[cfg(test)]
@@ -502,7 +575,7 @@ mod tests {
         let ev =
             |rev: i64, v: Option<&str>| (rev, b"rb/0".to_vec(), v.map(|v| v.as_bytes().to_vec()));
         let all = vec![ev(2, Some("1")), ev(3, Some("2")), ev(4, None), ev(5, Some("3"))];
-        let w = |events: Vec<Ev>| LiveWatch { member: 0, events, resumed: 1, errors: Vec::new() };
+        let w = |events: Vec<Ev>| LiveWatch { member: 0, events, resumed: 1, ..Default::default() };
         assert_eq!(live_watch(&w(vec![]), &all), None);
         assert_eq!(live_watch(&w(all[..3].to_vec()), &all), None);
         assert_eq!(live_watch(&w(all.clone()), &all), None);
@@ -514,6 +587,48 @@ mod tests {
         );
         // A value the history does not hold at that revision.
         assert!(live_watch(&w(vec![all[0].clone(), ev(3, Some("9"))]), &all).is_some());
+    }
+
+    #[test]
+    fn lease_gone_before_its_ttl_is_caught() {
+        const S: u64 = 1_000_000_000;
+        let life = |keepalives: Vec<(u64, i64)>, reads: Vec<(u64, u64, bool)>| LeaseLife {
+            member: 0,
+            lease: 7,
+            ttl: 5,
+            key: "rl/m1/0".into(),
+            grant_invoke: 0,
+            keepalives,
+            reads,
+        };
+        // Kept alive at 4s: alive until 9s; gone at 10s is on time.
+        let ok = life(vec![(4 * S, 5)], vec![(S, S + 1, true), (10 * S, 10 * S + 1, false)]);
+        assert!(lease_expiry(&[ok]).is_empty());
+        // Gone at 7s after a keepalive at 4s.
+        let early = life(vec![(4 * S, 5)], vec![(7 * S, 7 * S + 1, false)]);
+        assert_eq!(lease_expiry(&[early]).len(), 1);
+        // Gone at 3s with no keepalive: before the grant's TTL.
+        let early = life(vec![], vec![(3 * S, 3 * S + 1, false)]);
+        assert_eq!(lease_expiry(&[early]).len(), 1);
+        // Seen gone, then present again.
+        let back = life(vec![], vec![(6 * S, 6 * S, false), (7 * S, 7 * S, true)]);
+        assert_eq!(lease_expiry(&[back]).len(), 1);
+    }
+
+    #[test]
+    fn progress_beyond_the_received_events_is_caught() {
+        let ev = |rev: i64| (rev, b"rb/0".to_vec(), Some(b"1".to_vec()));
+        let all = vec![ev(2), ev(3), ev(5)];
+        let run = |events: Vec<Ev>, progress: Vec<(usize, i64)>| WatchRun {
+            live: LiveWatch { member: 0, events, ..Default::default() },
+            progress,
+        };
+        // After 2 events, progress at 4: right (the next event is at 5).
+        assert!(watch_progress(&run(all.clone(), vec![(2, 4), (3, 9)]), &all).is_empty());
+        // After 1 event, progress at 3: event 3 was not received yet.
+        assert_eq!(watch_progress(&run(all.clone(), vec![(1, 3)]), &all).len(), 1);
+        // Past the end of what the watch received (its member lagged the history).
+        assert_eq!(watch_progress(&run(all[..1].to_vec(), vec![(1, 5)]), &all).len(), 1);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! A's Raft messages to B; B's messages to A travel on B's own connections, through the
 //! B→A proxy.
 //!
+//! In namespace mode on a kernel without netem the same proxies are the links' delay: each
+//! listens inside the dialing member's namespace and dials the peer across the lab's
+//! network (see [`super::netns`]).
+//!
 //! Modes: `Pass` forwards (after an optional delay per chunk); `Blackhole` holds every byte
 //! (the connection stays up, nothing arrives, like a network that silently drops packets,
 //! until it heals and the held bytes flow late); `Cut` resets every connection and refuses
@@ -29,19 +33,23 @@ pub struct Link {
     pub port: u16,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<AtomicU64>,
+    /// Each chunk waits the delay plus a uniformly random 0..jitter more.
+    jitter_ms: Arc<AtomicU64>,
     /// Bumped on every change so idle connections notice at once.
     changed: watch::Sender<u64>,
 }
 
 impl Link {
-    /// Starts a proxy on a free 127.0.0.1 port forwarding to `target_port`.
-    pub async fn start(target_port: u16) -> Link {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// Starts a proxy on a free port of `bind_ip` forwarding to `target` (`host:port`).
+    /// Its sockets live in the network namespace of the runtime thread that runs this.
+    pub async fn start_at(bind_ip: String, target: String) -> Link {
+        let listener = TcpListener::bind((bind_ip.as_str(), 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(Mode::Pass as u8));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let jitter_ms = Arc::new(AtomicU64::new(0));
         let (changed, rx) = watch::channel(0u64);
-        let (m, d) = (mode.clone(), delay_ms.clone());
+        let (m, d) = (mode.clone(), (delay_ms.clone(), jitter_ms.clone()));
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else { continue };
@@ -49,11 +57,11 @@ impl Link {
                     drop(inbound);
                     continue;
                 }
-                let (m, d, rx) = (m.clone(), d.clone(), rx.clone());
+                let (m, d, rx, target) = (m.clone(), d.clone(), rx.clone(), target.clone());
                 tokio::spawn(async move {
                     let Ok(Ok(outbound)) = tokio::time::timeout(
                         Duration::from_secs(1),
-                        TcpStream::connect(("127.0.0.1", target_port)),
+                        TcpStream::connect(target.as_str()),
                     )
                     .await
                     else {
@@ -75,7 +83,7 @@ impl Link {
                 });
             }
         });
-        Link { port, mode, delay_ms, changed }
+        Link { port, mode, delay_ms, jitter_ms, changed }
     }
 
     pub fn set(&self, mode: Mode) {
@@ -83,13 +91,14 @@ impl Link {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    pub fn set_delay(&self, delay: Duration) {
+    pub fn set_delay_jitter(&self, delay: Duration, jitter: Duration) {
         self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.jitter_ms.store(jitter.as_millis() as u64, Ordering::SeqCst);
         self.changed.send_modify(|v| *v += 1);
     }
 
     pub fn heal(&self) {
-        self.set_delay(Duration::ZERO);
+        self.set_delay_jitter(Duration::ZERO, Duration::ZERO);
         self.set(Mode::Pass);
     }
 }
@@ -99,7 +108,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: Arc<AtomicU8>,
-    delay_ms: Arc<AtomicU64>,
+    (delay_ms, jitter_ms): (Arc<AtomicU64>, Arc<AtomicU64>),
     mut changed: watch::Receiver<u64>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -128,7 +137,9 @@ async fn pump(
                 _ => break,
             }
         }
-        let delay = delay_ms.load(Ordering::SeqCst);
+        let jitter = jitter_ms.load(Ordering::SeqCst);
+        let delay = delay_ms.load(Ordering::SeqCst)
+            + if jitter > 0 { rand::random_range(0..jitter) } else { 0 };
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

@@ -1,7 +1,9 @@
 //! Concurrent clients against every member: puts of unique values (some attached to a
 //! lease of their own), linearizable and serializable gets, deletes, compare-and-set txns
 //! and revokes of those leases on a few keys, every operation recorded in a [`Record`];
-//! and on every member a watch kept open through the faults, resumed after each break.
+//! and on every member a watch kept open through the faults, resumed after each break
+//! (asking for progress notifications as it goes), and a lease keeper that holds a
+//! short-lived lease alive with keepalives and watches its key vanish.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +17,9 @@ use logbook_api::etcdserverpb::response_op::Response as RespOp;
 use logbook_api::etcdserverpb::watch_client::WatchClient;
 use logbook_api::etcdserverpb::watch_request::RequestUnion;
 use logbook_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchProgressRequest,
+    WatchRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -336,8 +339,9 @@ pub async fn client(
 /// Watches every workload key on one member from revision 1 until `deadline`, through
 /// whatever the faults do to the member: when the stream breaks it is opened again at the
 /// revision after the last event received (as etcd clients resume).
-pub async fn watcher(member: usize, url: String, deadline: Instant) -> LiveWatch {
+pub async fn watcher(member: usize, url: String, deadline: Instant) -> WatchRun {
     let mut live = LiveWatch { member, ..Default::default() };
+    let mut progress = Vec::new();
     let mut next = 1i64;
     let mut started = false;
     // Bounded: the deadline, and at most this many (re)connections.
@@ -355,7 +359,7 @@ pub async fn watcher(member: usize, url: String, deadline: Instant) -> LiveWatch
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let create = WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: "rb/".into(),
@@ -385,10 +389,22 @@ pub async fn watcher(member: usize, url: String, deadline: Instant) -> LiveWatch
         while Instant::now() < deadline {
             let msg = match tokio::time::timeout(Duration::from_millis(500), stream.message()).await
             {
-                Err(_) => continue, // quiet; look at the deadline again
+                Err(_) => {
+                    // Quiet: ask where the watch stands (a full queue just skips this ask),
+                    // then look at the deadline again.
+                    let _ = tx.try_send(WatchRequest {
+                        request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+                    });
+                    continue;
+                }
                 Ok(Ok(Some(msg))) => msg,
                 Ok(_) => break, // the member went away: resume
             };
+            if msg.events.is_empty() && !msg.created && !msg.canceled && !msg.fragment {
+                // A progress notification: every event up to this revision was sent.
+                progress.push((live.events.len(), msg.header.as_ref().map_or(0, |h| h.revision)));
+                continue;
+            }
             if msg.canceled {
                 live.errors.push(format!(
                     "m{}: watch from revision {next} canceled: {} (compact revision {})",
@@ -407,5 +423,169 @@ pub async fn watcher(member: usize, url: String, deadline: Instant) -> LiveWatch
         }
         drop(tx);
     }
-    live
+    WatchRun { live, progress }
+}
+
+/// A watch kept open through the faults: its events, and the progress notifications it
+/// received as (events received before it, the revision it claimed).
+pub struct WatchRun {
+    pub live: LiveWatch,
+    pub progress: Vec<(usize, i64)>,
+}
+
+/// Lease keepers' leases are this short, so they do expire when their keeper's member is
+/// cut off, and an early expiry shows.
+pub const KEEPER_TTL: i64 = 5;
+
+/// One lease a keeper granted, kept alive, and watched its key through. Times are
+/// [`Clock`] nanoseconds.
+#[derive(Clone, Debug, Default)]
+pub struct LeaseLife {
+    pub member: usize,
+    pub lease: i64,
+    pub ttl: i64,
+    pub key: String,
+    /// When the grant was sent (the lease lives at least ttl past it).
+    pub grant_invoke: u64,
+    /// Keepalives answered with a TTL: (sent at, TTL).
+    pub keepalives: Vec<(u64, i64)>,
+    /// Linearizable reads of the key after the put was acknowledged:
+    /// (invoked, returned, present).
+    pub reads: Vec<(u64, u64, bool)>,
+}
+
+/// Sends one keepalive for `lease`; the TTL answered (0: the lease is gone), or None
+/// when no answer came.
+async fn keepalive(conn: &mut Conn, lease: i64) -> Option<i64> {
+    let call = async {
+        // The request stream stays open until the answer came (a stream that ends at once
+        // may be closed before its answer is sent).
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(LeaseKeepAliveRequest { id: lease }).await.ok()?;
+        let mut stream = conn
+            .lease
+            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .ok()?
+            .into_inner();
+        let answer = stream.message().await.ok()?.map(|r| r.ttl);
+        drop(tx);
+        answer
+    };
+    tokio::time::timeout(OP_TIMEOUT, call).await.ok()?
+}
+
+/// A lease keeper on one member until `deadline`: grants a [`KEEPER_TTL`] lease, puts a
+/// key of its own on it, then keeps it alive (one lease in three only for a few
+/// keepalives, then lets it lapse) and reads the key every few hundred milliseconds; when the key is gone (or the lease is, or the answers stop coming for
+/// longer than the TTL) it starts over with a new lease. Returns every lease's life.
+pub async fn lease_keeper(
+    member: usize,
+    url: String,
+    clock: Clock,
+    deadline: Instant,
+) -> Vec<LeaseLife> {
+    let mut lives = Vec::new();
+    let mut conn: Option<Conn> = None;
+    let mut life: Option<LeaseLife> = None;
+    // How many keepalives the current lease gets before it is let lapse (None: all).
+    let mut lapse_after: Option<usize> = None;
+    // Bounded: the deadline, and at most this many rounds.
+    for round in 0..100_000u64 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let Some(c) = conn.as_mut() else {
+            conn = connect_conn(&url).await;
+            if conn.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        };
+        let Some(l) = life.as_mut() else {
+            let grant_invoke = clock.now();
+            let Some(lease) = tokio::time::timeout(
+                OP_TIMEOUT,
+                c.lease.lease_grant(LeaseGrantRequest { ttl: KEEPER_TTL, id: 0 }),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|r| r.into_inner().id) else {
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let key = format!("rl/m{}/{round}", member + 1);
+            let put = tokio::time::timeout(
+                OP_TIMEOUT,
+                c.kv.put(PutRequest {
+                    key: key.clone().into(),
+                    value: "held".into(),
+                    lease,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            // A put whose answer did not come may or may not hold the key: not followed.
+            if matches!(put, Ok(Ok(_))) {
+                lapse_after = (lives.len() % 3 == 0).then_some(lives.len() % 7);
+                life = Some(LeaseLife {
+                    member,
+                    lease,
+                    ttl: KEEPER_TTL,
+                    key,
+                    grant_invoke,
+                    ..Default::default()
+                });
+            } else {
+                conn = None;
+            }
+            continue;
+        };
+        let sent = clock.now();
+        // One lease in three is let lapse after a few keepalives: its key must outlive
+        // the TTL from the last one, then vanish.
+        let lapsing = lapse_after.is_some_and(|n| l.keepalives.len() >= n);
+        let answer = if lapsing { Some(-1) } else { keepalive(c, l.lease).await };
+        let over = match answer {
+            Some(-1) => false,
+            Some(ttl) if ttl > 0 => {
+                l.keepalives.push((sent, ttl));
+                false
+            }
+            Some(_) => true, // the lease expired; the read below sees its key gone
+            None => {
+                conn = None;
+                false
+            }
+        };
+        if let Some(c) = conn.as_mut() {
+            let invoke = clock.now();
+            let read = tokio::time::timeout(
+                OP_TIMEOUT,
+                c.kv.range(RangeRequest { key: l.key.clone().into(), ..Default::default() }),
+            )
+            .await;
+            match read {
+                Ok(Ok(r)) => {
+                    let present = !r.into_inner().kvs.is_empty();
+                    l.reads.push((invoke, clock.now(), present));
+                    if !present {
+                        lives.push(life.take().unwrap());
+                        continue;
+                    }
+                }
+                _ => conn = None,
+            }
+        }
+        // Given up on: not answered for longer than its TTL (it expires on its own).
+        let last = l.keepalives.last().map_or(l.grant_invoke, |k| k.0);
+        if over || clock.now().saturating_sub(last) > (KEEPER_TTL as u64 + 8) * 1_000_000_000 {
+            lives.push(life.take().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    lives.extend(life);
+    lives
 }
