@@ -16,6 +16,8 @@ mod checks;
 mod history;
 #[path = "robustness/linearizability.rs"]
 mod linearizability;
+#[path = "robustness/porcupine.rs"]
+mod porcupine;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/proxy.rs"]
 mod proxy;
