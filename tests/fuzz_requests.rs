@@ -883,3 +883,58 @@ fn fuzzed_gateway_requests_touch_nothing_when_refused() {
     );
     c.wait_ready(0, Duration::from_secs(10));
 }
+
+/// What the side-by-side comparison with etcd 3.7.3 found, each replayed on its own.
+mod regressions {
+    use super::*;
+
+    async fn first_answer(ch: &Channel, path: &'static str, body: Vec<u8>) -> String {
+        shown(&call(ch, path, Shape::Stream, body).await)
+    }
+
+    #[test]
+    fn range_with_an_unknown_sort_option_is_refused() {
+        let c = Cluster::start(1, &[]);
+        runtime().block_on(async {
+            let ch = channel(&c.specs[0].client_url()).await;
+            for (order, target) in [(7, 0), (0, 9)] {
+                let r = pb::RangeRequest {
+                    key: b"k".to_vec().into(),
+                    sort_order: order,
+                    sort_target: target,
+                    ..Default::default()
+                };
+                let got = call(&ch, "/etcdserverpb.KV/Range", Shape::Unary, enc(r)).await;
+                assert_eq!(shown(&got), "InvalidArgument: etcdserver: invalid sort option");
+            }
+        });
+    }
+
+    #[test]
+    fn undecodable_watch_and_keepalive_messages_end_the_stream_with_internal() {
+        let c = Cluster::start(1, &[]);
+        runtime().block_on(async {
+            let ch = channel(&c.specs[0].client_url()).await;
+            for path in ["/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"] {
+                // Field 1 with wire type 7, which does not exist.
+                let got = first_answer(&ch, path, vec![0x0f, 0x01]).await;
+                assert!(got.starts_with("Internal: "), "{path}: {got}");
+            }
+        });
+    }
+
+    #[test]
+    fn progress_request_without_watchers_gets_no_answer() {
+        let c = Cluster::start(1, &[]);
+        runtime().block_on(async {
+            let ch = channel(&c.specs[0].client_url()).await;
+            let req = pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                    pb::WatchProgressRequest {},
+                )),
+            };
+            let got = first_answer(&ch, "/etcdserverpb.Watch/Watch", enc(req)).await;
+            assert_eq!(got, "(no answer)");
+        });
+    }
+}
