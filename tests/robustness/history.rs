@@ -173,8 +173,11 @@ pub fn export(records: &[Record]) -> String {
                 Outcome::Failed(_) => json!({"kind": "failed"}),
                 Outcome::Unknown(_) => json!({"kind": "unknown"}),
             };
+            // No return time for an unknown outcome, nor for anything recorded as never
+            // returning (a failure may be too).
             let ret = match r.outcome {
                 Outcome::Unknown(_) => None,
+                _ if r.ret == u64::MAX => None,
                 _ => Some(r.ret),
             };
             json!({

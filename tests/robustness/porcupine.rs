@@ -189,6 +189,19 @@ mod tests {
         assert_eq!(both(&h), (false, false));
     }
 
+    /// ci_crashes_and_pauses seed 224624538: a failed operation recorded as never
+    /// returning (ret u64::MAX) was exported as that number, which Porcupine's reader
+    /// refused (it does not fit an int64).
+    #[test]
+    fn a_failed_operation_that_never_returned_is_exported() {
+        let h = vec![
+            put(0, 1, 0, 1),
+            rec(1, Kind::Put { value: 2 }, 2, NEVER, Outcome::Failed("no leader".into())),
+            get(2, Some(1), 3, 4),
+        ];
+        assert_eq!(both(&h), (true, true));
+    }
+
     #[test]
     fn a_disagreement_is_reported() {
         let h = vec![put(0, 1, 0, 1), put(0, 2, 2, 3), get(1, Some(1), 4, 5)];
