@@ -33,6 +33,18 @@ scripts/etcd-bin.sh >/dev/null
 # naming this script.
 scripts/kubernetes-bin.sh >/dev/null
 
+# Issue #27's fault and input checks. Porcupine (tools/porcupine, Go, from the
+# module proxy), the robustness histories' second checker, built into the same
+# cache (skipped when there; tests/robustness.rs builds it on first use too).
+# tests/disk_faults.rs mounts small loop-device file systems and needs root; its
+# full-disk tests run in `cargo test --workspace` below, its failing-disk (EIO
+# failpoint) tests in the failpoints run. tests/fuzz_requests.rs fuzzes the gRPC
+# requests and the JSON gateway for LOGBOOK_FUZZ_SECS each (default 30).
+scripts/porcupine-bin.sh >/dev/null
+if (($(id -u) != 0)); then
+    echo "test.sh: tests/disk_faults.rs needs root (loop mounts); it will fail" >&2
+fi
+
 # A packaged etcd may start itself as a service on install; tests pick their
 # own free ports, so it is left alone.
 
@@ -46,6 +58,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo test --features failpoints --test robustness
+cargo test --features failpoints --test disk_faults failing_disk
 
 # etcd 3.6's own e2e suite, its stable subset (scripts/etcd-e2e.sh CI_TESTS),
 # against the debug binary `cargo test` built: fails if one of those tests

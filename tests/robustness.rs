@@ -22,6 +22,8 @@ mod checks;
 mod history;
 #[path = "robustness/linearizability.rs"]
 mod linearizability;
+#[path = "robustness/porcupine.rs"]
+mod porcupine;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/members.rs"]
 mod members;

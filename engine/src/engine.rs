@@ -32,10 +32,18 @@ impl Engine {
             _ => Error::Io(e),
         })?;
         #[cfg(feature = "failpoints")]
-        if crate::failpoint::power_loss_enabled() {
-            let storage = Arc::new(crate::failpoint::VolatileStorage::new(storage));
-            return Engine::open_with_storage(storage, path, options);
+        {
+            let mut storage: Arc<dyn Storage> = if crate::failpoint::power_loss_enabled() {
+                Arc::new(crate::failpoint::VolatileStorage::new(storage))
+            } else {
+                Arc::new(storage)
+            };
+            if let Some(control) = crate::failpoint::eio_control() {
+                storage = Arc::new(crate::failpoint::EioStorage::new(storage, control));
+            }
+            Engine::open_with_storage(storage, path, options)
         }
+        #[cfg(not(feature = "failpoints"))]
         Engine::open_with_storage(Arc::new(storage), path, options)
     }
 

@@ -6,8 +6,16 @@
 //! `sync`, so a SIGKILL loses exactly what a power cut would lose: every write not yet
 //! synced. A size change writes held-back data through first (never less durable than a
 //! real disk would be). The robustness harness (`tests/robustness.rs`) uses this.
+//!
+//! With `LOGBOOK_FAILPOINT_EIO=<control file>`, the engine's file is an [`EioStorage`]: a
+//! failing disk. While the control file holds a line `engine N` (N > 0), each write, sync
+//! or size change fails with EIO and takes one off N (the file is rewritten); `engine *`
+//! fails every one until the line goes. Reads never fail. `tests/disk_faults.rs` uses it
+//! (the WAL has the same failpoint under the name `wal`).
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -94,6 +102,93 @@ impl Storage for VolatileStorage {
     }
 }
 
+/// The environment variable naming [`EioStorage`]'s control file.
+pub const EIO_ENV: &str = "LOGBOOK_FAILPOINT_EIO";
+
+/// The control file, if the EIO failpoint is on.
+pub(crate) fn eio_control() -> Option<PathBuf> {
+    std::env::var_os(EIO_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Whether the next operation on `target`'s files fails with EIO (and counts it), by the
+/// control file's line `target N` or `target *`.
+pub fn eio_due(control: &Path, target: &str) -> bool {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock();
+    let Ok(text) = std::fs::read_to_string(control) else { return false };
+    let mut due = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some(target) && !due {
+            match words.next() {
+                Some("*") => due = true,
+                Some(n) => {
+                    if let Ok(n) = n.parse::<u64>()
+                        && n > 0
+                    {
+                        due = true;
+                        lines.push(format!("{target} {}", n - 1));
+                        continue;
+                    }
+                }
+                None => {}
+            }
+        }
+        lines.push(line.to_string());
+    }
+    if due && lines.join("\n") != text.trim_end() {
+        let _ = std::fs::write(control, lines.join("\n") + "\n");
+    }
+    due
+}
+
+/// A [`Storage`] that fails writes, syncs and size changes with EIO while the control
+/// file says so.
+pub struct EioStorage {
+    inner: Arc<dyn Storage>,
+    control: PathBuf,
+}
+
+impl EioStorage {
+    pub fn new(inner: Arc<dyn Storage>, control: PathBuf) -> EioStorage {
+        EioStorage { inner, control }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if eio_due(&self.control, "engine") {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Storage for EioStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.check()?;
+        self.inner.write_at(buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.check()?;
+        self.inner.sync()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +210,20 @@ mod tests {
         }
         // Dropped without a sync: the power went out.
         assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn eio_for_n_operations_then_the_file_works_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("eio");
+        let s = EioStorage::new(
+            Arc::new(FileStorage::open(&dir.path().join("db")).unwrap()),
+            control.clone(),
+        );
+        std::fs::write(&control, "wal 3\nengine 1\n").unwrap();
+        assert_eq!(s.write_at(b"x", 0).unwrap_err().raw_os_error(), Some(libc::EIO));
+        s.write_at(b"y", 0).unwrap();
+        s.sync().unwrap();
+        assert_eq!(std::fs::read_to_string(&control).unwrap(), "wal 3\nengine 0\n");
     }
 }

@@ -10,6 +10,9 @@ pub enum Error {
     Config(String),
     #[error("etcdserver: key is not provided")]
     EmptyKey,
+    /// A Range's sort order or target is none of the enum's values.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
     #[error("etcdserver: key not found")]
     KeyNotFound,
     #[error("etcdserver: value is provided")]
@@ -191,8 +194,8 @@ impl Error {
         match self {
             PeerUrlExist | MemberNotLearner | LearnerNotReady => Code::FailedPrecondition,
             MemberBadUrls => Code::InvalidArgument,
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge => Code::InvalidArgument,
+            EmptyKey | InvalidSortOption | KeyNotFound | ValueProvided | LeaseProvided
+            | TooManyOps | DuplicateKey | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseExist => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,

@@ -29,6 +29,7 @@ pub struct LinReport {
 /// linearizable by definition; [`state_at_revisions`] checks them.
 pub fn linearizability(records: &[Record]) -> LinReport {
     let mut report = LinReport::default();
+    let mut verdicts = std::collections::BTreeMap::new();
     for key in 0..KEYS {
         let of_key: Vec<&Record> = records.iter().filter(|r| r.key == key).collect();
         // Every value some read returned: an unknown write never observed may be dropped
@@ -81,7 +82,9 @@ pub fn linearizability(records: &[Record]) -> LinReport {
             source.push(*r);
         }
         report.checked_ops += ops.len();
-        match linearizability::check(&ops, None, MAX_STEPS) {
+        let verdict = linearizability::check(&ops, None, MAX_STEPS);
+        verdicts.insert(key, verdict.clone());
+        match verdict {
             Verdict::Linearizable => {}
             Verdict::Inconclusive => report.inconclusive_keys.push(key),
             Verdict::NotLinearizable { stuck_at } => {
@@ -107,6 +110,8 @@ pub fn linearizability(records: &[Record]) -> LinReport {
             }
         }
     }
+    // The second, independent checker must reach the same verdicts.
+    report.anomalies.extend(super::porcupine::disagreements(records, &verdicts));
     report
 }
 

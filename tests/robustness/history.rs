@@ -142,3 +142,53 @@ impl fmt::Display for Record {
         )
     }
 }
+
+/// The history in the JSON form `tools/porcupine` (the second, independent checker) reads:
+/// `{"ops": [{"client", "key", "invoke", "ret", "input": {...}, "output": {...}}]}`, every
+/// record raw (serializable reads, failures and unknown outcomes too, `"ret": null` for an
+/// unknown one): what to leave out is the checker's own decision, made independently.
+pub fn export(records: &[Record]) -> String {
+    use serde_json::{Value, json};
+    let ops: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let input = match &r.kind {
+                Kind::Get { serializable } => json!({"op": "get", "serializable": serializable}),
+                Kind::Put { value } => json!({"op": "put", "value": value}),
+                Kind::PutLease { value, lease } => {
+                    json!({"op": "put_lease", "value": value, "lease": lease})
+                }
+                Kind::Revoke { lease } => json!({"op": "revoke", "lease": lease}),
+                Kind::Delete => json!({"op": "delete"}),
+                Kind::Cas { expect, new } => json!({"op": "cas", "expect": expect, "new": new}),
+            };
+            let output = match &r.outcome {
+                Outcome::Get { value, .. } => json!({"kind": "get", "value": value}),
+                Outcome::Put { .. } => json!({"kind": "put"}),
+                Outcome::Revoke { .. } => json!({"kind": "revoke"}),
+                Outcome::Delete { removed, .. } => json!({"kind": "delete", "removed": removed}),
+                Outcome::Cas { succeeded, got, .. } => {
+                    json!({"kind": "cas", "succeeded": succeeded, "got": got})
+                }
+                Outcome::Failed(_) => json!({"kind": "failed"}),
+                Outcome::Unknown(_) => json!({"kind": "unknown"}),
+            };
+            // No return time for an unknown outcome, nor for anything recorded as never
+            // returning (a failure may be too).
+            let ret = match r.outcome {
+                Outcome::Unknown(_) => None,
+                _ if r.ret == u64::MAX => None,
+                _ => Some(r.ret),
+            };
+            json!({
+                "client": r.client,
+                "key": r.key,
+                "invoke": r.invoke,
+                "ret": ret,
+                "input": input,
+                "output": output,
+            })
+        })
+        .collect();
+    json!({ "ops": ops }).to_string()
+}

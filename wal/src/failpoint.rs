@@ -10,6 +10,13 @@
 //!
 //! The robustness harness (`tests/robustness.rs`) uses this to restart members after a
 //! "power loss".
+//!
+//! With `LOGBOOK_FAILPOINT_EIO=<control file>`, [`Wal::open`](crate::Wal::open) runs on
+//! [`EioStorage`]: a failing disk. While the control file holds a line `wal N` (N > 0),
+//! each data write, fdatasync, allocation or truncation fails with EIO and takes one off N
+//! (the file is rewritten); `wal *` fails every one until the line goes. Reads never fail.
+//! The test writes and removes the file (`tests/disk_faults.rs`): EIO "for a while", as a
+//! device-mapper `dm-error`/`dm-flakey` target would give where the kernel has one.
 
 use std::collections::HashMap;
 use std::io;
@@ -160,6 +167,143 @@ impl SegmentFile for VolatileFile {
     // pwrite + fdatasync through this type.
 }
 
+/// The environment variable naming [`EioStorage`]'s control file.
+pub const EIO_ENV: &str = "LOGBOOK_FAILPOINT_EIO";
+
+/// The control file, if the EIO failpoint is on.
+pub(crate) fn eio_control() -> Option<PathBuf> {
+    std::env::var_os(EIO_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Whether the next operation on `target`'s files fails with EIO (and counts it), by the
+/// control file's line `target N` or `target *`.
+pub fn eio_due(control: &Path, target: &str) -> bool {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock();
+    let Ok(text) = std::fs::read_to_string(control) else { return false };
+    let mut due = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some(target) && !due {
+            match words.next() {
+                Some("*") => due = true,
+                Some(n) => {
+                    if let Ok(n) = n.parse::<u64>()
+                        && n > 0
+                    {
+                        due = true;
+                        lines.push(format!("{target} {}", n - 1));
+                        continue;
+                    }
+                }
+                None => {}
+            }
+        }
+        lines.push(line.to_string());
+    }
+    if due && lines.join("\n") != text.trim_end() {
+        let _ = std::fs::write(control, lines.join("\n") + "\n");
+    }
+    due
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+/// A [`Storage`] whose files fail writes and syncs with EIO while the control file says so.
+pub struct EioStorage {
+    inner: Arc<dyn Storage>,
+    control: PathBuf,
+}
+
+impl EioStorage {
+    pub fn new(inner: Arc<dyn Storage>, control: PathBuf) -> EioStorage {
+        EioStorage { inner, control }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if eio_due(&self.control, "wal") { Err(eio()) } else { Ok(()) }
+    }
+}
+
+impl Storage for EioStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = self.inner.open(path, create)?;
+        Ok(Arc::new(EioFile { file, control: self.control.clone() }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check()?;
+        self.inner.rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check()?;
+        self.inner.sync_dir(dir)
+    }
+    // No fds: io_uring would bypass the failing calls, so the WAL uses pwrite + fdatasync.
+}
+
+/// One file of [`EioStorage`].
+struct EioFile {
+    file: Arc<dyn SegmentFile>,
+    control: PathBuf,
+}
+
+impl EioFile {
+    fn check(&self) -> io::Result<()> {
+        if eio_due(&self.control, "wal") { Err(eio()) } else { Ok(()) }
+    }
+}
+
+impl SegmentFile for EioFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.check()?;
+        self.file.write_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.check()?;
+        self.file.sync_data()
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        self.file.allocate(len)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        self.file.set_len(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.file.len()
+    }
+
+    fn zeros_from(&self) -> Option<u64> {
+        self.file.zeros_from()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +328,27 @@ mod tests {
         assert!(on_disk[16..24].iter().all(|&b| b == 0));
         f.sync_data().unwrap();
         assert_eq!(&std::fs::read(&p).unwrap()[16..24], b"volatile");
+    }
+
+    #[test]
+    fn eio_for_n_operations_then_the_disk_works_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("eio");
+        let s = EioStorage::new(Arc::new(OsStorage), control.clone());
+        let f = s.open(&dir.path().join("seg"), true).unwrap();
+        write_all_at(&*f, b"ok", 0).unwrap();
+        std::fs::write(&control, "engine 5\nwal 2\n").unwrap();
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert_eq!(f.write_at(b"x", 0).unwrap_err().raw_os_error(), Some(libc::EIO));
+        f.sync_data().unwrap();
+        assert_eq!(std::fs::read_to_string(&control).unwrap(), "engine 5\nwal 0\n");
+        std::fs::write(&control, "wal *\n").unwrap();
+        for _ in 0..3 {
+            assert!(f.sync_data().is_err());
+        }
+        std::fs::remove_file(&control).unwrap();
+        f.sync_data().unwrap();
+        let mut buf = [0u8; 2];
+        assert_eq!(read_full_at(&*f, &mut buf, 0).unwrap(), 2);
     }
 }

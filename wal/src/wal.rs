@@ -155,9 +155,18 @@ impl Wal {
     /// Opens the log in `dir` (created if missing), recovering what is there.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
         #[cfg(feature = "failpoints")]
-        if crate::failpoint::power_loss_enabled() {
-            let storage = Arc::new(crate::failpoint::VolatileStorage);
-            return Self::open_with_storage(dir, options, storage);
+        {
+            let mut storage: Option<Arc<dyn Storage>> = None;
+            if crate::failpoint::power_loss_enabled() {
+                storage = Some(Arc::new(crate::failpoint::VolatileStorage));
+            }
+            if let Some(control) = crate::failpoint::eio_control() {
+                let inner = storage.take().unwrap_or_else(|| Arc::new(OsStorage));
+                storage = Some(Arc::new(crate::failpoint::EioStorage::new(inner, control)));
+            }
+            if let Some(storage) = storage {
+                return Self::open_with_storage(dir, options, storage);
+            }
         }
         Self::open_with_storage(dir, options, Arc::new(OsStorage))
     }

@@ -304,12 +304,12 @@ async fn serve(mut cfg: Config) -> Result<()> {
     let raft_finished_first = tokio::select! {
         _ = wait_for_signal() => {
             tracing::info!("received a shutdown signal; stopping");
-            false
+            None
         }
-        _ = &mut raft_done => {
+        r = &mut raft_done => {
             // Removed from the cluster, or a fatal storage error (logged).
             tracing::warn!("the raft loop has stopped; shutting the member down");
-            true
+            Some(r)
         }
     };
     publisher.abort();
@@ -326,12 +326,13 @@ async fn serve(mut cfg: Config) -> Result<()> {
     }
     hub.stop();
     let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
-    if !raft_finished_first {
-        raft_done
-            .await
-            .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
-            .map_err(|_| Error::Internal("the raft thread panicked".into()))?;
-    }
+    let raft_outcome = match raft_finished_first {
+        Some(r) => r,
+        None => raft_done.await,
+    };
+    raft_outcome
+        .map_err(|e| Error::Internal(format!("joining the raft thread: {e}")))?
+        .map_err(|_| Error::Internal("the raft thread panicked".into()))??;
     tracing::info!("stopped");
     Ok(())
 }

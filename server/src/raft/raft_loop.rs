@@ -175,8 +175,11 @@ impl RaftLoop {
         }
     }
 
-    /// Runs until told to stop or until a fatal storage error.
-    pub fn run(mut self) {
+    /// Runs until told to stop (`Ok`) or until a fatal storage error (`Err`: the WAL or
+    /// the engine failed a write or fsync, e.g. the disk is full or failing). etcd stops
+    /// its process on these (`lg.Fatal`, "failed to save Raft hard state and entries",
+    /// "failed to commit tx"); the member does too, with the error, once shut down.
+    pub fn run(mut self) -> Result<()> {
         let tick = self.cfg.heartbeat;
         let mut next_tick = Instant::now() + tick;
         // A single voter need not wait out an election timeout.
@@ -238,6 +241,13 @@ impl RaftLoop {
                 advance_pending = self.advance_election_ticks(now.duration_since(started));
             }
             if now >= next_tick {
+                // The engine persists applied entries in the background: a failed commit
+                // there (disk full, I/O error) poisons it, and the member must stop as
+                // etcd's does instead of applying further writes it can never persist.
+                if let Err(e) = self.machine.stores.engine.get().check_health() {
+                    tracing::error!(error = %e, "the storage engine failed; stopping the member");
+                    break Err(Error::Internal(format!("storage engine: {e}")));
+                }
                 self.node.tick();
                 next_tick += tick;
                 if next_tick <= now {
@@ -283,6 +293,7 @@ impl RaftLoop {
         if let Err(e) = self.machine.stores.engine.get().commit() {
             tracing::error!(error = %e, "final engine commit failed");
         }
+        outcome
     }
 
     /// Sleeps until the inbox or a lane has something, or `timeout` passes.

@@ -150,7 +150,17 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(64);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            while let Ok(Some(req)) = requests.message().await {
+            loop {
+                let req = match requests.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    // A message that does not decode ends the stream with the decoder's
+                    // error (Internal), as etcd's does, rather than silently.
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
                 // A renewal needs write access to every key of the lease.
                 let allowed = async {
                     let who = ctx.auth_info_from(&creds).await?;

@@ -63,7 +63,11 @@ impl Watch for WatchService {
         if require_leader {
             tokio::spawn(watch_leader(self.ctx.clone(), lost_tx, ended_rx));
         }
+        // A request that does not decode ends the stream with the decoder's error
+        // (Internal), as etcd's does.
+        let (bad_tx, bad_rx) = tokio::sync::oneshot::channel::<Status>();
         tokio::spawn(async move {
+            let mut bad_tx = Some(bad_tx);
             let mut session = Session {
                 hub,
                 ctx,
@@ -79,7 +83,16 @@ impl Watch for WatchService {
                     // The leader is gone: the response stream has ended.
                     _ = session.tx.closed() => break,
                 };
-                let Ok(Some(req)) = req else { break };
+                let req = match req {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    Err(status) => {
+                        if let Some(bad) = bad_tx.take() {
+                            let _ = bad.send(status);
+                        }
+                        break;
+                    }
+                };
                 if !session.handle(req).await {
                     break;
                 }
@@ -91,6 +104,10 @@ impl Watch for WatchService {
         let lost = futures::StreamExt::filter_map(futures::stream::once(lost_rx), |r| {
             std::future::ready(r.ok().map(Err))
         });
+        let bad = futures::StreamExt::filter_map(futures::stream::once(bad_rx), |r| {
+            std::future::ready(r.ok().map(Err))
+        });
+        let lost = futures::stream::select(lost, bad);
         // Events until the leader is lost; then the error, and nothing more.
         let out = futures::StreamExt::scan(
             futures::stream::select(events, lost),
@@ -176,13 +193,14 @@ impl Session {
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
                 let watchers: Vec<Arc<Watcher>> = self.watchers.values().cloned().collect();
+                // Like etcd (3.5 on, `progressIfSync`), answer only when every watcher is
+                // caught up, so the revision promised really has been delivered, and not
+                // at all on a stream without watchers (there is no watcher to answer on).
                 let revision = if watchers.is_empty() {
-                    Some(self.hub.current_revision())
+                    None
                 } else {
                     self.hub.stream_progress(self.stream, &watchers)
                 };
-                // Like etcd, answer only when every watcher is caught up, so the
-                // revision promised really has been delivered.
                 if let Some(rev) = revision {
                     let resp = WatchResponse {
                         header: Some(self.hub.header(rev)),

@@ -33,8 +33,12 @@ pub fn check_put(r: &PutRequest) -> Result<()> {
 
 /// etcd's checks on a Range.
 pub fn check_range(r: &RangeRequest) -> Result<()> {
+    use logbook_api::etcdserverpb::range_request::{SortOrder, SortTarget};
     if r.key.is_empty() {
         return Err(Error::EmptyKey);
+    }
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
+        return Err(Error::InvalidSortOption);
     }
     Ok(())
 }
