@@ -13,7 +13,10 @@
 //! `LOGBOOK_KEEP_K8S_DIR=1` to keep the directory).
 //!
 //! Needs the binaries of `scripts/kubernetes-bin.sh` (run by
-//! `scripts/test.sh`); fails, saying so, without them.
+//! `scripts/test.sh`); fails, saying so, without them. `scripts/test.sh`
+//! builds them in the background on a fresh machine and skips this file's
+//! tests by name in its first `cargo test` (running them once the binaries
+//! are there): rename a test here, rename it there.
 
 mod common;
 // The control-plane harness, used by this test only (so not a module of

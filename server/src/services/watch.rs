@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::services::context::Context;
@@ -21,6 +22,11 @@ use crate::watch::hub::{WatchHub, WatchSpec, Watcher, normalise_key};
 
 /// Responses queued per stream before its watchers fall back to catch-up.
 const STREAM_QUEUE: usize = 1024;
+
+/// How long a progress request waits for the watch dispatcher to reach
+/// the revision applied when it came (it is unanswered after that, as
+/// etcd leaves one unanswered while a watcher is not synced).
+const PROGRESS_WAIT: Duration = Duration::from_secs(1);
 
 /// etcd's ID for "no watcher".
 const INVALID_WATCH_ID: i64 = -1;
@@ -196,10 +202,15 @@ impl Session {
                 // Like etcd (3.5 on, `progressIfSync`), answer only when every watcher is
                 // caught up, so the revision promised really has been delivered, and not
                 // at all on a stream without watchers (there is no watcher to answer on).
+                let current = self.hub.current_revision();
                 let revision = if watchers.is_empty() {
                     None
-                } else {
+                } else if self.hub.delivered_through(current, PROGRESS_WAIT).await {
+                    // Every write applied before the request is covered, as
+                    // etcd's answer (its current revision) covers them.
                     self.hub.stream_progress(self.stream, &watchers)
+                } else {
+                    None
                 };
                 if let Some(rev) = revision {
                     let resp = WatchResponse {

@@ -265,6 +265,26 @@ impl WatchHub {
         self.state.lock().remove_synced(&(w.stream, w.watch_id));
     }
 
+    /// Waits until the dispatcher has handed every event up to `revision` to
+    /// the synced watchers (nudging it), for at most `limit`; false if it
+    /// has not by then. A progress notification asked for after a write
+    /// acknowledged at revision R must name R or later, as etcd's does (its
+    /// watchers are notified within the write itself); the dispatcher runs
+    /// a moment behind the apply loop, so the answer waits for it.
+    pub async fn delivered_through(&self, revision: i64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.state.lock().delivered >= revision {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.nudge();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Whether every watcher of `stream` is synced, and the revision they
     /// have all been brought to (for progress requests).
     pub fn stream_progress(&self, stream: u64, watchers: &[Arc<Watcher>]) -> Option<i64> {
