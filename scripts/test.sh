@@ -20,6 +20,8 @@ fi
 # proxy into a cache outside the clone (nothing to do when already there): the
 # flag tests compare against etcd 3.6's --help.
 scripts/etcd-bin.sh >/dev/null
+# etcd's own load generator (tools/benchmark), logbook bench's second opinion.
+scripts/etcd-benchmark-bin.sh >/dev/null
 
 # Kubernetes' control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl v1.37.2) for tests/kubernetes.rs, built the same way

@@ -329,6 +329,34 @@ fn bench_compares_logbook_with_etcd_and_writes_the_report() {
     }
 
     let results = json(&std::fs::read_to_string(dir.join("results.json")).unwrap());
+    // The second opinion: etcd's own benchmark tool on the 8-client rung, both
+    // generators' put and range rows for both systems (scripts/test.sh builds
+    // the tool; without it the report says so in one line).
+    if let Some(tool) = logbook_bench::second_opinion::find_tool(None) {
+        for needle in
+            ["second opinion", "logbook-bench req/s", "etcd-benchmark req/s", "agree (15 %)"]
+        {
+            assert!(stdout.contains(needle), "no {needle:?} ({}) in:\n{stdout}", tool.display());
+        }
+        assert!(md.contains("## Second opinion: etcd's benchmark tool"), "{md}");
+        for s in results["systems"].as_array().unwrap() {
+            let o = &s["second_opinion"];
+            assert_eq!(o["clients"], 8, "{}: {o}", s["system"]);
+            let pairs = o["pairs"].as_array().unwrap();
+            let workloads: Vec<_> = pairs.iter().map(|p| p["workload"].as_str().unwrap()).collect();
+            assert_eq!(workloads, ["put", "range"], "{o}");
+            for p in pairs {
+                for generator in ["logbook_bench", "etcd_benchmark"] {
+                    let f = &p[generator];
+                    assert!(f["requests_per_s"].as_f64() > Some(0.0), "{}: {p}", s["system"]);
+                    assert!(f["p99_ms"].as_f64() >= f["p50_ms"].as_f64(), "{p}");
+                    assert_eq!(f["errors"], 0, "{p}");
+                }
+            }
+        }
+    } else {
+        assert!(stdout.contains("etcd's benchmark tool not found"), "{stdout}");
+    }
     assert!(results["floor"]["fsync"]["count"].as_u64() > Some(0), "{}", results["floor"]);
     assert!(results["rtt"]["count"].as_u64() > Some(0), "{}", results["rtt"]);
     let systems = results["systems"].as_array().unwrap();
