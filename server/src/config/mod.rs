@@ -167,6 +167,9 @@ pub struct Config {
     pub enable_pprof: bool,
     /// `--wal-backend` (Logbook's own): how the WAL makes batches durable; `Auto` measures.
     pub wal_backend: logbook_wal::Backend,
+    /// `--request-log` (Logbook's own): where each client request's shape is
+    /// logged (`services::request_log`); off when `None`.
+    pub request_log: Option<PathBuf>,
 
     // ---- Parsed and validated with etcd's defaults; the server does not
     // ---- act on these yet (`flags::Handling::Pending`, `flags::pending()`).
@@ -840,6 +843,7 @@ fn build(s: Settings) -> Result<Config> {
         tls_max_version,
         log,
         wal_backend: s.text("wal-backend").parse().map_err(bad)?,
+        request_log: path_flag(&s, "request-log"),
         feature_gates: gates,
     })
 }

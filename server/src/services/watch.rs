@@ -175,6 +175,7 @@ impl Session {
                 true
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                self.ctx.log_request(|| crate::services::request_log::plain("WatchProgress"));
                 let watchers: Vec<Arc<Watcher>> = self.watchers.values().cloned().collect();
                 let revision = if watchers.is_empty() {
                     Some(self.hub.current_revision())
@@ -198,6 +199,7 @@ impl Session {
     }
 
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
+        self.ctx.log_request(|| crate::services::request_log::watch(&c));
         let current = self.hub.current_revision();
         if let Err(e) = self.permitted(&c).await {
             // As etcd: the watch is refused in a created-and-cancelled answer.
