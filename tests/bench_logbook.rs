@@ -427,3 +427,62 @@ fn an_interrupted_one_client_run_exits_at_once() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     server.stop();
 }
+
+/// `logbook bench capacity --profile kubernetes` at a tiny scale: both
+/// systems ramp the Kubernetes model by nodes, and the report says how many
+/// nodes and pods each carries within the objectives, with the plot.
+#[test]
+fn kubernetes_capacity_names_both_systems_and_a_node_count() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let stdout = bench(
+        out.path(),
+        &[
+            "capacity",
+            "--profile",
+            "kubernetes",
+            "--systems",
+            "logbook,etcd",
+            "--members",
+            "1",
+            "--nodes",
+            "2",
+            "--pods-per-node",
+            "2",
+            "--max-nodes",
+            "4",
+            "--growth",
+            "2",
+            "--step-duration",
+            "1s",
+            "--clients",
+            "8",
+            "--slo-p99",
+            "5s",
+            "--slo-list-p99",
+            "5s",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    for system in ["logbook", "etcd"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{system} (")))
+            .unwrap_or_else(|| panic!("no {system} capacity line in:\n{stdout}"));
+        // The node count depends on this machine; the sentence names one.
+        assert!(line.contains("this cluster carries ") && line.contains(" nodes / "), "{line}");
+    }
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("capacity-kubernetes.svg"), "{md}");
+    assert_svg(&out.path().join("capacity-kubernetes.svg"));
+    let results = json(&std::fs::read_to_string(out.path().join("results.json")).unwrap());
+    for s in results["systems"].as_array().unwrap() {
+        let nodes: Vec<_> =
+            s["steps"].as_array().unwrap().iter().map(|st| st["nodes"].clone()).collect();
+        assert_eq!(nodes.first(), Some(&serde_json::json!(2)), "{s}");
+    }
+}
