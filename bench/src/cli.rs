@@ -41,7 +41,7 @@ pub enum BenchCommand {
     Kubernetes(KubernetesArgs),
     /// Ramp the offered rate until p99 breaks the SLO; report the highest
     /// sustainable write and read rates and resource use.
-    Capacity(CapacityArgs),
+    Capacity(Box<CapacityArgs>),
     /// Each WAL backend (sync, io-uring, io-uring-direct) on this disk beside the fdatasync
     /// floor: one appender's commit latency, records/s with several appenders, and what
     /// `--wal-backend auto` chooses here.

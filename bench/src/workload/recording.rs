@@ -151,7 +151,7 @@ impl Recording {
                 if p.is_empty() { "-" } else { p },
                 g.count,
                 g.count as f64 / span,
-                if g.writes > 0 { (g.value_bytes / g.writes).to_string() } else { "-".into() },
+                g.value_bytes.checked_div(g.writes).map_or("-".into(), |b| b.to_string()),
                 g.leased,
                 g.lists,
                 g.limited,
