@@ -83,8 +83,9 @@ trap stop_bg EXIT
 
 # etcd 3.6 and 3.7 (and their etcdctl): most black-box tests compare with
 # them; then etcd 3.6's e2e suite (e2e.test, etcdutl), which reuses etcd
-# 3.6's Go build cache.
-bg etcd scripts/etcd-bin.sh
+# 3.6's Go build cache. etcd's own load generator (tools/benchmark of
+# etcd 3.6.8), logbook bench's second opinion, is built after etcd.
+bg etcd bash -c 'scripts/etcd-bin.sh && scripts/etcd-benchmark-bin.sh'
 # Kubernetes' control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl v1.37.2) for tests/kubernetes.rs, then the test
 # binaries of the --quick subset of its integration tests

@@ -329,6 +329,34 @@ fn bench_compares_logbook_with_etcd_and_writes_the_report() {
     }
 
     let results = json(&std::fs::read_to_string(dir.join("results.json")).unwrap());
+    // The second opinion: etcd's own benchmark tool on the 8-client rung, both
+    // generators' put and range rows for both systems (scripts/test.sh builds
+    // the tool; without it the report says so in one line).
+    if let Some(tool) = logbook_bench::second_opinion::find_tool(None) {
+        for needle in
+            ["second opinion", "logbook-bench req/s", "etcd-benchmark req/s", "agree (15 %)"]
+        {
+            assert!(stdout.contains(needle), "no {needle:?} ({}) in:\n{stdout}", tool.display());
+        }
+        assert!(md.contains("## Second opinion: etcd's benchmark tool"), "{md}");
+        for s in results["systems"].as_array().unwrap() {
+            let o = &s["second_opinion"];
+            assert_eq!(o["clients"], 8, "{}: {o}", s["system"]);
+            let pairs = o["pairs"].as_array().unwrap();
+            let workloads: Vec<_> = pairs.iter().map(|p| p["workload"].as_str().unwrap()).collect();
+            assert_eq!(workloads, ["put", "range"], "{o}");
+            for p in pairs {
+                for generator in ["logbook_bench", "etcd_benchmark"] {
+                    let f = &p[generator];
+                    assert!(f["requests_per_s"].as_f64() > Some(0.0), "{}: {p}", s["system"]);
+                    assert!(f["p99_ms"].as_f64() >= f["p50_ms"].as_f64(), "{p}");
+                    assert_eq!(f["errors"], 0, "{p}");
+                }
+            }
+        }
+    } else {
+        assert!(stdout.contains("etcd's benchmark tool not found"), "{stdout}");
+    }
     assert!(results["floor"]["fsync"]["count"].as_u64() > Some(0), "{}", results["floor"]);
     assert!(results["rtt"]["count"].as_u64() > Some(0), "{}", results["rtt"]);
     let systems = results["systems"].as_array().unwrap();
@@ -398,4 +426,63 @@ fn an_interrupted_one_client_run_exits_at_once() {
     let stderr = std::fs::read_to_string(&err_path).unwrap();
     assert!(stderr.contains("interrupted"), "{stderr}");
     server.stop();
+}
+
+/// `logbook bench capacity --profile kubernetes` at a tiny scale: both
+/// systems ramp the Kubernetes model by nodes, and the report says how many
+/// nodes and pods each carries within the objectives, with the plot.
+#[test]
+fn kubernetes_capacity_names_both_systems_and_a_node_count() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let stdout = bench(
+        out.path(),
+        &[
+            "capacity",
+            "--profile",
+            "kubernetes",
+            "--systems",
+            "logbook,etcd",
+            "--members",
+            "1",
+            "--nodes",
+            "2",
+            "--pods-per-node",
+            "2",
+            "--max-nodes",
+            "4",
+            "--growth",
+            "2",
+            "--step-duration",
+            "1s",
+            "--clients",
+            "8",
+            "--slo-p99",
+            "5s",
+            "--slo-list-p99",
+            "5s",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    for system in ["logbook", "etcd"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{system} (")))
+            .unwrap_or_else(|| panic!("no {system} capacity line in:\n{stdout}"));
+        // The node count depends on this machine; the sentence names one.
+        assert!(line.contains("this cluster carries ") && line.contains(" nodes / "), "{line}");
+    }
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("capacity-kubernetes.svg"), "{md}");
+    assert_svg(&out.path().join("capacity-kubernetes.svg"));
+    let results = json(&std::fs::read_to_string(out.path().join("results.json")).unwrap());
+    for s in results["systems"].as_array().unwrap() {
+        let nodes: Vec<_> =
+            s["steps"].as_array().unwrap().iter().map(|st| st["nodes"].clone()).collect();
+        assert_eq!(nodes.first(), Some(&serde_json::json!(2)), "{s}");
+    }
 }

@@ -35,9 +35,13 @@ pub enum BenchCommand {
     /// A Kubernetes-like mix: creates, updates, deletes, gets, paginated lists,
     /// leases on events, prefix watches open.
     Mixed(MixedArgs),
+    /// What a Kubernetes control plane of --nodes nodes with --pods-per-node
+    /// pods each sends its store (a model recorded from a real
+    /// kube-apiserver), open loop at the model's rates.
+    Kubernetes(KubernetesArgs),
     /// Ramp the offered rate until p99 breaks the SLO; report the highest
     /// sustainable write and read rates and resource use.
-    Capacity(CapacityArgs),
+    Capacity(Box<CapacityArgs>),
     /// Each WAL backend (sync, io-uring, io-uring-direct) on this disk beside the fdatasync
     /// floor: one appender's commit latency, records/s with several appenders, and what
     /// `--wal-backend auto` chooses here.
@@ -72,6 +76,7 @@ impl BenchCommand {
             BenchCommand::TxnPut(a) => Some(&a.load),
             BenchCommand::Watch(a) => Some(&a.load),
             BenchCommand::Mixed(a) => Some(&a.load),
+            BenchCommand::Kubernetes(a) => Some(&a.load),
             BenchCommand::Capacity(_) | BenchCommand::Disk(_) => None,
         }
     }
@@ -205,6 +210,39 @@ pub struct MixedArgs {
     pub seed_objects: u64,
 }
 
+/// `logbook bench kubernetes`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct KubernetesArgs {
+    /// Clients, duration, endpoints, TLS (--rate is the model's, not an option
+    /// here; --clients defaults to 64 when left at 1, enough that concurrency
+    /// does not limit the offered rate).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cluster: KubernetesShape,
+}
+
+/// The Kubernetes cluster a run models.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct KubernetesShape {
+    /// Nodes: one Lease renewal per node every 10 s, Node status writes.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Pods per node (the pods are written before the run).
+    #[arg(long, default_value_t = 30)]
+    pub pods_per_node: usize,
+    /// Pods replaced per hour, as a fraction of all pods (default: the model's).
+    #[arg(long)]
+    pub churn_per_hour: Option<f64>,
+    /// How often the apiserver's compaction runs (kube-apiserver: 5m; default
+    /// here: a quarter of the run, at least 1 s, so short runs see some).
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub compact_interval: Option<Duration>,
+}
+
 /// `logbook bench` (no subcommand): the side-by-side ladder.
 #[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct CompareArgs {
@@ -227,6 +265,11 @@ pub struct CompareArgs {
     /// Distinct keys written by the ladder.
     #[arg(long, default_value_t = 100_000)]
     pub key_space_size: u64,
+    /// etcd's own `benchmark` tool, run beside Logbook's generator on one
+    /// rung as a second opinion (default: the newest one
+    /// scripts/etcd-benchmark-bin.sh built into ~/.cache/logbook).
+    #[arg(long)]
+    pub etcd_benchmark: Option<PathBuf>,
 }
 
 /// Which systems to start, from which binaries, on which disk.
@@ -321,6 +364,30 @@ pub struct CapacityArgs {
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     pub key_space_size: u64,
+    /// The load ramped: `put` (puts, then reads, by offered rate) or
+    /// `kubernetes` (the Kubernetes model, by number of nodes from --nodes).
+    #[arg(long, value_enum, default_value = "put")]
+    pub profile: CapacityProfile,
+    /// The Kubernetes profile's cluster: --nodes is the first size tried.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kubernetes: KubernetesShape,
+    /// The Kubernetes profile stops growing the cluster here.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_nodes: usize,
+    /// The Kubernetes profile's objective for lists (--slo-p99 is the one for
+    /// mutating requests).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub slo_list_p99: Duration,
+}
+
+/// What `logbook bench capacity` ramps.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapacityProfile {
+    Put,
+    Kubernetes,
 }
 
 /// Parses `250us`, `10ms`, `1.5s`, `2m` or a plain number of seconds.

@@ -28,6 +28,7 @@ use crate::driver::{ErrorSample, Outcome, Plan, drive, drive_on_one_thread};
 use crate::keys::{KeyGen, Rng, random_value};
 use crate::metrics::{self, WalMetrics};
 use crate::procstat;
+use crate::second_opinion::{self, SecondOpinion, ToolTls};
 use crate::stats::Summary;
 use crate::targets::{self, Machine, Target};
 use crate::workload::put::Put;
@@ -78,6 +79,10 @@ pub struct SystemResult {
     /// The WAL backend each member reported in `/metrics` (`logbook_wal_backend`), Logbook only.
     #[serde(default)]
     pub wal_backends: Vec<String>,
+    /// Logbook's generator and etcd's `benchmark` tool on the same rung,
+    /// when the tool was found ([`crate::second_opinion`]).
+    #[serde(default)]
+    pub second_opinion: Option<SecondOpinion>,
 }
 
 /// Everything `logbook bench` measured (`results.json`).
@@ -203,6 +208,12 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
         }
     };
 
+    let tool = second_opinion::find_tool(args.etcd_benchmark.as_deref());
+    match &tool {
+        Some(t) => eprintln!("second opinion: etcd's benchmark tool {}", t.display()),
+        None => notes.push(second_opinion::absent_note()),
+    }
+
     let bare = match run_bare(&data.join("bare"), args).await {
         Ok(rungs) => rungs,
         Err(e) => {
@@ -223,7 +234,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
                 t.binary.display()
             );
         }
-        let r = run_system(t, &data.join(t.system.name()), args, &mut notes).await;
+        let r = run_system(t, &data.join(t.system.name()), args, tool.as_deref(), &mut notes).await;
         systems.push(match r {
             Ok(r) => r,
             Err(e) => {
@@ -235,6 +246,7 @@ pub async fn run(args: &CompareArgs) -> Result<(Comparison, PathBuf)> {
                     rungs: vec![],
                     failure: Some(format!("{e:#}")),
                     wal_backends: Vec::new(),
+                    second_opinion: None,
                 }
             }
         });
@@ -264,17 +276,19 @@ async fn run_system(
     t: &Target,
     dir: &Path,
     args: &CompareArgs,
+    tool: Option<&Path>,
     notes: &mut Vec<String>,
 ) -> Result<SystemResult> {
     if t.deployed() {
         let leader = leader_of(&t.endpoints).await?;
-        return ladder(t, &leader, &t.endpoints, Members::Deployed, args, notes).await;
+        return ladder(t, &leader, &t.endpoints, Members::Deployed, args, tool, notes).await;
     }
     let mut cluster =
         Cluster::start_ready(t.system, &t.binary, dir, args.systems.members, READY_TIMEOUT).await?;
     let leader = cluster.leader_endpoint().await?;
     let members = cluster.endpoints();
-    let result = ladder(t, &leader, &members, Members::Local(&mut cluster), args, notes).await;
+    let result =
+        ladder(t, &leader, &members, Members::Local(&mut cluster), args, tool, notes).await;
     cluster.stop();
     result
 }
@@ -321,6 +335,7 @@ async fn ladder(
     members: &[String],
     mut cluster: Members<'_>,
     args: &CompareArgs,
+    tool: Option<&Path>,
     notes: &mut Vec<String>,
 ) -> Result<SystemResult> {
     let version = status::version(leader).await.unwrap_or_default();
@@ -424,6 +439,47 @@ async fn ladder(
         );
         rungs.push(Rung { clients, sequential, put, errors: out.errors, wal, cpu });
     }
+    let second_opinion = match (tool, second_opinion::chosen_clients(&args.rungs)) {
+        (Some(tool), Some(clients)) => {
+            eprintln!("{}: {clients} clients, Logbook's generator and etcd's benchmark", t.system);
+            let tls = tool_tls(t, args);
+            let r = second_opinion::run(
+                tool,
+                &tls,
+                leader,
+                clients,
+                args.key_space_size,
+                args.val_size,
+                value.clone(),
+                args.rung_total,
+                quiet,
+            )
+            .await;
+            if let Members::Local(c) = &mut cluster {
+                c.check_alive()?;
+            }
+            match r {
+                Ok(o) => {
+                    for p in &o.pairs {
+                        eprintln!(
+                            "{:>8} {:>5}: logbook-bench {:>9.0} req/s, etcd benchmark {:>9.0} req/s ({:+.0} %)",
+                            t.system,
+                            p.workload,
+                            p.logbook_bench.requests_per_s,
+                            p.etcd_benchmark.requests_per_s,
+                            p.difference() * 100.0
+                        );
+                    }
+                    Some(o)
+                }
+                Err(e) => {
+                    notes.push(format!("{}: no second opinion: {e:#}", t.system));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     Ok(SystemResult {
         system: t.system,
         binary: t.describe(),
@@ -431,6 +487,7 @@ async fn ladder(
         rungs,
         failure: None,
         wal_backends,
+        second_opinion,
     })
 }
 
@@ -502,5 +559,23 @@ async fn put_rung(endpoint: &str, keys: KeyGen, value: Bytes, plan: Plan) -> Res
         drive_on_one_thread(setup, plan).await
     } else {
         Ok(drive(setup().await?, &plan).await)
+    }
+}
+
+/// The TLS files etcd's benchmark tool needs for `t` (those of its system's
+/// `--*-cacert/--*-cert/--*-key`).
+fn tool_tls(t: &Target, args: &CompareArgs) -> ToolTls {
+    let s = &args.systems;
+    match t.system {
+        System::Logbook => ToolTls {
+            cacert: s.logbook_cacert.clone(),
+            cert: s.logbook_cert.clone(),
+            key: s.logbook_key.clone(),
+        },
+        System::Etcd => ToolTls {
+            cacert: s.etcd_cacert.clone(),
+            cert: s.etcd_cert.clone(),
+            key: s.etcd_key.clone(),
+        },
     }
 }

@@ -41,6 +41,12 @@ pub trait Workload: Send + Sync + 'static {
     /// `["create", "update", ...]` for a mix).
     fn classes(&self) -> Vec<&'static str>;
 
+    /// Summaries over several classes together, each a name and the
+    /// classes' indexes (e.g. every writing class of a mix as `mutating`).
+    fn groups(&self) -> Vec<(&'static str, Vec<usize>)> {
+        Vec::new()
+    }
+
     /// The state of client number `client`.
     fn state(&self, client: usize) -> Self::State;
 
@@ -269,6 +275,13 @@ pub async fn drive<W: Workload>(workload: Arc<W>, plan: &Plan) -> Outcome {
     for (i, name) in classes.iter().enumerate() {
         let errs = if classes.len() == 1 { failed } else { 0 };
         summaries.push(Summary::from_histogram(name, &shared.recorders[i].merged(), errs, elapsed));
+    }
+    for (name, members) in workload.groups() {
+        let mut hist = crate::stats::new_histogram();
+        for i in members.into_iter().filter(|&i| i < shared.recorders.len()) {
+            hist.add(shared.recorders[i].merged()).expect("histograms of the same bounds");
+        }
+        summaries.push(Summary::from_histogram(name, &hist, 0, elapsed));
     }
     let errors = shared.errors.lock().expect("errors lock").clone();
     Outcome { summaries, errors, aborted: shared.stop.load(Ordering::Relaxed) }

@@ -12,7 +12,8 @@
 //! - [`keys`]: key and value generation, a seedable random generator.
 //! - [`stats`]: HdrHistogram recording and [`stats::Summary`].
 //! - [`driver`]: the bounded load loop, closed or open loop (coordinated-omission corrected).
-//! - [`workload`]: `put`, `range`, `txn-put`, `watch`, `lease-keepalive`, `mixed`.
+//! - [`workload`]: `put`, `range`, `txn-put`, `watch`, `lease-keepalive`, `mixed`,
+//!   `kubernetes` (and `recording`, the summary of a `--request-log` it is derived from).
 //! - [`loadgen`]: the load-generator subcommands (setup, drive, teardown).
 //! - [`output`]: a run's table and JSON.
 //! - [`cluster`]: starting and stopping local Logbook or etcd clusters (real processes).
@@ -23,7 +24,9 @@
 //! - [`metrics`]: the members' WAL fsync histograms, scraped from `/metrics`.
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
+//! - [`second_opinion`]: etcd's own `benchmark` tool beside the generator on one rung.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
+//! - [`kube_capacity`]: `logbook bench capacity --profile kubernetes`, the ramp in nodes.
 //! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
 //!   [`report::capacity`].
 //! - [`plot`]: the SVG plots.
@@ -52,6 +55,7 @@ pub mod compare;
 pub mod disk_probe;
 pub mod driver;
 pub mod keys;
+pub mod kube_capacity;
 pub mod loadgen;
 pub mod loopback;
 pub mod metrics;
@@ -59,6 +63,7 @@ pub mod output;
 pub mod plot;
 pub mod procstat;
 pub mod report;
+pub mod second_opinion;
 pub mod stats;
 pub mod status;
 pub mod targets;
@@ -111,6 +116,7 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
         Some(BenchCommand::Watch(a)) => (loadgen::watch(a).await?, &a.load.json),
         Some(BenchCommand::LeaseKeepalive(a)) => (loadgen::lease_keepalive(a).await?, &a.json),
         Some(BenchCommand::Mixed(a)) => (loadgen::mixed(a).await?, &a.load.json),
+        Some(BenchCommand::Kubernetes(a)) => (loadgen::kubernetes(a).await?, &a.load.json),
     };
     finish(&report, json.as_deref())
 }
@@ -177,6 +183,14 @@ pub async fn run_disk(args: cli::DiskArgs) -> Result<()> {
 /// `logbook bench capacity`: runs the capacity search ([`capacity::run`]),
 /// then writes its report and prints its table; returns the report directory.
 pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
+    if args.profile == cli::CapacityProfile::Kubernetes {
+        let (cap, dir) = kube_capacity::run(args).await?;
+        report::kube_capacity::write_capacity(&cap, &dir)?;
+        println!("{}", report::kube_capacity::capacity_table(&cap));
+        let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
+        finish_suite(&cap.notes, &dir, none_ran)?;
+        return Ok(dir);
+    }
     let (cap, dir) = capacity::run(args).await?;
     report::capacity::write_capacity(&cap, &dir)?;
     println!("{}", report::capacity::capacity_table(&cap));

@@ -6,10 +6,13 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use crate::cli::{LoadArgs, MixedArgs, RangeArgs, TxnPutArgs, WatchArgs};
+use crate::cli::{
+    KubernetesArgs, KubernetesShape, LoadArgs, MixedArgs, RangeArgs, TxnPutArgs, WatchArgs,
+};
 use crate::client::Pool;
 use crate::driver::{Plan, drive, drive_on_one_thread};
 use crate::output::RunReport;
+use crate::workload::kubernetes::{self as k8s, Kubernetes};
 use crate::workload::lease::KeepAlive;
 use crate::workload::mixed::Mixed;
 use crate::workload::put::Put;
@@ -135,5 +138,107 @@ pub async fn mixed(args: &MixedArgs) -> Result<RunReport> {
             "the server does not implement leases: events were written without one".to_owned(),
         );
     }
+    Ok(report)
+}
+
+/// Clients of a Kubernetes run when `--clients` is left at 1.
+pub const KUBERNETES_CLIENTS: usize = 64;
+/// A Kubernetes run given neither `--duration` nor `--total` lasts this long.
+pub const KUBERNETES_DURATION: Duration = Duration::from_secs(30);
+
+/// The model a Kubernetes run uses, with `shape`'s overrides.
+pub fn kubernetes_model(shape: &KubernetesShape) -> k8s::Model {
+    let mut model = k8s::Model::default();
+    if let Some(c) = shape.churn_per_hour {
+        model.churn_per_hour = c.max(0.0);
+    }
+    model
+}
+
+/// Sets up the model's cluster on `pool` and drives it open loop for
+/// `duration` (or `total` requests) at the model's rates; returns the outcome
+/// and notes (offered rate, compactions, watch events).
+pub async fn drive_kubernetes(
+    pool: Pool,
+    shape: &KubernetesShape,
+    clients: usize,
+    duration: Duration,
+    total: Option<u64>,
+    quiet: bool,
+    label: &str,
+) -> Result<(crate::driver::Outcome, Vec<String>)> {
+    let model = kubernetes_model(shape);
+    let rates = model.rates(shape.nodes, shape.pods_per_node);
+    let setup = k8s::Shape {
+        nodes: shape.nodes,
+        pods_per_node: shape.pods_per_node,
+        clients,
+        compact_interval: shape
+            .compact_interval
+            .unwrap_or_else(|| k8s::scaled_compact_interval(duration)),
+    };
+    let w = Arc::new(Kubernetes::setup(pool, model, &setup, quiet).await?);
+    let events0 = w.watch_events();
+    let plan = Plan {
+        clients,
+        total: Some(total.unwrap_or_else(|| (rates.total * duration.as_secs_f64()).ceil() as u64)),
+        duration: Some(duration),
+        rate: Some(rates.total),
+        progress: !quiet,
+        label: label.to_owned(),
+    };
+    let out = drive(w.clone(), &plan).await;
+    let notes = vec![
+        format!(
+            "offered {:.1} requests/s for {} nodes x {} pods ({:.2} pods created and deleted per s): {}",
+            rates.total,
+            shape.nodes,
+            shape.pods_per_node,
+            rates.churn,
+            rates
+                .per_class
+                .iter()
+                .map(|(c, r)| format!("{c} {r:.2}/s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "{} compactions (every {:.1} s), {} watch events on the resource watches",
+            w.compactions(),
+            setup.compact_interval.as_secs_f64(),
+            w.watch_events() - events0
+        ),
+    ];
+    w.finish();
+    Ok((out, notes))
+}
+
+/// `kubernetes`.
+pub async fn kubernetes(args: &KubernetesArgs) -> Result<RunReport> {
+    let load = &args.load;
+    anyhow::ensure!(
+        load.rate.is_none(),
+        "--rate is not an option of `bench kubernetes`: the model sets the rate from --nodes and \
+         --pods-per-node"
+    );
+    let clients = if load.clients <= 1 { KUBERNETES_CLIENTS } else { load.clients };
+    let pool = Pool::connect(&load.endpoints, load.conns).await?;
+    let duration = match (load.duration, load.total) {
+        (Some(d), _) => d,
+        (None, Some(_)) => crate::driver::MAX_DURATION,
+        (None, None) => KUBERNETES_DURATION,
+    };
+    let (out, notes) = drive_kubernetes(
+        pool,
+        &args.cluster,
+        clients,
+        duration,
+        load.total,
+        load.quiet,
+        "kubernetes",
+    )
+    .await?;
+    let mut report = RunReport::new("kubernetes", args, out);
+    report.notes.extend(notes);
     Ok(report)
 }

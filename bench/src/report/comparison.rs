@@ -123,11 +123,59 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     for line in wal_lines(cmp).into_iter().chain(targets(cmp)) {
         let _ = writeln!(out, "{line}");
     }
+    if let Some((title, table)) = second_opinion_rows(cmp) {
+        let _ = writeln!(out, "\n{title}");
+        out += &table.text();
+    }
     for s in cmp.systems.iter().filter(|s| s.failure.is_some()) {
         let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
         let _ = writeln!(out, "{}: did not run: {first}", s.system);
     }
     out
+}
+
+/// Both generators side by side on the same rung ([`crate::second_opinion`]),
+/// when etcd's benchmark tool ran: a title and one row per system and workload.
+fn second_opinion_rows(cmp: &Comparison) -> Option<(String, Table)> {
+    let mut table = Table::new(&[
+        "system",
+        "workload",
+        "logbook-bench req/s",
+        "etcd-benchmark req/s",
+        "logbook-bench p50 ms",
+        "etcd-benchmark p50 ms",
+        "logbook-bench p99 ms",
+        "etcd-benchmark p99 ms",
+        "difference",
+        "agree (15 %)",
+    ]);
+    let mut title = None;
+    for s in &cmp.systems {
+        let Some(o) = &s.second_opinion else { continue };
+        title.get_or_insert_with(|| {
+            format!(
+                "second opinion: Logbook's generator and etcd's benchmark tool, {} clients over {} \
+                 connections, {} requests each, {} B keys, {} B values",
+                o.clients, o.conns, o.total, o.key_size, o.val_size
+            )
+        });
+        for p in &o.pairs {
+            let (a, b) = (&p.logbook_bench, &p.etcd_benchmark);
+            table.rows.push(vec![
+                s.system.to_string(),
+                p.workload.clone(),
+                format!("{:.0}", a.requests_per_s),
+                format!("{:.0}", b.requests_per_s),
+                ms(a.p50_ms),
+                ms(b.p50_ms),
+                ms(a.p99_ms),
+                ms(b.p99_ms),
+                format!("{:+.1} %", p.difference() * 100.0),
+                if p.agree() { "yes" } else { "no" }.to_owned(),
+            ]);
+        }
+    }
+    title.map(|t| (t, table))
 }
 
 /// The 1-client target: Logbook's p50 at most this many times the bare put
@@ -506,6 +554,14 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
                 writeln!(md, "\nThe {} members ran with: {}.", s.system, s.wal_backends.join(", "));
         }
     }
+    if let Some((title, table)) = second_opinion_rows(cmp) {
+        let _ = writeln!(
+            md,
+            "\n## Second opinion: etcd's benchmark tool\n\n{title}; they agree \
+            when their throughputs differ by at most 15 %.\n"
+        );
+        md += &table.markdown();
+    }
     md += &cpu_section(cmp);
     md += &wal_section(cmp, dir, &mut plots)?;
     for n in &cmp.notes {
@@ -559,6 +615,7 @@ mod tests {
             binary: system.name().into(),
             version: "3.5.0".into(),
             wal_backends: Vec::new(),
+            second_opinion: None,
             rungs: vec![Rung {
                 clients: 1,
                 sequential: true,

@@ -2,10 +2,12 @@
 //! [`Workload`](crate::driver::Workload) (plus setup and teardown where the
 //! workload needs it: leases, watch streams, seed data).
 
+pub mod kubernetes;
 pub mod lease;
 pub mod mixed;
 pub mod put;
 pub mod range;
+pub mod recording;
 pub mod txn_put;
 pub mod watch;
 

@@ -167,6 +167,9 @@ pub struct Config {
     pub enable_pprof: bool,
     /// `--wal-backend` (Logbook's own): how the WAL makes batches durable; `Auto` measures.
     pub wal_backend: logbook_wal::Backend,
+    /// `--request-log` (Logbook's own): where each client request's shape is
+    /// logged (`services::request_log`); off when `None`.
+    pub request_log: Option<PathBuf>,
 
     // ---- etcd's runtime settings, with etcd's defaults (a flag parsed but
     // ---- not acted on yet would be `flags::Handling::Pending`; none is today).
@@ -855,6 +858,7 @@ fn build(s: Settings) -> Result<Config> {
         tls_max_version,
         log,
         wal_backend: s.text("wal-backend").parse().map_err(bad)?,
+        request_log: path_flag(&s, "request-log"),
         feature_gates: gates,
     })
 }

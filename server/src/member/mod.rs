@@ -134,7 +134,13 @@ async fn serve(mut cfg: Config) -> Result<()> {
         cfg.request_timeout(),
         cfg.election_timeout(),
     );
-    let ctx = Context::new(cfg.clone(), raft.clone(), status.clone(), stores.clone());
+    let request_log = match &cfg.request_log {
+        Some(path) => Some(crate::services::request_log::RequestLog::open(path).map_err(|e| {
+            Error::io(format!("opening the request log {} (--request-log)", path.display()), e)
+        })?),
+        None => None,
+    };
+    let ctx = Context::new(cfg.clone(), raft.clone(), status.clone(), stores.clone(), request_log);
     let sink: crate::peer::Sink = Arc::new(inbox_tx.clone());
     let transport = Transport::start(
         &tokio::runtime::Handle::current(),

@@ -11,6 +11,7 @@ use logbook_engine::Engine;
 
 use super::leader::LeaderClient;
 use super::quota::Quota;
+use super::request_log::{Entry, RequestLog};
 use crate::config::Config;
 use crate::error::Result;
 use crate::raft::handle::RaftHandle;
@@ -31,6 +32,8 @@ pub struct Context {
     pub quota: Quota,
     /// Questions only the leader can answer (lease keep-alives and TTLs).
     pub leader: LeaderClient,
+    /// `--request-log`: each client request's shape, when asked for.
+    pub request_log: Option<RequestLog>,
 }
 
 impl Context {
@@ -39,10 +42,19 @@ impl Context {
         raft: RaftHandle,
         status: Arc<RaftStatus>,
         stores: Arc<Stores>,
+        request_log: Option<RequestLog>,
     ) -> Arc<Context> {
         let quota = Quota::new(cfg.quota_backend_bytes, status.member_id);
         let leader = LeaderClient::new(cfg.clone(), status.clone());
-        Arc::new(Context { cfg, raft, status, stores, quota, leader })
+        Arc::new(Context { cfg, raft, status, stores, quota, leader, request_log })
+    }
+
+    /// Logs a request to `--request-log` when it is on; `entry` is only
+    /// built then.
+    pub fn log_request(&self, entry: impl FnOnce() -> Entry) {
+        if let Some(log) = &self.request_log {
+            log.record(entry());
+        }
     }
 
     /// A response header as this member would send it now.

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Result;
 use crate::services::context::Context;
 use crate::services::range_stream::{RangeStreamStream, range_stream};
+use crate::services::request_log as rlog;
 use crate::state::apply::Applied;
 use crate::state::auth::{Access, AuthInfo};
 use crate::state::kv_view::PinnedView;
@@ -112,6 +113,18 @@ fn unreachable_apply<T>(what: &str, got: Applied) -> Result<T> {
     panic!("a {what} request was applied as {got:?}")
 }
 
+/// Keys a Txn's range ops returned (the `Else: Get` of kube-apiserver's writes).
+fn txn_kvs(resp: &TxnResponse) -> usize {
+    resp.responses
+        .iter()
+        .map(|op| match &op.response {
+            Some(response_op::Response::ResponseRange(r)) => r.kvs.len(),
+            Some(response_op::Response::ResponseTxn(t)) => txn_kvs(t),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Nested responses carry the transaction's revision, as etcd's do.
 fn fill_nested_headers(resp: &mut TxnResponse, revision: i64) {
     for op in &mut resp.responses {
@@ -140,7 +153,9 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeStreamStream>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        let stream = range_stream(self.ctx.clone(), request.into_inner(), who).await?;
+        let r = request.into_inner();
+        self.ctx.log_request(|| rlog::range("RangeStream", &r));
+        let stream = range_stream(self.ctx.clone(), r, who).await?;
         Ok(Response::new(stream))
     }
 
@@ -149,12 +164,23 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        Ok(Response::new(self.range_inner(request.into_inner(), who).await?))
+        let r = request.into_inner();
+        let entry = self.ctx.request_log.is_some().then(|| rlog::range("Range", &r));
+        let result = self.range_inner(r, who).await.map_err(Status::from);
+        if let Some(mut e) = entry {
+            if let Ok(resp) = &result {
+                e.kvs = Some(resp.kvs.len());
+                e.more = resp.more;
+            }
+            self.ctx.log_request(|| rlog::outcome(e, &result));
+        }
+        Ok(Response::new(result?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
         let r = request.into_inner();
+        self.ctx.log_request(|| rlog::put(&r.key, r.value.len(), r.lease, r.prev_kv));
         check_put(&r)?;
         self.ctx.check_quota()?;
         match self.ctx.raft.propose_as(Internal::Put(r), who.as_ref()).await? {
@@ -171,12 +197,24 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        Ok(Response::new(self.delete_inner(request.into_inner(), who.as_ref()).await?))
+        let r = request.into_inner();
+        self.ctx.log_request(|| rlog::delete(&r.key, &r.range_end));
+        Ok(Response::new(self.delete_inner(r, who.as_ref()).await?))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
-        Ok(Response::new(self.txn_inner(request.into_inner(), who).await?))
+        let r = request.into_inner();
+        let entry = self.ctx.request_log.is_some().then(|| rlog::txn(&r));
+        let result = self.txn_inner(r, who).await.map_err(Status::from);
+        if let Some(mut e) = entry {
+            if let Ok(resp) = &result {
+                e.succeeded = Some(resp.succeeded);
+                e.kvs = Some(txn_kvs(resp));
+            }
+            self.ctx.log_request(|| rlog::outcome(e, &result));
+        }
+        Ok(Response::new(result?))
     }
 
     async fn compact(
@@ -185,6 +223,8 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
         let r = request.into_inner();
+        self.ctx
+            .log_request(|| rlog::Entry { revision: Some(r.revision), ..rlog::plain("Compact") });
         let physical = r.physical;
         match self.ctx.raft.propose_as(Internal::Compaction(r), who.as_ref()).await? {
             (Applied::Compaction(mut resp, rev), revision) => {

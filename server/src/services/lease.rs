@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
 use crate::services::context::Context;
+use crate::services::request_log::{self, Entry};
 use crate::state::apply::Applied;
 use crate::state::auth::{Access, AuthInfo, Credentials};
 
@@ -120,6 +121,8 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
+        let ttl = request.get_ref().ttl;
+        self.ctx.log_request(|| Entry { ttl: Some(ttl), ..request_log::plain("LeaseGrant") });
         Ok(Response::new(self.grant_inner(request.into_inner(), who.as_ref()).await?))
     }
 
@@ -129,6 +132,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
         let r = request.into_inner();
+        self.ctx.log_request(|| request_log::plain("LeaseRevoke"));
         match self.ctx.raft.propose_as(Internal::LeaseRevoke(r), who.as_ref()).await? {
             (Applied::LeaseRevoke(mut resp), revision) => {
                 resp.header = Some(self.ctx.header(revision));
@@ -161,6 +165,7 @@ impl Lease for LeaseService {
                         break;
                     }
                 };
+                ctx.log_request(|| request_log::plain("LeaseKeepAlive"));
                 // A renewal needs write access to every key of the lease.
                 let allowed = async {
                     let who = ctx.auth_info_from(&creds).await?;
@@ -199,6 +204,7 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let who = self.ctx.auth_info(&request).await?;
+        self.ctx.log_request(|| request_log::plain("LeaseTimeToLive"));
         let id = request.get_ref().id;
         self.ctx.stores.auth.check_lease(
             who.as_ref(),

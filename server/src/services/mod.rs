@@ -10,6 +10,7 @@
 //! - [`quota`]: the backend quota checked before growing writes.
 //! - [`range_stream`]: `KV.RangeStream`, a Range in chunks at one revision.
 //! - [`leader`]: the connection to the leader's peer port.
+//! - [`request_log`]: `--request-log`, each client request's shape in a file.
 //!
 //! May import `raft`, `watch`, `peer`, `state` and the leaves; never `http`
 //! or the member wiring.
@@ -25,6 +26,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod quota;
 pub mod range_stream;
+pub mod request_log;
 pub mod waiting;
 pub mod watch;
 

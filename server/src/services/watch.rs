@@ -198,6 +198,7 @@ impl Session {
                 true
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                self.ctx.log_request(|| crate::services::request_log::plain("WatchProgress"));
                 let watchers: Vec<Arc<Watcher>> = self.watchers.values().cloned().collect();
                 // Like etcd (3.5 on, `progressIfSync`), answer only when every watcher is
                 // caught up, so the revision promised really has been delivered, and not
@@ -227,6 +228,7 @@ impl Session {
     }
 
     async fn create(&mut self, c: WatchCreateRequest) -> bool {
+        self.ctx.log_request(|| crate::services::request_log::watch(&c));
         let current = self.hub.current_revision();
         if let Err(e) = self.permitted(&c).await {
             // As etcd: the watch is refused in a created-and-cancelled answer.
