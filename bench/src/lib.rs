@@ -24,8 +24,10 @@
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
+//! - [`scale`]: `logbook bench scale`, Kubernetes-size data: memory, big lists, a big
+//!   database's restart, catch-up, compaction and defragmentation under load.
 //! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
-//!   [`report::capacity`].
+//!   [`report::capacity`], [`report::scale`].
 //! - [`plot`]: the SVG plots.
 //!
 //! # Example
@@ -59,6 +61,7 @@ pub mod output;
 pub mod plot;
 pub mod procstat;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod status;
 pub mod targets;
@@ -105,6 +108,7 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
         None => return run_comparison(&args.compare).await.map(drop),
         Some(BenchCommand::Capacity(c)) => return run_capacity(c).await.map(drop),
         Some(BenchCommand::Disk(d)) => return run_disk(d.clone()).await,
+        Some(BenchCommand::Scale(s)) => return run_scale(s).await.map(drop),
         Some(BenchCommand::Put(a)) => (loadgen::put(a).await?, &a.json),
         Some(BenchCommand::Range(a)) => (loadgen::range(a).await?, &a.load.json),
         Some(BenchCommand::TxnPut(a)) => (loadgen::txn_put(a).await?, &a.load.json),
@@ -182,6 +186,17 @@ pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
     println!("{}", report::capacity::capacity_table(&cap));
     let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
     finish_suite(&cap.notes, &dir, none_ran)?;
+    Ok(dir)
+}
+
+/// `logbook bench scale`: runs the scale measurements ([`scale::run`]), then writes
+/// their report and prints their tables; returns the report directory.
+pub async fn run_scale(args: &cli::ScaleArgs) -> Result<PathBuf> {
+    let (sc, dir) = scale::run(args).await?;
+    report::scale::write_scale(&sc, &dir)?;
+    println!("{}", report::scale::scale_tables(&sc));
+    let none_ran = sc.systems.iter().all(|s| s.failure.is_some());
+    finish_suite(&sc.notes, &dir, none_ran)?;
     Ok(dir)
 }
 

@@ -5,10 +5,12 @@
 //! - [`comparison`]: the side-by-side comparison's table and report;
 //!   `wal_fsync`, its section on the members' WAL fsync histograms.
 //! - [`capacity`]: the capacity run's table and report.
+//! - [`scale`]: the scale run's tables and report.
 //! - this module: the table type, number format and colors they share.
 
 pub mod capacity;
 pub mod comparison;
+pub mod scale;
 mod wal_fsync;
 
 use std::fmt::Write as _;
