@@ -148,7 +148,10 @@ fn defrag_rows(sc: &Scale) -> Table {
     t
 }
 
-const SECTIONS: [(&str, fn(&Scale) -> Table); 4] = [
+/// A section's title and the function making its table.
+type Section = (&'static str, fn(&Scale) -> Table);
+
+const SECTIONS: [Section; 4] = [
     ("Memory after loading the objects", memory_rows),
     ("Concurrent full-prefix lists (unpaginated)", list_rows),
     ("The full database: put rung, restart, a new member", big_db_rows),
