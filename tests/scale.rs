@@ -68,9 +68,12 @@ async fn lists(url: &str) -> Vec<RangeResponse> {
     out
 }
 
+/// Key, create, mod revision, version, value length and a digest of the value.
+type KvSummary = (String, i64, i64, i64, usize, u64);
+
 /// What must match between systems: every key-value with its revisions, count, more and
 /// the header's revision.
-fn comparable(r: &RangeResponse) -> (Vec<(String, i64, i64, i64, usize, u64)>, i64, bool, i64) {
+fn comparable(r: &RangeResponse) -> (Vec<KvSummary>, i64, bool, i64) {
     let kvs = r
         .kvs
         .iter()
