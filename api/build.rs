@@ -31,11 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
     config.file_descriptor_set_path(&descriptors);
 
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_with_config(
-        config,
-        &protos,
-        &[root],
-    )?;
+    // Answers are encoded into buffers of their exact size (`codec.rs`): a big list is
+    // written once, into memory of its own size.
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .codec_path("crate::codec::ExactCodec")
+        .compile_with_config(config, &protos, &[root])?;
 
     // serde impls for the etcd packages, in the JSON etcd's gRPC gateway
     // speaks: the .proto field names as written (`cluster_id`, `dbSize`),

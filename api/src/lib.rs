@@ -19,6 +19,8 @@
 //!   services and their messages, with `*_client` and `*_server` modules.
 //! - [`v3lockpb`], [`v3electionpb`]: etcd's Lock and Election services,
 //!   distributed mutexes and leader elections served by the member itself.
+//! - [`codec`]: the gRPC codec of every service: prost's, encoding into buffers of the
+//!   message's exact size.
 //! - [`logbookpb`]: the member-to-member `Peer` service (Raft message streams,
 //!   snapshot transfer, write forwarding).
 //!
@@ -35,6 +37,7 @@
 #![allow(clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod coalesce;
+pub mod codec;
 
 /// etcd's `mvccpb` package: the versioned key-value record and watch events.
 pub mod mvccpb {

@@ -46,6 +46,41 @@ pub enum BenchCommand {
     /// floor: one appender's commit latency, records/s with several appenders, and what
     /// `--wal-backend auto` chooses here.
     Disk(DiskArgs),
+    /// Kubernetes-size data, Logbook and etcd side by side: settled memory after loading
+    /// `--keys` objects, 8 clients listing them all at once, put throughput on the full
+    /// database, restart time, a new member catching up, compaction and defragmentation
+    /// under a 256-client put load.
+    Scale(ScaleArgs),
+}
+
+/// `logbook bench scale`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub systems: SystemArgs,
+    /// Objects loaded under `/registry/pods/default/` (the 16 GB run: 8000000 with
+    /// `--value-size 2048`).
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Bytes per object.
+    #[arg(long, default_value_t = 2048)]
+    pub value_size: usize,
+    /// Clients listing the whole prefix at once (one unpaginated Range each).
+    #[arg(long, default_value_t = 8)]
+    pub list_clients: usize,
+    /// Clients of the put rung (on the empty and the full database, and during
+    /// compaction and defragmentation).
+    #[arg(long, default_value_t = 256)]
+    pub rung_clients: usize,
+    /// How long each put rung runs (and the steady part before compaction).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub rung_duration: Duration,
+    /// `--quota-backend-bytes` of the members (default: four times the loaded data,
+    /// at least etcd's 2 GiB).
+    #[arg(long)]
+    pub quota_backend_bytes: Option<u64>,
 }
 
 /// `logbook bench disk`.
@@ -77,7 +112,7 @@ impl BenchCommand {
             BenchCommand::Watch(a) => Some(&a.load),
             BenchCommand::Mixed(a) => Some(&a.load),
             BenchCommand::Kubernetes(a) => Some(&a.load),
-            BenchCommand::Capacity(_) | BenchCommand::Disk(_) => None,
+            BenchCommand::Capacity(_) | BenchCommand::Disk(_) | BenchCommand::Scale(_) => None,
         }
     }
 }
@@ -471,6 +506,14 @@ mod tests {
         let t = Top::parse_from(["x", "capacity", "--slo-p99", "5ms"]);
         match t.bench.command {
             Some(BenchCommand::Capacity(c)) => assert_eq!(c.slo_p99, Duration::from_millis(5)),
+            other => panic!("parsed {other:?}"),
+        }
+        let t = Top::parse_from(["x", "scale", "--keys", "8000000", "--value-size", "2048"]);
+        match t.bench.command {
+            Some(BenchCommand::Scale(s)) => {
+                assert_eq!((s.keys, s.value_size, s.list_clients), (8_000_000, 2048, 8));
+                assert_eq!(s.rung_clients, 256);
+            }
             other => panic!("parsed {other:?}"),
         }
         let t = Top::parse_from(["x", "range", "--consistency", "s", "--limit", "10"]);

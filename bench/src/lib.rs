@@ -27,8 +27,10 @@
 //! - [`second_opinion`]: etcd's own `benchmark` tool beside the generator on one rung.
 //! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
 //! - [`kube_capacity`]: `logbook bench capacity --profile kubernetes`, the ramp in nodes.
+//! - [`scale`]: `logbook bench scale`, Kubernetes-size data: memory, big lists, a big
+//!   database's restart, catch-up, compaction and defragmentation under load.
 //! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
-//!   [`report::capacity`].
+//!   [`report::capacity`], [`report::scale`].
 //! - [`plot`]: the SVG plots.
 //!
 //! # Example
@@ -63,6 +65,7 @@ pub mod output;
 pub mod plot;
 pub mod procstat;
 pub mod report;
+pub mod scale;
 pub mod second_opinion;
 pub mod stats;
 pub mod status;
@@ -110,6 +113,7 @@ async fn dispatch(args: BenchArgs) -> Result<()> {
         None => return run_comparison(&args.compare).await.map(drop),
         Some(BenchCommand::Capacity(c)) => return run_capacity(c).await.map(drop),
         Some(BenchCommand::Disk(d)) => return run_disk(d.clone()).await,
+        Some(BenchCommand::Scale(s)) => return run_scale(s).await.map(drop),
         Some(BenchCommand::Put(a)) => (loadgen::put(a).await?, &a.json),
         Some(BenchCommand::Range(a)) => (loadgen::range(a).await?, &a.load.json),
         Some(BenchCommand::TxnPut(a)) => (loadgen::txn_put(a).await?, &a.load.json),
@@ -196,6 +200,17 @@ pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
     println!("{}", report::capacity::capacity_table(&cap));
     let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
     finish_suite(&cap.notes, &dir, none_ran)?;
+    Ok(dir)
+}
+
+/// `logbook bench scale`: runs the scale measurements ([`scale::run`]), then writes
+/// their report and prints their tables; returns the report directory.
+pub async fn run_scale(args: &cli::ScaleArgs) -> Result<PathBuf> {
+    let (sc, dir) = scale::run(args).await?;
+    report::scale::write_scale(&sc, &dir)?;
+    println!("{}", report::scale::scale_tables(&sc));
+    let none_ran = sc.systems.iter().all(|s| s.failure.is_some());
+    finish_suite(&sc.notes, &dir, none_ran)?;
     Ok(dir)
 }
 

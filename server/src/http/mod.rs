@@ -98,6 +98,35 @@ pub fn client_router(state: HttpState, grpc: tonic::service::Routes, traffic: Tr
     if gateway_on { router.fallback(fallback) } else { router.fallback(fallback_without_gateway) }
 }
 
+/// A request over the gRPC envelope (`--max-request-bytes` plus etcd's 512 KiB of
+/// overhead) is refused by tonic with `OutOfRange` and its own words; etcd's gRPC server
+/// (grpc-go) says `ResourceExhausted: grpc: received message larger than max (N vs. M)`,
+/// and clients match on that. The refusal is a trailers-only answer, so its headers are
+/// rewritten; every other answer passes untouched.
+fn etcd_size_limit_error(resp: Response<Body>) -> Response<Body> {
+    const TONIC: &str = "Error, decoded message length too large: found ";
+    if resp.headers().get("grpc-status").is_none_or(|v| v.as_bytes() != b"11") {
+        return resp;
+    }
+    let Some(status) = tonic::Status::from_header_map(resp.headers()) else { return resp };
+    let Some(rest) = status.message().strip_prefix(TONIC) else { return resp };
+    let numbers: Vec<&str> =
+        rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+    let [found, limit] = numbers[..] else { return resp };
+    let etcd = tonic::Status::resource_exhausted(format!(
+        "grpc: received message larger than max ({found} vs. {limit})"
+    ));
+    let (mut parts, body) = resp.into_parts();
+    let (new, ()) = etcd.into_http::<()>().into_parts();
+    for name in ["grpc-status", "grpc-message"] {
+        match new.headers.get(name) {
+            Some(v) => parts.headers.insert(name, v.clone()),
+            None => parts.headers.remove(name),
+        };
+    }
+    Response::from_parts(parts, body)
+}
+
 /// Every gRPC call on a client URL passes here. etcd's require-leader calls
 /// (`hasleader: true` metadata, clientv3's `WithRequireLeader`, which
 /// kube-apiserver sets on its watches) are refused with `etcdserver: no
@@ -118,7 +147,7 @@ async fn grpc_call(
     }
     let uri = req.uri().clone();
     let start = std::time::Instant::now();
-    let resp = next.run(req).await;
+    let resp = etcd_size_limit_error(next.run(req).await);
     let took = start.elapsed();
     let method = uri.path();
     if !crate::metrics::is_streaming_method(method) {
