@@ -15,6 +15,16 @@ use logbook_server::version;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's start-up options (its `malloc_conf`, read before `main`; `_RJEM_MALLOC_CONF`
+/// in the environment still overrides them). Freed memory goes back to the OS from
+/// background threads instead of only when some thread next allocates, so an idle member
+/// settles at what it uses; and pages freed for `dirty_decay_ms` go straight back
+/// (`MADV_DONTNEED`) rather than through jemalloc's "muzzy" state (`MADV_FREE`), whose
+/// pages count in RSS until the kernel runs short. See docs/memory.md.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0\0"[0]);
+
 /// Logbook: a consistent, replicated key-value store that speaks the etcd v3 API.
 #[derive(Debug, Parser)]
 #[command(name = "logbook", version, about)]

@@ -83,6 +83,86 @@ fn parse_rss_bytes(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resident memory of one process as the kernel splits it (`/proc/<pid>/status`). etcd's
+/// bbolt maps its db file, so the pages of it that etcd touched count in its RSS as
+/// `file`; Logbook reads its file with `pread`, so the same pages are in the OS page cache
+/// but in no process's RSS, and its RSS is nearly all `anon`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RssSplit {
+    /// `VmRSS`: all resident pages (`anon + file + shmem`).
+    pub rss_bytes: u64,
+    /// `RssAnon`: heap, stacks, anonymous mappings.
+    pub anon_bytes: u64,
+    /// `RssFile`: resident pages of mapped files (the binary, an mmap'ed database).
+    pub file_bytes: u64,
+    /// `RssShmem`: shared memory.
+    pub shmem_bytes: u64,
+    /// `VmHWM`: the peak of `VmRSS` over the process's life.
+    pub peak_bytes: u64,
+}
+
+impl RssSplit {
+    /// Bytes as MiB, for reports.
+    pub fn mib(bytes: u64) -> f64 {
+        bytes as f64 / (1 << 20) as f64
+    }
+}
+
+/// The RSS split of process `pid`; `None` if it is gone (or not Linux).
+pub fn rss_split(pid: u32) -> Option<RssSplit> {
+    parse_rss_split(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// Waits (at most `max_wait`, sampling every `every`) until process `pid`'s RSS changed by
+/// less than `tolerance` (e.g. 0.01 for 1 %) over the last `window`, and returns the last
+/// sample: the "settled" RSS after a load, once allocators and caches are done giving memory
+/// back. Returns the last sample when `max_wait` runs out first; `None` if the process is gone.
+pub fn settled_rss(
+    pid: u32,
+    window: std::time::Duration,
+    every: std::time::Duration,
+    tolerance: f64,
+    max_wait: std::time::Duration,
+) -> Option<RssSplit> {
+    let start = Instant::now();
+    let every = every.max(std::time::Duration::from_millis(10));
+    let mut samples: std::collections::VecDeque<(Instant, RssSplit)> = Default::default();
+    loop {
+        let now = Instant::now();
+        let s = rss_split(pid)?;
+        samples.push_back((now, s));
+        while samples.front().is_some_and(|(at, _)| now.duration_since(*at) > window) {
+            samples.pop_front();
+        }
+        let full = samples.front().is_some_and(|(at, _)| now.duration_since(*at) + every > window);
+        if full {
+            let lo = samples.iter().map(|(_, s)| s.rss_bytes).min().unwrap_or(0);
+            let hi = samples.iter().map(|(_, s)| s.rss_bytes).max().unwrap_or(0);
+            if (hi - lo) as f64 <= tolerance * hi.max(1) as f64 {
+                return Some(s);
+            }
+        }
+        if start.elapsed() >= max_wait {
+            return Some(s);
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn parse_rss_split(status: &str) -> Option<RssSplit> {
+    let kb = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line[name.len()..].split_whitespace().next()?.parse::<u64>().ok()? * 1024)
+    };
+    Some(RssSplit {
+        rss_bytes: kb("VmRSS:")?,
+        anon_bytes: kb("RssAnon:").unwrap_or(0),
+        file_bytes: kb("RssFile:").unwrap_or(0),
+        shmem_bytes: kb("RssShmem:").unwrap_or(0),
+        peak_bytes: kb("VmHWM:").unwrap_or(0),
+    })
+}
+
 /// Bytes under `path` (a file or a directory tree); 0 when missing.
 pub fn disk_usage(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
@@ -147,6 +227,36 @@ mod tests {
         assert_eq!(parse_rss_bytes("Name:\tx\nVmRSS:\t   2048 kB\n"), Some(2 << 20));
         let io = "rchar: 1\nwchar: 2\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
         assert_eq!(parse_write_bytes(io), Some(4096));
+    }
+
+    #[test]
+    fn splits_rss() {
+        let status = "Name:\tetcd\nVmHWM:\t  4096 kB\nVmRSS:\t  3072 kB\nRssAnon:\t  1024 kB\n\
+                      RssFile:\t  2048 kB\nRssShmem:\t       0 kB\n";
+        let s = parse_rss_split(status).unwrap();
+        assert_eq!(
+            s,
+            RssSplit {
+                rss_bytes: 3 << 20,
+                anon_bytes: 1 << 20,
+                file_bytes: 2 << 20,
+                shmem_bytes: 0,
+                peak_bytes: 4 << 20
+            }
+        );
+        assert_eq!(parse_rss_split("Name:\tx\n"), None);
+        let me = rss_split(std::process::id()).unwrap();
+        assert!(me.rss_bytes > 0 && me.anon_bytes + me.file_bytes <= me.rss_bytes);
+        assert!(me.peak_bytes >= me.rss_bytes);
+    }
+
+    #[test]
+    fn settles_an_idle_process() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let s = settled_rss(std::process::id(), ms(50), ms(10), 0.5, Duration::from_secs(5));
+        assert!(s.unwrap().rss_bytes > 0);
+        assert_eq!(settled_rss(u32::MAX, ms(50), ms(10), 0.5, ms(100)), None);
     }
 
     #[test]

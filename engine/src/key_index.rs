@@ -9,11 +9,19 @@
 //! at the current revision (Kubernetes' lists and gets) walk the index in key order and
 //! never touch the revision tree, whose records for a key range are scattered over its pages.
 
+use smallvec::{SmallVec, smallvec};
+
 use crate::revision::Revision;
 
+/// A key's generations, oldest first.
+///
+/// Nearly every key of a big store has one generation, and after a compaction one revision:
+/// both are kept inline (a `Vec` each cost two heap allocations per key, 64 bytes plus the
+/// allocator's rounding, more than the slot that held them); a key with a longer history
+/// spills to the heap as a `Vec` would.
 #[derive(Clone, Debug, Default)]
 pub struct KeyIndex {
-    gens: Vec<Generation>,
+    gens: SmallVec<[Generation; 1]>,
 }
 
 #[derive(Clone, Debug)]
@@ -23,7 +31,7 @@ struct Generation {
     /// Version of `revs[0]` (1 unless compaction dropped earlier revisions).
     first_ver: i64,
     /// Revisions in order; if `closed`, the last one is the tombstone.
-    revs: Vec<Revision>,
+    revs: SmallVec<[Revision; 1]>,
     closed: bool,
 }
 
@@ -45,7 +53,7 @@ impl KeyIndex {
                 _ => self.gens.push(Generation {
                     created,
                     first_ver: version,
-                    revs: vec![rev],
+                    revs: smallvec![rev],
                     closed: false,
                 }),
             },
@@ -72,7 +80,7 @@ impl KeyIndex {
                 self.gens.push(Generation {
                     created: rev.main,
                     first_ver: 1,
-                    revs: vec![rev],
+                    revs: smallvec![rev],
                     closed: false,
                 });
                 (rev.main, 1, prev)
@@ -143,18 +151,21 @@ impl KeyIndex {
         let gen_ = &mut self.gens[0];
         let i = gen_.revs.partition_point(|r| *r <= bound) - 1;
         if gen_.closed && i == gen_.revs.len() - 1 {
-            removed.append(&mut gen_.revs);
+            removed.extend(gen_.revs.drain(..));
             self.gens.remove(0);
         } else {
             removed.extend(gen_.revs.drain(..i));
             gen_.first_ver += i as i64;
             // A key overwritten many times keeps the capacity of its whole history otherwise:
             // after a compaction that is most of the index's memory.
-            if gen_.revs.capacity() > 2 * gen_.revs.len() + 2 {
+            // One revision left goes back inline, freeing its allocation.
+            let (len, cap) = (gen_.revs.len(), gen_.revs.capacity());
+            if gen_.revs.spilled() && (len <= 1 || cap > 2 * len + 2) {
                 gen_.revs.shrink_to_fit();
             }
         }
-        if self.gens.capacity() > 2 * self.gens.len() + 2 {
+        let (len, cap) = (self.gens.len(), self.gens.capacity());
+        if self.gens.spilled() && (len <= 1 || cap > 2 * len + 2) {
             self.gens.shrink_to_fit();
         }
         self.gens.is_empty()
@@ -176,6 +187,21 @@ impl KeyIndex {
             }
         }
         self.gens.is_empty()
+    }
+
+    /// Heap bytes held beyond the struct itself (histories too long to be inline).
+    pub fn heap_bytes(&self) -> usize {
+        let gens = if self.gens.spilled() {
+            self.gens.capacity() * std::mem::size_of::<Generation>()
+        } else {
+            0
+        };
+        gens + self
+            .gens
+            .iter()
+            .filter(|g| g.revs.spilled())
+            .map(|g| g.revs.capacity() * std::mem::size_of::<Revision>())
+            .sum::<usize>()
     }
 
     /// Number of revisions held (for tests and stats).
@@ -245,5 +271,79 @@ mod tests {
         assert!(!k.rollback(3));
         assert_eq!(k.live().unwrap().rev, r(2));
         assert!(k.rollback(2));
+    }
+
+    #[test]
+    fn one_generation_of_one_revision_is_inline() {
+        // The common key (written once, or compacted to its latest put) costs no allocation.
+        assert!(std::mem::size_of::<KeyIndex>() <= 72, "{}", std::mem::size_of::<KeyIndex>());
+        let mut k = KeyIndex::default();
+        k.put(r(2));
+        assert!(!k.gens.spilled() && !k.gens[0].revs.spilled());
+        k.put(r(3));
+        assert!(k.gens[0].revs.spilled());
+        let mut removed = Vec::new();
+        k.compact(3, &mut removed);
+        assert_eq!(removed, vec![r(2)]);
+        assert!(!k.gens[0].revs.spilled(), "compaction gives a spilled history its memory back");
+    }
+
+    /// Random puts, deletes and compactions against a plain model (every change of the key
+    /// with its create revision and version; compaction drops what etcd drops); every
+    /// revision's answer is compared.
+    #[test]
+    fn matches_a_model_under_random_histories() {
+        use rand::{Rng, SeedableRng};
+        let seed = rand::random::<u64>();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let mut k = KeyIndex::default();
+            // (main revision, Some((create, version)) for a put, None for a delete)
+            let mut model: Vec<(i64, Option<(i64, i64)>)> = Vec::new();
+            let mut compacted = 0;
+            for main in 1..60 {
+                match rng.random_range(0..10) {
+                    0..=5 => {
+                        let (created, ver) = match model.last() {
+                            Some((_, Some((c, v)))) => (*c, v + 1),
+                            _ => (main, 1),
+                        };
+                        assert_eq!(k.put(r(main)).0, created, "seed {seed}");
+                        model.push((main, Some((created, ver))));
+                    }
+                    6..=7 => {
+                        let live = matches!(model.last(), Some((_, Some(_))));
+                        assert_eq!(k.tombstone(r(main)).is_some(), live, "seed {seed}");
+                        if live {
+                            model.push((main, None));
+                        }
+                    }
+                    _ => {
+                        let at = rng.random_range(compacted..=main);
+                        let mut removed = Vec::new();
+                        let empty = k.compact(at, &mut removed);
+                        compacted = at;
+                        // Of the changes <= at only the latest survives, and only if a put.
+                        let keep = model.iter().rposition(|(m, _)| *m <= at);
+                        let dropped: Vec<Revision> = match keep {
+                            Some(i) if model[i].1.is_some() => {
+                                model.drain(..i).map(|(m, _)| r(m)).collect()
+                            }
+                            Some(i) => model.drain(..=i).map(|(m, _)| r(m)).collect(),
+                            None => Vec::new(),
+                        };
+                        assert_eq!(removed, dropped, "seed {seed}");
+                        assert_eq!(empty, model.is_empty(), "seed {seed}");
+                    }
+                }
+                for at in compacted..=main {
+                    let want = model.iter().rev().find(|(m, _)| *m <= at).and_then(|(m, p)| {
+                        p.map(|(c, v)| Hit { rev: r(*m), create_revision: c, version: v })
+                    });
+                    assert_eq!(k.get(at), want, "seed {seed}, at {at}");
+                }
+                assert_eq!(k.revision_count(), model.len(), "seed {seed}");
+            }
+        }
     }
 }

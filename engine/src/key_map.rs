@@ -221,6 +221,11 @@ impl Leaf {
         self.live -= live;
         self.bytes = pack(&mut self.slots, &old, self.live);
         let prefixes = self.prefixes.split_off(at);
+        // `Vec::split_off` leaves the left half its whole capacity: a leaf filled by
+        // appends (sequential keys) kept room for 4x the slots it holds, which was most
+        // of the index's memory at 1M keys.
+        self.slots.shrink_to_fit();
+        self.prefixes.shrink_to_fit();
         Leaf { slots, prefixes, bytes, live, common: self.common }
     }
 
@@ -335,6 +340,25 @@ impl KeyMap {
     /// Bytes of records cached.
     pub fn cached_bytes(&self) -> usize {
         self.cache_used
+    }
+
+    /// Heap bytes the map holds (what its vectors reserved, records included; not the
+    /// allocator's rounding): walks every leaf, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.leaves
+            .iter()
+            .map(|(lk, l)| {
+                // A leaf in the B-tree: its key (the box and its bytes) and the leaf itself.
+                size_of::<LeafKey>()
+                    + lk.1.len()
+                    + size_of::<Leaf>()
+                    + l.slots.capacity() * size_of::<Slot>()
+                    + l.slots.iter().map(|s| s.ki.heap_bytes()).sum::<usize>()
+                    + l.prefixes.capacity() * size_of::<u64>()
+                    + l.bytes.capacity()
+            })
+            .sum()
     }
 
     /// The key of the leaf holding `key`.
@@ -727,6 +751,25 @@ mod tests {
             2 => vec![b'a'; i % 13],
             _ => [&b"a\0"[..], &[(i % 3) as u8; 9][..i % 9]].concat(),
         }
+    }
+
+    /// Keys inserted in order (as a bulk load or `--sequential-keys` writes them) always land
+    /// in the last leaf; each split used to leave its left half the capacity of the whole,
+    /// four times the slots it kept.
+    #[test]
+    fn sequential_inserts_leave_no_spare_slots_behind() {
+        let mut m = KeyMap::new(0, 0);
+        for i in 0..10_000 {
+            m.get_or_insert(format!("/registry/pods/default/{i:09}").as_bytes());
+        }
+        m.check();
+        let slots: usize = m.leaves.values().map(|l| l.slots.len()).sum();
+        let capacity: usize = m.leaves.values().map(|l| l.slots.capacity()).sum();
+        let prefixes: usize = m.leaves.values().map(|l| l.prefixes.capacity()).sum();
+        assert_eq!(slots, 10_000);
+        // Every leaf but the last is exact; the last may have doubled.
+        assert!(capacity <= slots + 2 * MAX_SLOTS, "{capacity} slots for {slots} keys");
+        assert!(prefixes <= slots + 2 * MAX_SLOTS, "{prefixes} prefixes for {slots} keys");
     }
 
     /// Random inserts, record changes and removes on tiny leaves (splits, rebuilds, merges

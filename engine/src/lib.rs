@@ -89,7 +89,7 @@ pub(crate) fn test_seed(test: &str) -> u64 {
     seed
 }
 
-pub use engine::Engine;
+pub use engine::{Engine, MemoryUsage};
 pub use error::{Error, Result};
 pub use io::{FileStorage, MemStorage, Storage};
 pub use kv::{Event, EventKind, KeyValue, RangeOptions, RangeResult, prefix_end};

@@ -13,14 +13,19 @@ pub struct Options {
     pub commit_max_writes: usize,
     /// Page size of a new file (1 KiB to 32 KiB, a power of two); an existing file keeps its own.
     pub page_size: usize,
-    /// Bytes of pages kept in memory. Reads at the current revision are served from the
-    /// latest cache, so pages are read mostly by commits (the right edge of the revision
-    /// tree), compaction and reads of history: 64 MiB holds every inner page of a
-    /// multi-GiB tree.
+    /// Bytes of pages kept in memory (checked copies; the OS page cache holds the file
+    /// too). Reads at the current revision are served mostly from the latest cache, so
+    /// pages are read mostly by commits (the right edge of the revision tree), compaction
+    /// and reads of history: 32 MiB holds every inner page of a tree of a few GiB.
     pub cache_size: usize,
     /// Bytes of latest-version records kept in the key index, so reads at the current
     /// revision need no page (see `key_index.rs`). Once full, keys written later are read
     /// from the tree until cached records are released (by overwrites, deletes, compaction).
+    ///
+    /// Not free: every cached record is also in the db file, which the OS page cache keeps
+    /// in memory as long as there is room. 32 MiB (it was 512 MiB) holds a 100k-key store
+    /// of 256-byte values whole; at 1M keys of 512 bytes a cache of every value was half of
+    /// the member's memory (docs/memory.md).
     pub latest_cache_size: usize,
     /// Records larger than this are never put in the latest cache.
     pub latest_cache_max_record: usize,
@@ -38,8 +43,8 @@ impl Default for Options {
             commit_interval: Duration::from_millis(100),
             commit_max_writes: 10_000,
             page_size: 4096,
-            cache_size: 64 << 20,
-            latest_cache_size: 512 << 20,
+            cache_size: 32 << 20,
+            latest_cache_size: 32 << 20,
             latest_cache_max_record: 16 << 10,
             compaction_batch_limit: 1000,
             compaction_sleep_interval: Duration::from_millis(10),

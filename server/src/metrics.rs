@@ -63,6 +63,8 @@ pub struct Metrics {
     wal_bytes: IntGauge,
     /// `logbook_wal_backend{backend}`: 1 for the backend the WAL writes with.
     wal_backend: IntGaugeVec,
+    /// `logbook_engine_memory_bytes{part}`: the engine's memory by part (docs/memory.md).
+    engine_memory: IntGaugeVec,
     server_id: IntGaugeVec,
     /// `grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}`,
     /// registered by [`Metrics::enable_extensive`] (`--metrics=extensive`).
@@ -191,6 +193,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            engine_memory: reg(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "logbook_engine_memory_bytes",
+                        "Memory the storage engine holds, by part: 'index' (keys, revisions and cached latest values), 'latest_cache' (of which cached latest values), 'page_cache' (db file pages), 'memtable' (applied writes not yet committed).",
+                    ),
+                    &["part"],
+                )
+                .expect("valid metric"),
+            ),
             server_id: reg(
                 &registry,
                 IntGaugeVec::new(
@@ -255,6 +268,15 @@ impl Metrics {
         self.keys_total.set(engine.key_count() as i64);
         self.current_revision.set(engine.current_revision());
         self.compact_revision.set(engine.compact_revision());
+        let mem = engine.memory_usage();
+        for (part, bytes) in [
+            ("index", mem.index_bytes),
+            ("latest_cache", mem.latest_cache_bytes),
+            ("page_cache", mem.page_cache_bytes),
+            ("memtable", mem.memtable_bytes),
+        ] {
+            self.engine_memory.with_label_values(&[part]).set(bytes as i64);
+        }
         if let Some(wal) = wal {
             let stats = wal.stats();
             self.wal_fsyncs.set(stats.commits as i64);

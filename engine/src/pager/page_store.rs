@@ -80,6 +80,11 @@ impl PageStore {
         }
     }
 
+    /// Bytes of pages in the cache (for memory accounting).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.iter().map(|s| s.lock().pages.len()).sum::<usize>() * self.page_size
+    }
+
     pub fn page_size(&self) -> usize {
         self.page_size
     }

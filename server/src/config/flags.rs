@@ -103,7 +103,8 @@ pub fn env_key(name: &str) -> String {
 /// from the command line, the config file and `ETCD_*` variables alike, and also from a
 /// `LOGBOOK_*` variable ([`logbook_env_key`]), which an etcd binary given the same
 /// environment does not warn about.
-pub const LOGBOOK_ONLY: &[&str] = &["wal-backend", "request-log"];
+pub const LOGBOOK_ONLY: &[&str] =
+    &["wal-backend", "request-log", "latest-cache-bytes", "page-cache-bytes"];
 
 /// Whether `name` is one of Logbook's own flags ([`LOGBOOK_ONLY`]).
 pub fn is_logbook_only(name: &str) -> bool {
@@ -320,6 +321,8 @@ pub static FLAGS: &[Flag] = &[
     // ---- Logbook's own flags (not etcd's; see LOGBOOK_ONLY) ----
     flag!("wal-backend", Choice(&["auto", "io-uring", "io-uring-direct", "sync"]), "auto", Used, "How the WAL makes a batch durable: 'sync' (pwrite + fdatasync), 'io-uring' (linked write + fdatasync), 'io-uring-direct' (O_DIRECT write with RWF_DSYNC, FUA where the device has it), or 'auto': probe the WAL directory at start-up and use the fastest."),
     flag!("request-log", Str, "", Used, "Log each client request's kind, key prefix, sizes and txn shape (never keys' or values' contents) to this file, one JSON line per request. Off when empty."),
+    flag!("latest-cache-bytes", Uint(64), "33554432", Used, "Bytes of keys' latest values the engine keeps in memory beside its key index, so reads at the current revision need no page of the db file (the OS page cache holds the file too; see docs/memory.md)."),
+    flag!("page-cache-bytes", Uint(64), "33554432", Used, "Bytes of db file pages (checked, decoded copies) the engine keeps in memory."),
     // ---- etcd's ignored flags (long removed; etcd accepts them with a warning) ----
     flag!("cluster-active-size", Obsolete, "", Ignored, ""),
     flag!("cluster-remove-delay", Obsolete, "", Ignored, ""),

@@ -170,6 +170,10 @@ pub struct Config {
     /// `--request-log` (Logbook's own): where each client request's shape is
     /// logged (`services::request_log`); off when `None`.
     pub request_log: Option<PathBuf>,
+    /// `--latest-cache-bytes` (Logbook's own): the engine's cache of latest values.
+    pub latest_cache_bytes: u64,
+    /// `--page-cache-bytes` (Logbook's own): the engine's page cache.
+    pub page_cache_bytes: u64,
 
     // ---- etcd's runtime settings, with etcd's defaults (a flag parsed but
     // ---- not acted on yet would be `flags::Handling::Pending`; none is today).
@@ -859,6 +863,8 @@ fn build(s: Settings) -> Result<Config> {
         log,
         wal_backend: s.text("wal-backend").parse().map_err(bad)?,
         request_log: path_flag(&s, "request-log"),
+        latest_cache_bytes: s.uint("latest-cache-bytes"),
+        page_cache_bytes: s.uint("page-cache-bytes"),
         feature_gates: gates,
     })
 }
@@ -1131,6 +1137,18 @@ mod tests {
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.quota_backend_bytes, 2 << 30);
         assert_eq!(c.initial_cluster.len(), 1);
+    }
+
+    #[test]
+    fn engine_cache_sizes_from_flags_and_variables() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.latest_cache_bytes, c.page_cache_bytes), (32 << 20, 32 << 20));
+        let c = config(&["--latest-cache-bytes=0", "--page-cache-bytes=1048576"]).unwrap();
+        assert_eq!((c.latest_cache_bytes, c.page_cache_bytes), (0, 1 << 20));
+        let c = config_env(&[], &[("LOGBOOK_LATEST_CACHE_BYTES", "536870912")]).unwrap();
+        assert_eq!(c.latest_cache_bytes, 512 << 20);
+        let err = config(&["--latest-cache-bytes=lots"]).unwrap_err().to_string();
+        assert!(err.contains("latest-cache-bytes"), "{err}");
     }
 
     #[test]

@@ -176,6 +176,9 @@ fn engine_options(cfg: &Config) -> logbook_engine::Options {
     if let Some(limit) = cfg.backend_batch_limit {
         o.commit_max_writes = usize::try_from(limit).unwrap_or(usize::MAX);
     }
+    // Logbook's own: the engine's two caches (docs/memory.md).
+    o.latest_cache_size = usize::try_from(cfg.latest_cache_bytes).unwrap_or(usize::MAX);
+    o.cache_size = usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX);
     o
 }
 

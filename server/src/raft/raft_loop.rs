@@ -47,6 +47,10 @@ use crate::watch::hub::WatchHub;
 /// than a snapshot, when `--snapshot-catchup-entries` is 0 (etcd's default).
 const CATCH_UP_ENTRIES: u64 = 5000;
 
+/// The in-memory log is trimmed to its catch-up tail every this many applied entries (see
+/// `RaftLoop::trim_memory_log`), whatever `--snapshot-count` says.
+const TRIM_EVERY: u64 = 1024;
+
 /// A turn of the Raft loop taking this long is logged (etcd's default
 /// `--warning-apply-duration`).
 const SLOW_TURN: Duration = Duration::from_millis(100);
@@ -112,6 +116,8 @@ pub struct RaftLoop {
     reads: ReadQueue,
     /// Applied index at the last log compaction.
     last_compaction: u64,
+    /// Applied index at the last trim of the in-memory log.
+    last_trim: u64,
     /// This member was removed from the cluster: stop after this turn.
     removed: bool,
     /// Proposals taken from the inbox this turn, not yet stepped into Raft:
@@ -163,6 +169,7 @@ impl RaftLoop {
             hub,
             reads: ReadQueue::default(),
             last_compaction,
+            last_trim: last_compaction,
             removed: false,
             proposal_ids: Vec::new(),
             proposal_entries: Vec::new(),
@@ -677,6 +684,7 @@ impl RaftLoop {
         let applied = self.status.applied_index();
         self.reads.release(applied);
         self.maybe_compact_log(applied);
+        self.trim_memory_log(applied);
         Ok(())
     }
 
@@ -881,8 +889,58 @@ impl RaftLoop {
             .wait()?;
         self.status.set_applied_index(meta.index);
         self.last_compaction = meta.index;
+        self.last_trim = meta.index;
         self.hub.nudge();
         Ok(())
+    }
+
+    /// Entries kept behind the applied index for followers that fall behind:
+    /// `--snapshot-catchup-entries` (0: etcd's 5000), but never more than one
+    /// `--snapshot-count`, so a small snapshot count still bounds the log.
+    fn catch_up_entries(&self) -> u64 {
+        let catch_up = match self.cfg.snapshot_catchup_entries {
+            0 => CATCH_UP_ENTRIES,
+            n => n,
+        };
+        catch_up.min(self.cfg.snapshot_count)
+    }
+
+    /// Every [`TRIM_EVERY`] applied entries, forget the in-memory log behind the
+    /// catch-up tail. The WAL keeps the entries until `maybe_compact_log` (a
+    /// restart replays them from there): memory holds only what followers may
+    /// still be sent. Between two `--snapshot-count` compactions the whole
+    /// log stayed in memory otherwise (100,000 entries of a few hundred
+    /// bytes: tens of MiB, more than the rest of an idle member). A follower
+    /// the leader is still replicating to from further back keeps its entries,
+    /// up to one `--snapshot-count` more (beyond that it gets a snapshot, as
+    /// it would after a compaction).
+    fn trim_memory_log(&mut self, applied: u64) {
+        if applied < self.last_trim + TRIM_EVERY {
+            return;
+        }
+        self.last_trim = applied;
+        let keep = self.catch_up_entries();
+        let mut upto = applied.saturating_sub(keep);
+        let raft = &self.node.raft;
+        if raft.state == StateRole::Leader {
+            let slowest = raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != raft.id)
+                .map(|(_, p)| p.matched + 1)
+                .min();
+            if let Some(next) = slowest {
+                let floor = applied.saturating_sub(keep + self.cfg.snapshot_count);
+                upto = upto.min(next.max(floor));
+            }
+        }
+        let first = raft::Storage::first_index(self.storage.mem()).unwrap_or(0);
+        if upto <= first {
+            return;
+        }
+        if let Err(e) = self.storage.compact(upto) {
+            tracing::warn!(error = %e, upto, "raft log trim failed");
+        }
     }
 
     /// Every `--snapshot-count` applied entries, forget the log the engine
@@ -893,13 +951,7 @@ impl RaftLoop {
             return;
         }
         let durable = self.machine.stores.engine.get().durable_applied_index();
-        // `--snapshot-catchup-entries` (0: etcd's 5000), but never more than
-        // one `--snapshot-count`, so a small snapshot count still bounds the log.
-        let catch_up = match self.cfg.snapshot_catchup_entries {
-            0 => CATCH_UP_ENTRIES,
-            n => n,
-        };
-        let keep = catch_up.min(every);
+        let keep = self.catch_up_entries();
         let upto = durable.saturating_sub(keep);
         let first = self.wal.first_index();
         if upto <= first {
