@@ -22,14 +22,14 @@ mod checks;
 mod history;
 #[path = "robustness/linearizability.rs"]
 mod linearizability;
-#[path = "robustness/porcupine.rs"]
-mod porcupine;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/members.rs"]
 mod members;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/netns.rs"]
 mod netns;
+#[path = "robustness/porcupine.rs"]
+mod porcupine;
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 #[path = "robustness/proxy.rs"]
 mod proxy;
