@@ -97,7 +97,7 @@ pub struct RssSplit {
     pub file_bytes: u64,
     /// `RssShmem`: shared memory.
     pub shmem_bytes: u64,
-    /// `VmHWM`: the peak of `VmRSS` over the process's life.
+    /// `VmHWM`: the peak of `VmRSS` over the process's life, or since [`reset_peak`].
     pub peak_bytes: u64,
 }
 
@@ -174,45 +174,10 @@ pub fn disk_usage(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A process's resident memory split by kind (`/proc/<pid>/status`), bytes.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct RssSplit {
-    /// `VmRSS`: all resident pages.
-    pub rss: u64,
-    /// `RssAnon`: heap, stacks and other private memory (what the allocator holds).
-    pub anon: u64,
-    /// `RssFile`: mapped file pages resident (a memory-mapped database's cached pages).
-    pub file: u64,
-    /// `VmHWM`: the peak of `rss` since start or since [`reset_peak`].
-    pub peak: u64,
-}
-
-/// The resident memory of `pid` by kind; `None` when it is gone.
-pub fn rss_split(pid: u32) -> Option<RssSplit> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(parse_rss_split(&status))
-}
-
 /// Resets `pid`'s `VmHWM` to its current RSS (writes 5 to `/proc/<pid>/clear_refs`; the
 /// caller must own the process). False when the kernel refused.
 pub fn reset_peak(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
-}
-
-fn parse_rss_split(status: &str) -> RssSplit {
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    RssSplit {
-        rss: field("VmRSS:"),
-        anon: field("RssAnon:"),
-        file: field("RssFile:"),
-        peak: field("VmHWM:"),
-    }
 }
 
 #[cfg(test)]
@@ -272,16 +237,6 @@ mod tests {
         let u = usage(&a, &b);
         assert!(u.rss_mib > 0.0);
         assert!(u.cpu_cores >= 0.0);
-    }
-
-    #[test]
-    fn splits_rss_by_kind() {
-        let status =
-            "VmHWM:\t  4096 kB\nVmRSS:\t  3072 kB\nRssAnon:\t  2048 kB\nRssFile:\t  1024 kB\n";
-        let s = parse_rss_split(status);
-        assert_eq!((s.rss, s.anon, s.file, s.peak), (3 << 20, 2 << 20, 1 << 20, 4 << 20));
-        let me = rss_split(std::process::id()).unwrap();
-        assert!(me.rss > 0 && me.anon > 0 && me.peak >= me.rss);
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Lists {
         if answers == 0 {
             return 0.0;
         }
-        self.peak_rss.saturating_sub(self.rss_before.rss) as f64 / answers as f64
+        self.peak_rss.saturating_sub(self.rss_before.rss_bytes) as f64 / answers as f64
     }
 }
 
@@ -499,9 +499,9 @@ impl Sampler {
                     let mib = |b: u64| b as f64 / (1 << 20) as f64;
                     pts.lock().expect("rss samples").push(RssPoint {
                         t: epoch.elapsed().as_secs_f64(),
-                        rss_mib: mib(r.rss),
-                        anon_mib: mib(r.anon),
-                        file_mib: mib(r.file),
+                        rss_mib: mib(r.rss_bytes),
+                        anon_mib: mib(r.anon_bytes),
+                        file_mib: mib(r.file_bytes),
                     });
                 }
                 tokio::time::sleep(SAMPLE_EVERY).await;
@@ -573,9 +573,9 @@ async fn measure(
     phase(s, "settle", epoch, t0);
     eprintln!(
         "{label}: settled RSS {:.0} MiB (anon {:.0}, file {:.0}), db {:.0} MiB",
-        s.load.settled.rss as f64 / 1048576.0,
-        s.load.settled.anon as f64 / 1048576.0,
-        s.load.settled.file as f64 / 1048576.0,
+        s.load.settled.rss_bytes as f64 / 1048576.0,
+        s.load.settled.anon_bytes as f64 / 1048576.0,
+        s.load.settled.file_bytes as f64 / 1048576.0,
         s.load.db_bytes as f64 / 1048576.0
     );
 
@@ -592,7 +592,7 @@ async fn measure(
         s.lists.clients,
         s.lists.keys,
         s.lists.answer_bytes as f64 / 1048576.0,
-        s.lists.rss_before.rss as f64 / 1048576.0,
+        s.lists.rss_before.rss_bytes as f64 / 1048576.0,
         s.lists.peak_rss as f64 / 1048576.0
     );
 
@@ -674,7 +674,8 @@ async fn settle(pid: u32) -> RssSplit {
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let now = procstat::rss_split(pid).unwrap_or_default();
-        let still = (now.rss as f64 - last.rss as f64).abs() <= 0.02 * last.rss.max(1) as f64;
+        let still = (now.rss_bytes as f64 - last.rss_bytes as f64).abs()
+            <= 0.02 * last.rss_bytes.max(1) as f64;
         last = now;
         if still {
             break;
@@ -814,11 +815,11 @@ async fn lists(a: &mut Node, args: &ScaleArgs) -> Result<Lists> {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
         if let Some(r) = procstat::rss_split(pid) {
-            peak = peak.max(r.rss);
+            peak = peak.max(r.rss_bytes);
         }
     }
     out.elapsed_s = start.elapsed().as_secs_f64();
-    let hwm = procstat::rss_split(pid).map_or(0, |r| r.peak);
+    let hwm = procstat::rss_split(pid).map_or(0, |r| r.peak_bytes);
     out.peak_rss = if reset { hwm.max(peak) } else { peak };
     for r in results {
         match r {

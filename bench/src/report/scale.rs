@@ -50,9 +50,9 @@ fn memory_rows(sc: &Scale) -> Table {
             s.load.keys.to_string(),
             format!("{:.0}", s.load.throughput),
             mib(s.load.db_bytes),
-            mib(s.load.settled.rss),
-            mib(s.load.settled.anon),
-            mib(s.load.settled.file),
+            mib(s.load.settled.rss_bytes),
+            mib(s.load.settled.anon_bytes),
+            mib(s.load.settled.file_bytes),
         ]);
     }
     t
@@ -77,7 +77,7 @@ fn list_rows(sc: &Scale) -> Table {
             l.clients.to_string(),
             l.keys.to_string(),
             mib(l.answer_bytes),
-            mib(l.rss_before.rss),
+            mib(l.rss_before.rss_bytes),
             mib(l.peak_rss),
             format!("{:.2}", l.growth_per_answers()),
             format!("{:.1}", l.elapsed_s),
@@ -165,7 +165,7 @@ pub fn scale_tables(sc: &Scale) -> String {
         let _ = writeln!(out, "\n{title}");
         out += &rows(sc).text();
     }
-    if let Some(r) = ratio(sc, |s| s.load.settled.rss as f64) {
+    if let Some(r) = ratio(sc, |s| s.load.settled.rss_bytes as f64) {
         let _ = writeln!(out, "\nsettled RSS, Logbook / etcd: {r:.2}");
     }
     for s in sc.systems.iter().filter(|s| s.failure.is_some()) {
@@ -279,7 +279,7 @@ pub fn write_scale(sc: &Scale, dir: &Path) -> Result<()> {
         md += &rows(sc).markdown();
         md += "\n";
     }
-    if let Some(r) = ratio(sc, |s| s.load.settled.rss as f64) {
+    if let Some(r) = ratio(sc, |s| s.load.settled.rss_bytes as f64) {
         let _ = writeln!(md, "Settled RSS, Logbook / etcd: **{r:.2}**.\n");
     }
     for s in &sc.systems {
@@ -318,10 +318,10 @@ mod tests {
     fn writes_tables_plots_and_a_report() {
         let mut s = SystemScale { system: Some(System::Logbook), ..Default::default() };
         s.load.keys = 10;
-        s.load.settled.rss = 100 << 20;
+        s.load.settled.rss_bytes = 100 << 20;
         s.lists.clients = 8;
         s.lists.answer_bytes = 1 << 20;
-        s.lists.rss_before.rss = 100 << 20;
+        s.lists.rss_before.rss_bytes = 100 << 20;
         s.lists.peak_rss = 104 << 20;
         s.rss = (0..20)
             .map(|i| RssPoint { t: i as f64 * 0.1, rss_mib: 100.0, anon_mib: 80.0, file_mib: 20.0 })
@@ -330,7 +330,7 @@ mod tests {
         s.defrag.p99_windows = vec![(0.25, 2.0), (0.75, 3.0)];
         let mut e = s.clone();
         e.system = Some(System::Etcd);
-        e.load.settled.rss = 200 << 20;
+        e.load.settled.rss_bytes = 200 << 20;
         let sc = Scale {
             params: serde_json::json!({"keys": 10, "value_size": 8}),
             machine: Machine::here(),
