@@ -622,7 +622,10 @@ fn pipelined_appends(storage: Option<SimStorage>) {
             tickets.push(t);
             next += 1;
         }
-        if wal.stats().overlapped > 0 && next > 1000 {
+        // Until batches overlapped and a segment rolled over (4000 records of ~52 bytes
+        // fill more than a 64 KiB segment, so the bound is never what ends it).
+        let stats = wal.stats();
+        if stats.overlapped > 0 && stats.segments_rolled > 0 && next > 1000 {
             break;
         }
     }
