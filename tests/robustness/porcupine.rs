@@ -162,6 +162,27 @@ mod tests {
         assert_eq!(both(&h), (true, true));
     }
 
+    /// ci_crashes_and_pauses, seed 777869848: a put attached to lease L whose answer was
+    /// lost (its value never read), then Revoke(L), then a get of nothing. The put took
+    /// effect and the revoke deleted the key; both checkers used to drop the unknown put
+    /// as "never observed" and call the history not linearizable.
+    #[test]
+    fn an_unknown_leased_put_seen_only_through_its_revoke_is_linearizable() {
+        let lease = 98413215020227144;
+        let h = vec![
+            put(0, 497, 0, 10),
+            rec(1, Kind::PutLease { value: 504, lease }, 11, NEVER, Outcome::Unknown("t".into())),
+            rec(2, Kind::Put { value: 506 }, 12, NEVER, Outcome::Unknown("t".into())),
+            rec(1, Kind::Revoke { lease }, 20, 21, Outcome::Revoke { rev: 0 }),
+            get(0, None, 22, 23),
+        ];
+        assert_eq!(both(&h), (true, true));
+        // Without the leased put nothing explains the get: both must still say so.
+        let mut without = h.clone();
+        without.remove(1);
+        assert_eq!(both(&without), (false, false));
+    }
+
     #[test]
     fn both_checkers_reject_a_stale_read() {
         let h = vec![put(0, 1, 0, 1), put(0, 2, 2, 3), get(1, Some(1), 4, 5)];
