@@ -131,6 +131,16 @@ impl Members {
         self.procs[i] = Some(child);
     }
 
+    /// Whether member `i`'s process has ended by itself (it is then forgotten, so it can
+    /// be spawned again). False when it runs or was never started.
+    pub fn exited(&mut self, i: usize) -> bool {
+        let ended = self.procs[i].as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if ended {
+            self.procs[i] = None;
+        }
+        ended
+    }
+
     /// kill -9 (`ip netns exec` execs the member, so the child is the member itself).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].take() {

@@ -505,6 +505,16 @@ impl Harness {
         s.initial_cluster = initial;
         s.state = "existing";
         self.restart(slot);
+        // A new member asks a peer for the membership at start; one that has not applied
+        // the add yet makes it exit ("the cluster has no member with peer URLs ...", as
+        // etcd refuses too), and an operator starts it again: so does this, bounded.
+        let deadline = Instant::now() + MEMBERSHIP_LIMIT;
+        while Instant::now() < deadline && !self.rt.block_on(self.members.serves(slot, true)) {
+            if self.members.exited(slot) {
+                self.restart(slot);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
         true
     }
 
