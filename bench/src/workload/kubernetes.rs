@@ -483,32 +483,7 @@ impl Kubernetes {
     /// A paginated list of pods (cluster wide, as the controllers' and
     /// scheduler's reflectors list), pages after the first at its revision.
     async fn list(&self, st: &mut State) -> Result<(), tonic::Status> {
-        let prefix = "/registry/pods/";
-        let end = Bytes::from(prefix_end(prefix.as_bytes()));
-        let mut start = Bytes::from(prefix);
-        let mut revision = 0;
-        for _ in 0..MAX_PAGES {
-            let req = RangeRequest {
-                key: start,
-                range_end: end.clone(),
-                limit: LIST_LIMIT,
-                revision,
-                ..Default::default()
-            };
-            let r = st.kv.range(req).await?.into_inner();
-            if revision == 0 {
-                revision = r.header.as_ref().map_or(0, |h| h.revision);
-            }
-            match (r.more, r.kvs.last()) {
-                (true, Some(last)) => {
-                    let mut next = last.key.to_vec();
-                    next.push(0);
-                    start = Bytes::from(next);
-                }
-                _ => break,
-            }
-        }
-        Ok(())
+        super::mixed::list_pages(&mut st.kv, "/registry/pods/".to_string(), false, MAX_PAGES).await
     }
 }
 

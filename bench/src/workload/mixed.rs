@@ -61,6 +61,42 @@ pub fn object_key(resource: &str, namespace: usize, name: &str) -> Bytes {
     Bytes::from(format!("/registry/{resource}/ns-{namespace}/{name}"))
 }
 
+/// Lists `prefix` as kube-apiserver does: pages of [`LIST_LIMIT`], every page after the
+/// first at the first page's revision, at most `max_pages` of them.
+pub async fn list_pages(
+    kv: &mut KvClient<Channel>,
+    prefix: String,
+    serializable: bool,
+    max_pages: usize,
+) -> Result<(), tonic::Status> {
+    let end = Bytes::from(prefix_end(prefix.as_bytes()));
+    let mut start = Bytes::from(prefix);
+    let mut revision = 0;
+    for _ in 0..max_pages {
+        let req = RangeRequest {
+            key: start,
+            range_end: end.clone(),
+            limit: LIST_LIMIT,
+            revision,
+            serializable,
+            ..Default::default()
+        };
+        let r = kv.range(req).await?.into_inner();
+        if revision == 0 {
+            revision = r.header.as_ref().map_or(0, |h| h.revision);
+        }
+        match (r.more, r.kvs.last()) {
+            (true, Some(last)) => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                start = Bytes::from(next);
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// The Kubernetes-like mix.
 pub struct Mixed {
     pool: Pool,
@@ -290,32 +326,7 @@ impl Mixed {
         } else {
             format!("/registry/{res}/")
         };
-        let end = Bytes::from(prefix_end(prefix.as_bytes()));
-        let mut start = Bytes::from(prefix);
-        let mut revision = 0;
-        for _ in 0..MAX_PAGES {
-            let req = RangeRequest {
-                key: start,
-                range_end: end.clone(),
-                limit: LIST_LIMIT,
-                revision,
-                serializable: self.serializable(),
-                ..Default::default()
-            };
-            let r = st.kv.range(req).await?.into_inner();
-            if revision == 0 {
-                revision = r.header.as_ref().map_or(0, |h| h.revision);
-            }
-            match (r.more, r.kvs.last()) {
-                (true, Some(last)) => {
-                    let mut next = last.key.to_vec();
-                    next.push(0);
-                    start = Bytes::from(next);
-                }
-                _ => break,
-            }
-        }
-        Ok(())
+        list_pages(&mut st.kv, prefix, self.serializable(), MAX_PAGES).await
     }
 
     async fn event(&self, st: &mut State) -> Result<(), tonic::Status> {
