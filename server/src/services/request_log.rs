@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use logbook_api::etcdserverpb::{
@@ -33,7 +33,9 @@ pub const BACKLOG: usize = 65_536;
 
 /// The open log.
 pub struct RequestLog {
-    tx: SyncSender<String>,
+    /// `None` only while dropping, so the writer sees the channel close.
+    tx: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     start: Instant,
     dropped: AtomicU64,
 }
@@ -97,7 +99,7 @@ impl RequestLog {
     pub fn open(path: &Path) -> std::io::Result<RequestLog> {
         let file = File::create(path)?;
         let (tx, rx) = sync_channel::<String>(BACKLOG);
-        std::thread::Builder::new().name("request-log".into()).spawn(move || {
+        let writer = std::thread::Builder::new().name("request-log".into()).spawn(move || {
             let mut out = BufWriter::with_capacity(1 << 16, file);
             loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
@@ -105,10 +107,23 @@ impl RequestLog {
                         if out.write_all(line.as_bytes()).is_err() {
                             return;
                         }
-                        // Flush once nothing more is queued.
-                        if matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
-                            let _ = out.flush();
+                        // Write whatever else is queued, then flush once the
+                        // channel runs dry (or closes).
+                        loop {
+                            match rx.try_recv() {
+                                Ok(line) => {
+                                    if out.write_all(line.as_bytes()).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(TryRecvError::Empty) => break,
+                                Err(TryRecvError::Disconnected) => {
+                                    let _ = out.flush();
+                                    return;
+                                }
+                            }
                         }
+                        let _ = out.flush();
                     }
                     Err(RecvTimeoutError::Timeout) => {
                         let _ = out.flush();
@@ -120,7 +135,12 @@ impl RequestLog {
                 }
             }
         })?;
-        Ok(RequestLog { tx, start: Instant::now(), dropped: AtomicU64::new(0) })
+        Ok(RequestLog {
+            tx: Some(tx),
+            writer: Some(writer),
+            start: Instant::now(),
+            dropped: AtomicU64::new(0),
+        })
     }
 
     /// Lines dropped because the writer fell behind.
@@ -133,11 +153,23 @@ impl RequestLog {
         entry.t = (self.start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
         let Ok(mut line) = serde_json::to_string(&entry) else { return };
         line.push('\n');
-        match self.tx.try_send(line) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+impl Drop for RequestLog {
+    /// Closes the channel and waits for the writer to write and flush every
+    /// line already queued.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }
@@ -335,16 +367,9 @@ mod tests {
             ..Default::default()
         };
         log.record(txn(&r));
+        // Dropping the log waits for the writer: every line recorded is in the file.
         drop(log);
-        // The writer flushes within its timeout; bounded wait.
-        let mut text = String::new();
-        for _ in 0..50 {
-            text = std::fs::read_to_string(&path).unwrap();
-            if text.lines().count() == 2 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> =
             text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2, "{text}");
@@ -353,5 +378,27 @@ mod tests {
         assert_eq!(lines[1]["kind"], "Txn");
         assert_eq!(lines[1]["compare"], "mod");
         assert_eq!(lines[1]["prefix"], "/registry/pods/");
+    }
+
+    #[test]
+    fn no_line_is_lost_when_lines_arrive_faster_than_the_writer_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.log");
+        let log = RequestLog::open(&path).unwrap();
+        for i in 0..5000 {
+            log.record(put(b"/registry/pods/a/b", i, 0, false));
+        }
+        assert_eq!(log.dropped(), 0);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let sizes: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["value_bytes"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(sizes, (0..5000).collect::<Vec<u64>>());
     }
 }
