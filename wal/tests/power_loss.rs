@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Model, Op, count, seed};
+use common::{Op, count, matching_prefix, seed};
 use logbook_wal::sim::SimStorage;
 use logbook_wal::{Backend, HardState, Options, Ticket, Wal};
 use rand::rngs::StdRng;
@@ -17,33 +17,6 @@ use rand::{Rng, SeedableRng};
 
 fn opts(backend: Backend) -> Options {
     Options { segment_size: 4096, max_batch_bytes: 1500, backend }
-}
-
-/// Finds `k >= acked` such that the log equals the model after `history[..k]`.
-fn matching_prefix(history: &[Op], acked: usize, wal: &Wal) -> Result<(usize, Model), String> {
-    let mut m = Model::default();
-    for op in &history[..acked] {
-        m.apply(op);
-    }
-    let mut last_err = String::new();
-    for k in acked..=history.len() {
-        if k > acked {
-            m.apply(&history[k - 1]);
-        }
-        // Cheap filter first: last index must match.
-        if wal.last_index() != m.last() {
-            continue;
-        }
-        match m.mismatch(wal) {
-            None => return Ok((k, m)),
-            Some(e) => last_err = format!("prefix {k}: {e}"),
-        }
-    }
-    Err(format!(
-        "no prefix of {} ops at or after the {acked} acknowledged matches (last_index {}); {last_err}",
-        history.len(),
-        wal.last_index()
-    ))
 }
 
 /// The files and where their nonzero bytes are, for failure messages.
