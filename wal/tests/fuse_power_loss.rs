@@ -12,8 +12,8 @@
 //! read back as valid). Some power losses strike during the reopen itself, so recovery is
 //! also crashed and recovered again.
 //!
-//! Seed: `WAL_FUSE_SEED`; power losses per backend: `WAL_FUSE_CRASHES` (default 60);
-//! `WAL_FUSE_TEAR=any-sectors` makes the disk reorder (see [`fuse_disk::Tear`]).
+//! Seed: `WAL_FUSE_SEED`; power losses per backend: `WAL_FUSE_CRASHES` (default 60; a third
+//! of that per backend on the reordering disk).
 //! These tests need `/dev/fuse` and root; they fail, saying so, where FUSE cannot be mounted.
 
 mod common;
@@ -193,26 +193,42 @@ fn io_uring_and_direct_writes_reach_the_fuse_disk() {
 
 #[test]
 fn acknowledged_writes_survive_fuse_power_loss_sync() {
-    acknowledged_writes_survive_power_loss(Backend::Sync);
+    let crashes = count("WAL_FUSE_CRASHES", 60);
+    power_losses(Backend::Sync, Tear::Prefix, crashes);
 }
 
 #[test]
 fn acknowledged_writes_survive_fuse_power_loss_io_uring() {
-    acknowledged_writes_survive_power_loss(Backend::IoUring);
+    let crashes = count("WAL_FUSE_CRASHES", 60);
+    power_losses(Backend::IoUring, Tear::Prefix, crashes);
 }
 
 #[test]
 fn acknowledged_writes_survive_fuse_power_loss_io_uring_direct() {
-    acknowledged_writes_survive_power_loss(Backend::IoUringDirect);
+    let crashes = count("WAL_FUSE_CRASHES", 60);
+    power_losses(Backend::IoUringDirect, Tear::Prefix, crashes);
 }
 
-fn acknowledged_writes_survive_power_loss(backend: Backend) {
+/// On a disk that persists the unsynced sectors in any order, every backend still never
+/// returns a wrong entry and never loses an acknowledged one, but reopening is sometimes
+/// refused with `Error::Corrupted`: a later sector of the unacknowledged tail survived while
+/// an earlier one was lost, which recovery cannot tell from damage to acknowledged data (see
+/// "Recovery rules" in `docs/format.md` and `docs/benchmarks.md`). Each refusal is counted
+/// and printed, and the run continues on a fresh disk.
+#[test]
+fn reordering_disk_never_yields_a_wrong_entry() {
+    let crashes = count("WAL_FUSE_CRASHES", 60) / 3;
+    for backend in [Backend::Sync, Backend::IoUring, Backend::IoUringDirect] {
+        power_losses(backend, Tear::AnySectors, crashes);
+    }
+}
+
+/// `crashes` power losses (seeded), each followed by a reopen on the surviving image and the
+/// check that the log is a prefix of what was issued holding everything acknowledged.
+/// With [`Tear::AnySectors`], a reopen refused as corrupted starts a fresh disk instead of
+/// failing (counted).
+fn power_losses(backend: Backend, tear: Tear, crashes: u64) {
     let seed = seed("WAL_FUSE_SEED");
-    let crashes = count("WAL_FUSE_CRASHES", 60);
-    let tear = match std::env::var("WAL_FUSE_TEAR").as_deref() {
-        Ok("any-sectors") => Tear::AnySectors,
-        _ => Tear::Prefix,
-    };
     let mut rng = StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
@@ -222,9 +238,10 @@ fn acknowledged_writes_survive_power_loss(backend: Backend) {
     let mut acked = 0usize;
     let mut term = 0u64;
     let (mut lost_rounds, mut in_open, mut in_request, mut overlapped) = (0, 0, 0, 0);
+    let mut refused = Vec::new();
     let mut seen = Counters::default();
     for crash in 0..crashes {
-        let ctx = format!("{backend}, seed {seed} (WAL_FUSE_SEED), power loss {crash}");
+        let ctx = format!("{backend} ({tear:?}), seed {seed} (WAL_FUSE_SEED), power loss {crash}");
         let disk = mount(&mnt, &image);
         // Now and then the power goes while the log is being recovered.
         let armed_early = rng.random_bool(0.15);
@@ -233,13 +250,21 @@ fn acknowledged_writes_survive_power_loss(backend: Backend) {
         }
         let wal = match Wal::open(disk.path(), opts(backend)) {
             Ok(w) => w,
-            Err(e) => {
-                assert!(disk.is_lost(), "{ctx}: reopen failed: {e}\n{}", describe(&image));
+            Err(e) if disk.is_lost() => {
+                let _ = e; // struck during recovery: the next machine recovers again
                 in_open += 1;
                 image = disk.power_loss(tear, rng.random());
                 disk.unmount();
                 continue;
             }
+            Err(e @ logbook_wal::Error::Corrupted { .. }) if tear == Tear::AnySectors => {
+                refused.push(e.to_string());
+                (image, acked) = (Image::new(), 0);
+                history.clear();
+                disk.unmount();
+                continue;
+            }
+            Err(e) => panic!("{ctx}: reopen failed: {e}\n{}", describe(&image)),
         };
         if disk.is_lost() {
             // Struck during open, after the last step that could fail on it (the direct
@@ -355,21 +380,31 @@ fn acknowledged_writes_survive_power_loss(backend: Backend) {
         seen.add(&c);
         disk.unmount();
     }
-    println!(
-        "{backend}: {crashes} power losses ({in_request} during a request, {in_open} during \
-         recovery), {lost_rounds} lost unacknowledged operations, {} ops kept, {acked} \
-         acknowledged, {overlapped} batches submitted behind one in flight; the disk received \
-         {seen:?}",
-        history.len()
-    );
     let disk = mount(&mnt, &image);
-    let wal = Wal::open(disk.path(), opts(backend)).unwrap_or_else(|e| {
-        panic!("{backend}, seed {seed}: final reopen failed: {e}\n{}", describe(&image))
-    });
-    matching_prefix(&history, acked, &wal)
-        .unwrap_or_else(|e| panic!("{backend}, seed {seed}: final: {e}"));
-    drop(wal);
+    match Wal::open(disk.path(), opts(backend)) {
+        Ok(wal) => {
+            matching_prefix(&history, acked, &wal)
+                .unwrap_or_else(|e| panic!("{backend}, seed {seed}: final: {e}"));
+        }
+        Err(e @ logbook_wal::Error::Corrupted { .. }) if tear == Tear::AnySectors => {
+            refused.push(e.to_string())
+        }
+        Err(e) => {
+            panic!("{backend}, seed {seed}: final reopen failed: {e}\n{}", describe(&image))
+        }
+    }
     disk.unmount();
+    println!(
+        "{backend} ({tear:?}): {crashes} power losses ({in_request} during a request, {in_open} \
+         during recovery), {lost_rounds} lost unacknowledged operations, {} ops kept, {acked} \
+         acknowledged, {overlapped} batches submitted behind one in flight, {} reopens refused \
+         as corrupted; the disk received {seen:?}",
+        history.len(),
+        refused.len()
+    );
+    for r in &refused {
+        println!("  refused: {r}");
+    }
     // The paths under test really ran: io_uring's fsyncs, the direct backend's O_DIRECT
     // writes marked durable.
     match backend {
