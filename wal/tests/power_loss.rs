@@ -3,6 +3,8 @@
 //! byte, unsynced directory entries lost. After reopen every acknowledged operation is there,
 //! and the log is exactly the state after some prefix of the operations issued (nothing else,
 //! no garbage). Seed: `WAL_POWERLOSS_SEED`; crashes per run: `WAL_POWERLOSS_CRASHES`.
+//! `tests/fuse_power_loss.rs` runs the same check with real file descriptors (every backend,
+//! io_uring and `O_DIRECT` included) on a FUSE disk model.
 
 mod common;
 

@@ -162,7 +162,7 @@ impl Inode {
                 }
                 if let Some(Pending::Write { offset, data }) = self.pending.get(keep) {
                     let pieces = sectors(*offset, data);
-                    let whole = rng.random_range(0..pieces.len());
+                    let whole = rng.random_range(0..pieces.len().max(1));
                     for (at, bytes) in &pieces[..whole] {
                         apply_write(&mut content, *at, bytes);
                     }
