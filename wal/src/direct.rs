@@ -59,7 +59,11 @@
 //! `write_at` at submission and made durable with `sync_data` when completed, oldest first,
 //! with the same pipeline depth, so the power-loss tests exercise this backend's buffers and
 //! the writer's pipeline (a simulated power loss keeps a prefix of each file's unsynced
-//! writes, in issue order, as the ordered writes above do).
+//! writes, in issue order, as the ordered writes above do). On real descriptors the same
+//! power losses are tested in `tests/fuse_power_loss.rs`: the backend opens `O_DIRECT` and
+//! writes with `RWF_DSYNC` through io_uring onto a FUSE file system the test serves, which
+//! keeps every write volatile until synced (an `RWF_DSYNC` write arrives marked `O_DSYNC`) and
+//! loses power at seeded points.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::VecDeque;

@@ -24,7 +24,8 @@
 //! - `layout`: the in-memory index from entry index to file position.
 //! - `recovery`: replay at open, torn-tail repair, corruption detection.
 //! - [`io`]: the file-system seam ([`io::Storage`]); [`sim`] is its fault-injecting,
-//!   power-losing test implementation.
+//!   power-losing test implementation. (The io_uring backends need real descriptors: their
+//!   power losses are tested on a FUSE disk model the tests serve, `tests/fuse_disk`.)
 //! - [`error`](crate::Error): the crate's error type.
 //!
 //! # Example

@@ -3,13 +3,15 @@
 //! byte, unsynced directory entries lost. After reopen every acknowledged operation is there,
 //! and the log is exactly the state after some prefix of the operations issued (nothing else,
 //! no garbage). Seed: `WAL_POWERLOSS_SEED`; crashes per run: `WAL_POWERLOSS_CRASHES`.
+//! `tests/fuse_power_loss.rs` runs the same check with real file descriptors (every backend,
+//! io_uring and `O_DIRECT` included) on a FUSE disk model.
 
 mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Model, Op, count, seed};
+use common::{Op, count, matching_prefix, seed};
 use logbook_wal::sim::SimStorage;
 use logbook_wal::{Backend, HardState, Options, Ticket, Wal};
 use rand::rngs::StdRng;
@@ -17,33 +19,6 @@ use rand::{Rng, SeedableRng};
 
 fn opts(backend: Backend) -> Options {
     Options { segment_size: 4096, max_batch_bytes: 1500, backend }
-}
-
-/// Finds `k >= acked` such that the log equals the model after `history[..k]`.
-fn matching_prefix(history: &[Op], acked: usize, wal: &Wal) -> Result<(usize, Model), String> {
-    let mut m = Model::default();
-    for op in &history[..acked] {
-        m.apply(op);
-    }
-    let mut last_err = String::new();
-    for k in acked..=history.len() {
-        if k > acked {
-            m.apply(&history[k - 1]);
-        }
-        // Cheap filter first: last index must match.
-        if wal.last_index() != m.last() {
-            continue;
-        }
-        match m.mismatch(wal) {
-            None => return Ok((k, m)),
-            Some(e) => last_err = format!("prefix {k}: {e}"),
-        }
-    }
-    Err(format!(
-        "no prefix of {} ops at or after the {acked} acknowledged matches (last_index {}); {last_err}",
-        history.len(),
-        wal.last_index()
-    ))
 }
 
 /// The files and where their nonzero bytes are, for failure messages.

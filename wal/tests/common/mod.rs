@@ -119,3 +119,32 @@ impl Model {
         None
     }
 }
+
+/// Finds `k >= acked` such that the log equals the model after `history[..k]`: the log
+/// holds every acknowledged operation (the first `acked`) and nothing but a prefix of the
+/// ones issued.
+pub fn matching_prefix(history: &[Op], acked: usize, wal: &Wal) -> Result<(usize, Model), String> {
+    let mut m = Model::default();
+    for op in &history[..acked] {
+        m.apply(op);
+    }
+    let mut last_err = String::new();
+    for k in acked..=history.len() {
+        if k > acked {
+            m.apply(&history[k - 1]);
+        }
+        // Cheap filter first: last index must match.
+        if wal.last_index() != m.last() {
+            continue;
+        }
+        match m.mismatch(wal) {
+            None => return Ok((k, m)),
+            Some(e) => last_err = format!("prefix {k}: {e}"),
+        }
+    }
+    Err(format!(
+        "no prefix of {} ops at or after the {acked} acknowledged matches (last_index {}); {last_err}",
+        history.len(),
+        wal.last_index()
+    ))
+}
