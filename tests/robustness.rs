@@ -220,8 +220,8 @@ mod scenarios {
         run("crashes-and-pauses", &[Fault::Kill, Fault::Pause], false, 25, Net::Auto);
     }
 
-    /// The proxies' partitions (resets, held bytes, delays), kept for machines without
-    /// network namespaces.
+    /// The proxies' network faults (resets, held bytes, delays, chunks held back as lost,
+    /// token-bucket bandwidth caps), kept for machines without network namespaces.
     #[test]
     fn ci_partitions() {
         run(
@@ -232,6 +232,8 @@ mod scenarios {
                 Fault::LeaderCannotHear,
                 Fault::Blackhole,
                 Fault::Delay,
+                Fault::Loss,
+                Fault::Bandwidth,
             ],
             false,
             25,
