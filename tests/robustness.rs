@@ -43,8 +43,8 @@ mod workload;
 mod regressions {
     use std::time::{Duration, Instant};
 
-    use logbook_api::etcdserverpb::StatusRequest;
     use logbook_api::etcdserverpb::maintenance_client::MaintenanceClient;
+    use logbook_api::etcdserverpb::{RangeRequest, StatusRequest};
     use tonic::transport::Channel;
 
     use crate::common::{Cluster, connect, local_get, put, runtime};
@@ -99,6 +99,86 @@ mod regressions {
         c.spawn(follower);
         c.wait_ready(follower, Duration::from_secs(30));
         assert_eq!(own_id(&c, follower), id, "the follower restarted as another member");
+    }
+
+    /// Proxy soak `crashes-and-pauses#10` seed 27511: a leader paused (SIGSTOP) past a
+    /// lease's deadline ran again still believing it led, and proposed the lease's
+    /// revocation; Raft stepped it down and forwarded the proposal, which was committed
+    /// although the new leader had kept the lease alive (etcd #15247; etcd checks its
+    /// leadership with a read index first, and so does Logbook now).
+    #[test]
+    fn a_paused_leader_does_not_revoke_a_lease_the_new_leader_kept_alive() {
+        use logbook_api::etcdserverpb::lease_client::LeaseClient;
+        use logbook_api::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest};
+
+        let c = Cluster::start(3, &["--heartbeat-interval", "100", "--election-timeout", "1000"]);
+        let leader = c.wait_leader(Duration::from_secs(10));
+        let follower = (leader + 1) % 3;
+        let url = c.specs[follower].client_url();
+        let rt = crate::common::multi_thread_runtime();
+        let (id, mut kv) = rt.block_on(async {
+            let ch = Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
+            let mut lease = LeaseClient::new(ch);
+            let id = lease
+                .lease_grant(LeaseGrantRequest { ttl: 3, id: 0 })
+                .await
+                .unwrap()
+                .into_inner()
+                .id;
+            let mut kv = connect(&url).await.unwrap();
+            kv.put(PutRequest {
+                key: "kept".into(),
+                value: "v".into(),
+                lease: id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            (id, kv)
+        });
+        // Keep the lease alive through the follower, every 300 ms, for the whole test.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keeper = {
+            let (url, stop) = (url.clone(), stop.clone());
+            rt.spawn(async move {
+                for _ in 0..200 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
+                        let mut lease = LeaseClient::new(ch);
+                        let req = tokio_stream::iter(vec![LeaseKeepAliveRequest { id }]);
+                        let call = lease.lease_keep_alive(req);
+                        if let Ok(Ok(mut s)) =
+                            tokio::time::timeout(Duration::from_secs(2), call).await
+                        {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(2), s.get_mut().message())
+                                    .await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            })
+        };
+        // Paused well past the lease's deadline as the old leader knows it.
+        assert!(c.signal(leader, libc::SIGSTOP));
+        std::thread::sleep(Duration::from_secs(6));
+        assert!(c.signal(leader, libc::SIGCONT));
+        std::thread::sleep(Duration::from_secs(4));
+        let present = rt.block_on(async {
+            kv.range(RangeRequest { key: "kept".into(), ..Default::default() })
+                .await
+                .map(|r| r.into_inner().kvs.len())
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = rt.block_on(keeper);
+        assert_eq!(
+            present.expect("reading the key"),
+            1,
+            "the lease kept alive through the new leader was revoked; old leader's log:\n{}",
+            c.log(leader)
+        );
     }
 
     /// A member stopped between installing a snapshot (its engine file replaced, far past
@@ -220,8 +300,8 @@ mod scenarios {
         run("crashes-and-pauses", &[Fault::Kill, Fault::Pause], false, 25, Net::Auto);
     }
 
-    /// The proxies' partitions (resets, held bytes, delays), kept for machines without
-    /// network namespaces.
+    /// The proxies' network faults (resets, held bytes, delays, chunks held back as lost,
+    /// token-bucket bandwidth caps), kept for machines without network namespaces.
     #[test]
     fn ci_partitions() {
         run(
@@ -232,6 +312,8 @@ mod scenarios {
                 Fault::LeaderCannotHear,
                 Fault::Blackhole,
                 Fault::Delay,
+                Fault::Loss,
+                Fault::Bandwidth,
             ],
             false,
             25,

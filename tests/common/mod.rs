@@ -120,41 +120,31 @@ impl Cluster {
     pub fn spawn_env(&mut self, i: usize, env: &[(String, String)]) {
         assert!(self.procs[i].is_none(), "member {i} already running");
         let s = &self.specs[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-            .arg("serve")
-            .args(["--name", &s.name])
-            .arg("--data-dir")
-            .arg(&s.data_dir)
-            .args(["--listen-client-urls", &s.client_url()])
-            .args(["--advertise-client-urls", &s.client_url()])
-            .args(["--listen-peer-urls", &s.peer_url()])
-            .args(["--initial-advertise-peer-urls", &s.peer_url()])
-            .args(["--initial-cluster", &self.initial_cluster()])
-            .args(["--initial-cluster-token", &self.token])
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning logbook serve");
+        let child = Serve {
+            name: &s.name,
+            data_dir: &s.data_dir,
+            client_url: s.client_url(),
+            peer_url: s.peer_url(),
+            initial_cluster: &self.initial_cluster(),
+            state: None,
+            token: &self.token,
+            extra_args: &self.extra_args,
+            env,
+            log: &s.log,
+            netns: None,
+        }
+        .spawn();
         self.procs[i] = Some(child);
     }
 
     /// kill -9.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.procs[i]);
     }
 
     /// Sends `signal` (e.g. SIGSTOP, SIGCONT) to member `i` if it runs; returns whether it did.
     pub fn signal(&self, i: usize, signal: i32) -> bool {
-        let Some(c) = self.procs[i].as_ref() else { return false };
-        // SAFETY: kill(2) on the PID of a child we own and have not reaped.
-        unsafe { libc::kill(c.id() as i32, signal) == 0 }
+        signal_child(self.procs[i].as_ref(), signal)
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited cleanly.
@@ -279,7 +269,80 @@ impl Drop for Cluster {
     }
 }
 
-fn tail(s: &str, n: usize) -> String {
+/// How to start one `logbook serve` member: [`Cluster`] starts its members with it, and so
+/// do harnesses with addresses and membership of their own (the robustness lab's network
+/// namespaces, members joining with `--initial-cluster-state existing`).
+pub struct Serve<'a> {
+    pub name: &'a str,
+    pub data_dir: &'a std::path::Path,
+    pub client_url: String,
+    pub peer_url: String,
+    pub initial_cluster: &'a str,
+    /// `--initial-cluster-state`; none: the default (`new`).
+    pub state: Option<&'a str>,
+    pub token: &'a str,
+    /// Flags after the ones above.
+    pub extra_args: &'a [String],
+    pub env: &'a [(String, String)],
+    /// Its stderr is appended here.
+    pub log: &'a std::path::Path,
+    /// Run it inside this network namespace (`ip netns exec NS`, which execs the member: the
+    /// child is then the member itself, so its handle kills and signals it).
+    pub netns: Option<&'a str>,
+}
+
+impl Serve<'_> {
+    pub fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log).unwrap();
+        let bin = env!("CARGO_BIN_EXE_logbook");
+        let mut cmd = match self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("serve")
+            .args(["--name", self.name])
+            .arg("--data-dir")
+            .arg(self.data_dir)
+            .args(["--listen-client-urls", &self.client_url])
+            .args(["--advertise-client-urls", &self.client_url])
+            .args(["--listen-peer-urls", &self.peer_url])
+            .args(["--initial-advertise-peer-urls", &self.peer_url])
+            .args(["--initial-cluster", self.initial_cluster]);
+        if let Some(state) = self.state {
+            cmd.args(["--initial-cluster-state", state]);
+        }
+        cmd.args(["--initial-cluster-token", self.token])
+            .args(self.extra_args)
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning logbook serve")
+    }
+}
+
+/// kill -9 the child in `proc`, if any, and reap it.
+pub fn kill_child(proc: &mut Option<Child>) {
+    if let Some(mut c) = proc.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Sends `signal` to `proc` if it runs; returns whether it did.
+pub fn signal_child(proc: Option<&Child>, signal: i32) -> bool {
+    let Some(c) = proc else { return false };
+    // SAFETY: kill(2) on the PID of a child we own and have not reaped.
+    unsafe { libc::kill(c.id() as i32, signal) == 0 }
+}
+
+/// The last `n` lines of `s` (a member's log).
+pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

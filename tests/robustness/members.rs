@@ -1,16 +1,19 @@
 //! The members' processes, on 127.0.0.1 ports (proxy mode) or each in its own network
 //! namespace (namespace mode, launched with `ip netns exec`), with membership that can
 //! change during a run: a slot is one machine (name, address, data dir); a member can be
-//! removed, its machine wiped and added back, and a spare slot can join as a learner.
+//! removed, its machine wiped and added back, and a spare slot can join as a learner. The
+//! processes start and stop through the black-box tests' own helpers (`common::Serve`,
+//! `kill_child`, `signal_child`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use logbook_api::etcdserverpb::RangeRequest;
 
 use super::workload;
-use crate::common::free_port;
+pub use crate::common::tail;
+use crate::common::{Serve, free_port, kill_child, signal_child};
 
 /// One machine.
 pub struct Slot {
@@ -99,35 +102,20 @@ impl Members {
     pub fn spawn(&mut self, i: usize) {
         assert!(self.procs[i].is_none(), "m{} already running", i + 1);
         let s = &self.slots[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
-        let bin = env!("CARGO_BIN_EXE_logbook");
-        let mut cmd = match &s.ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, bin]);
-                c
-            }
-            None => Command::new(bin),
-        };
-        let child = cmd
-            .arg("serve")
-            .args(["--name", &s.name])
-            .arg("--data-dir")
-            .arg(&s.data_dir)
-            .args(["--listen-client-urls", &s.client_url()])
-            .args(["--advertise-client-urls", &s.client_url()])
-            .args(["--listen-peer-urls", &s.peer_url()])
-            .args(["--initial-advertise-peer-urls", &s.peer_url()])
-            .args(["--initial-cluster", &s.initial_cluster])
-            .args(["--initial-cluster-state", s.state])
-            .args(["--initial-cluster-token", &self.token])
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .envs(s.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning logbook serve");
+        let child = Serve {
+            name: &s.name,
+            data_dir: &s.data_dir,
+            client_url: s.client_url(),
+            peer_url: s.peer_url(),
+            initial_cluster: &s.initial_cluster,
+            state: Some(s.state),
+            token: &self.token,
+            extra_args: &self.args,
+            env: &s.env,
+            log: &s.log,
+            netns: s.ns.as_deref(),
+        }
+        .spawn();
         self.procs[i] = Some(child);
     }
 
@@ -143,17 +131,12 @@ impl Members {
 
     /// kill -9 (`ip netns exec` execs the member, so the child is the member itself).
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.procs[i]);
     }
 
     /// Sends `signal` to slot `i`'s member if it runs.
     pub fn signal(&self, i: usize, signal: i32) -> bool {
-        let Some(c) = self.procs[i].as_ref() else { return false };
-        // SAFETY: kill(2) on the PID of a child we own and have not reaped.
-        unsafe { libc::kill(c.id() as i32, signal) == 0 }
+        signal_child(self.procs[i].as_ref(), signal)
     }
 
     pub fn log(&self, i: usize) -> String {
@@ -188,11 +171,6 @@ impl Members {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-pub fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl Drop for Members {

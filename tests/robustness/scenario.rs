@@ -24,7 +24,7 @@ use super::checks::{self, WatchReport};
 use super::history::{Kind, Record};
 use super::members::{Members, tail};
 use super::netns::{self, Lab};
-use super::proxy::{Link, Mode};
+use super::proxy::{self, Dir, Link, Mode};
 use super::workload::{self, Clock, KEYS};
 
 const N: usize = 3;
@@ -54,9 +54,11 @@ pub enum Fault {
     Blackhole,
     /// Delay every link by 50-300 ms with jitter (netem also reorders and duplicates).
     Delay,
-    /// Lose 5-30% of one member's peer packets (namespaces only).
+    /// Lose 5-30% of one member's peer packets (with proxies: hold back 5-30% of its
+    /// links' chunks for a retransmission timeout, since TCP loses no bytes).
     Loss,
-    /// Limit every member's sending to 256-2048 kbit/s (namespaces only).
+    /// Limit every member's sending to 256-2048 kbit/s (`tbf`, or with proxies a token
+    /// bucket per member over every direction carrying its bytes).
     Bandwidth,
     /// Add the spare machine as a learner, promote it, remove it again, under light loss
     /// or delay.
@@ -346,6 +348,51 @@ impl Harness {
         }
     }
 
+    /// Loses `pct`% of member `slot`'s peer traffic, both ways: the kernel drops packets
+    /// (namespaces), or the proxies hold back chunks as retransmissions (see
+    /// [`super::proxy`]) on every link to and from it.
+    fn loss(&self, slot: usize, pct: u32) {
+        match &self.lab {
+            Some(lab) => lab.loss(slot, pct),
+            None => {
+                for o in (0..N).filter(|&o| o != slot) {
+                    for l in [self.link(slot, o), self.link(o, slot)].into_iter().flatten() {
+                        l.set_loss(pct);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chunks the proxies have held back as lost so far (proxy mode).
+    fn chunks_held_back(&self) -> u64 {
+        self.links.iter().flatten().flatten().map(Link::lost).sum()
+    }
+
+    /// Limits what every member sends to its peers to `kbit` kbit/s: `tbf` on its veth
+    /// (namespaces), or one token bucket per member shared by every proxy direction that
+    /// carries its bytes (its own links forward, its peers' links to it backward).
+    fn bandwidth(&self, kbit: u32) {
+        match &self.lab {
+            Some(lab) => {
+                for i in 0..N {
+                    lab.bandwidth(i, kbit);
+                }
+            }
+            None => {
+                let buckets: Vec<_> = (0..N).map(|_| proxy::bucket(kbit)).collect();
+                for a in 0..N {
+                    for b in 0..N {
+                        if let Some(l) = self.link(a, b) {
+                            l.set_bandwidth(Dir::Forward, Some(buckets[a].clone()));
+                            l.set_bandwidth(Dir::Backward, Some(buckets[b].clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn heal_network(&self) {
         if let Some(lab) = &self.lab {
             lab.heal();
@@ -358,19 +405,16 @@ impl Harness {
     }
 
     /// Light faults that leave a quorum able to work, for membership changes to run
-    /// under: loss on one member (namespaces) or a short delay on every link.
+    /// under: 2-5% loss on one member, or a short delay on every link.
     fn light_fault(&self, rng: &mut StdRng) -> String {
-        match &self.lab {
-            Some(lab) if rng.random_bool(0.5) => {
-                let (slot, pct) = (rng.random_range(0..N), rng.random_range(2..6));
-                lab.loss(slot, pct);
-                format!("{pct}% loss on m{}", slot + 1)
-            }
-            _ => {
-                let d = Duration::from_millis(rng.random_range(10..40));
-                self.delay(d, d / 2);
-                format!("delay {d:?}")
-            }
+        if rng.random_bool(0.5) {
+            let (slot, pct) = (rng.random_range(0..N), rng.random_range(2..6));
+            self.loss(slot, pct);
+            format!("{pct}% loss on m{}", slot + 1)
+        } else {
+            let d = Duration::from_millis(rng.random_range(10..40));
+            self.delay(d, d / 2);
+            format!("delay {d:?}")
         }
     }
 
@@ -599,19 +643,20 @@ impl Harness {
                 format!("delay every link {d:?} ± {jitter:?} for {hold:?}")
             }
             Fault::Loss => {
-                let lab = self.lab.as_ref()?;
                 let pct = rng.random_range(5..30);
-                lab.loss(target, pct);
+                let before = self.chunks_held_back();
+                self.loss(target, pct);
                 std::thread::sleep(hold * 2);
                 self.heal_network();
-                format!("{pct}% packet loss on {who} for {:?}", hold * 2)
+                let held = match self.lab {
+                    Some(_) => String::new(),
+                    None => format!(" ({} chunks held back)", self.chunks_held_back() - before),
+                };
+                format!("{pct}% packet loss on {who} for {:?}{held}", hold * 2)
             }
             Fault::Bandwidth => {
-                let lab = self.lab.as_ref()?;
                 let kbit = rng.random_range(256..2048);
-                for i in 0..N {
-                    lab.bandwidth(i, kbit);
-                }
+                self.bandwidth(kbit);
                 std::thread::sleep(hold * 2);
                 self.heal_network();
                 format!("bandwidth {kbit} kbit/s on every member for {:?}", hold * 2)

@@ -56,7 +56,16 @@ pub(super) async fn expire_leases(ctx: Arc<Context>) {
     const PER_ROUND: usize = 500;
     loop {
         tokio::time::sleep(ROUND).await;
-        for id in ctx.stores.lessor.take_expired(PER_ROUND, ctx.cfg.request_timeout()) {
+        let expired = ctx.stores.lessor.take_expired(PER_ROUND, ctx.cfg.request_timeout());
+        // A leader that was stopped (SIGSTOP, a stalled disk) still believes it leads when it
+        // runs again, and its leases look expired to it while the real leader has kept them
+        // alive; its revocation, forwarded once Raft steps it down, would be committed. So,
+        // as etcd's `ensureLeadership` (etcd #15247): a read index first, and revoke only if
+        // this member still leads after it. (Skipped leases come back after the grace.)
+        if expired.is_empty() || !still_leads(&ctx).await {
+            continue;
+        }
+        for id in expired {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let req = logbook_api::etcdserverpb::LeaseRevokeRequest { id };
@@ -70,6 +79,23 @@ pub(super) async fn expire_leases(ctx: Arc<Context>) {
             });
         }
     }
+}
+
+/// Whether this member still leads once a read index has gone through Raft (a deposed
+/// leader's read index fails or is answered by the new leader).
+async fn still_leads(ctx: &Context) -> bool {
+    if let Err(e) = ctx.raft.read_index().await {
+        tracing::warn!(error = %e, "failed to check current member's leadership");
+        return false;
+    }
+    let leads = ctx.status.leader() == Some(ctx.cfg.member_id);
+    if !leads {
+        tracing::warn!(
+            local_member_id = format!("{:x}", ctx.cfg.member_id),
+            "ignore the lease revoking request because current member isn't a leader"
+        );
+    }
+    leads
 }
 
 /// On the leader, with lease checkpoints on, proposes the due checkpoints
