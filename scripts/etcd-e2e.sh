@@ -49,6 +49,7 @@ DIR="$CACHE/etcd-e2e-$ETCD_VERSION"
 # subset (docs/etcd-e2e.md says how it was chosen).
 CI_TESTS=(
     TestAuthCluster
+    TestConnectionRejectMessage
     TestAuth_CVE_2021_28235
     TestCtlV3AuthAndWatchJWT
     TestCtlV3AuthCertCN
