@@ -571,7 +571,8 @@ impl Drop for KillOnDrop {
 }
 
 /// What the test compares of an auto-TLS certificate: subject, SANs, CA
-/// flag, extended usages and validity in days.
+/// flag, extended usages, validity in days, the key's curve and the
+/// signature algorithm (OIDs), and the key file's PEM label.
 #[derive(Debug, PartialEq, Eq)]
 struct SelfCert {
     subject: String,
@@ -579,7 +580,14 @@ struct SelfCert {
     is_ca: bool,
     server_auth: bool,
     days: i64,
+    curve: String,
+    signature: String,
+    key_pem: String,
 }
+
+/// secp521r1 and ecdsa-with-SHA512: etcd's auto-TLS key and signature.
+const P521: &str = "1.3.132.0.35";
+const ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
 
 fn read_self_cert(path: &Path) -> SelfCert {
     let der = CertificateDer::from_pem_file(path).unwrap();
@@ -603,13 +611,29 @@ fn read_self_cert(path: &Path) -> SelfCert {
         .unwrap_or_default();
     sans.sort();
     let validity = cert.validity();
+    let curve = cert.public_key().algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+    let key = std::fs::read_to_string(path.with_file_name("key.pem")).unwrap();
     SelfCert {
         subject: cert.subject().to_string(),
         sans,
         is_ca: cert.is_ca(),
         server_auth: cert.extended_key_usage().unwrap().is_some_and(|e| e.value.server_auth),
         days: (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400,
+        curve: curve.map(|c| c.to_id_string()).unwrap_or_default(),
+        signature: cert.signature_algorithm.algorithm.to_id_string(),
+        key_pem: key.lines().next().unwrap_or_default().to_string(),
     }
+}
+
+/// etcd 3.6's etcdctl (Go's TLS client) against `endpoint` with `args`.
+fn etcdctl36(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(cached_etcd(ETCD_VERSION, "etcdctl"))
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["--command-timeout=10s", "--dial-timeout=3s"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 /// The files under `<data-dir>/fixtures`, relative, with the key files'
@@ -659,6 +683,15 @@ fn auto_tls_serves_generated_certificates_laid_out_as_etcd_lays_them_out() {
         let peer = read_self_cert(&data.join("fixtures/peer/cert.pem"));
         assert_eq!(client.sans, vec!["IP:127.0.0.1".to_string()], "{kind:?}");
         assert_eq!(client.days, 730, "{kind:?}");
+        assert_eq!((client.curve.as_str(), client.signature.as_str()), (P521, ECDSA_SHA512));
+        assert_eq!(client.key_pem, "-----BEGIN EC PRIVATE KEY-----", "{kind:?}");
+        // Go's TLS client (etcdctl 3.6, as etcd's docs say for auto-TLS)
+        // checks the member's P-521 handshake signature.
+        let url = format!("https://{}", m.client_addr());
+        let go =
+            etcdctl36(&url, &["--insecure-skip-tls-verify", "get", "auto", "--print-value-only"]);
+        assert!(go.status.success(), "{kind:?}: {}", String::from_utf8_lossy(&go.stderr));
+        assert_eq!(String::from_utf8_lossy(&go.stdout).trim(), "tls", "{kind:?}");
         seen.push((files, client, peer));
     }
     assert_eq!(seen[0], seen[1], "Logbook's fixtures differ from etcd's");
@@ -668,13 +701,27 @@ fn auto_tls_serves_generated_certificates_laid_out_as_etcd_lays_them_out() {
     );
 }
 
-/// Two Logbook members on https peer URLs with only `--peer-auto-tls`:
-/// they dial each other without verifying the self-signed certificates,
-/// as etcd's members do, and form a cluster.
+/// Three Logbook members on https peer URLs with only `--peer-auto-tls`:
+/// they dial each other without verifying the self-signed P-521
+/// certificates, as etcd's members do (the handshakes' P-521 signatures are
+/// checked), and form a cluster. The third member's pair is the one a real
+/// etcd 3.6.16 generated (auto-TLS keeps a pair it finds in its data dir, as
+/// etcd does), so Go's P-521 key signs and is verified on the peer port too.
 #[test]
 fn peer_auto_tls_members_form_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+    // A real etcd's peer auto-TLS pair.
+    let etcd = Member::start(Kind::Etcd, "http", "https", &["--peer-auto-tls".to_string()], &[]);
+    let etcd_peer = etcd.data_dir().join("fixtures/peer");
+    assert_eq!(read_self_cert(&etcd_peer.join("cert.pem")).curve, P521);
+    let third = dir.path().join("m2/fixtures/peer");
+    std::fs::create_dir_all(&third).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(etcd_peer.join(f), third.join(f)).unwrap();
+    }
+    let go_cert = std::fs::read(third.join("cert.pem")).unwrap();
+    drop(etcd);
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
     let initial = ports
         .iter()
         .enumerate()
@@ -701,6 +748,11 @@ fn peer_auto_tls_members_form_a_cluster() {
             .unwrap();
         children.push(KillOnDrop(child));
     }
+    let logs = || -> String {
+        (0..3)
+            .map(|i| std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).unwrap())
+            .collect()
+    };
     let endpoints =
         ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect::<Vec<_>>().join(",");
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -709,19 +761,34 @@ fn peer_auto_tls_members_form_a_cluster() {
         if out.status.success() {
             break;
         }
-        let logs: String = (0..2)
-            .map(|i| std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).unwrap())
-            .collect();
         assert!(
             Instant::now() < deadline,
-            "no quorum within 40s: {}\n{logs}",
-            String::from_utf8_lossy(&out.stderr)
+            "no quorum within 40s: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    for i in 0..2 {
-        assert!(dir.path().join(format!("m{i}/fixtures/peer/cert.pem")).exists());
+    // Every member has the write (each one's serializable read), so the
+    // third, with Go's pair, is replicated to over its P-521 connections.
+    for (i, (c, _)) in ports.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ep = format!("127.0.0.1:{c}");
+            let out = etcdctl(&ep, &["get", "k", "--consistency=s", "--print-value-only"], None);
+            if String::from_utf8_lossy(&out.stdout).trim() == "v" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "m{i} never saw the write\n{}", logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for i in 0..3 {
+        let cert = read_self_cert(&dir.path().join(format!("m{i}/fixtures/peer/cert.pem")));
+        assert_eq!((cert.curve.as_str(), cert.signature.as_str()), (P521, ECDSA_SHA512));
         assert!(!dir.path().join(format!("m{i}/fixtures/client")).exists());
     }
+    assert_eq!(std::fs::read(third.join("cert.pem")).unwrap(), go_cert, "m2 made its own pair");
+    assert!(!logs().contains("rejected connection on peer endpoint"), "{}", logs());
     drop(children);
 }

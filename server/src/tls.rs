@@ -24,7 +24,9 @@
 //!   hostnames (a wrapping [`ClientCertVerifier`]), the peer port's client
 //!   SAN check, `--tls-min/max-version`, `--cipher-suites`, the pair a
 //!   member dials with, and auto-TLS's "do not verify the server".
-//! - [`self_cert`]: `--auto-tls`/`--peer-auto-tls`'s generated pair.
+//! - [`self_cert`]: `--auto-tls`/`--peer-auto-tls`'s generated pair, an
+//!   ECDSA P-521 key as etcd's; `ecdsa_p521` (beside this file) adds P-521
+//!   signing and verification to the ring provider every config here uses.
 //!
 //! etcd's semantics, kept here: a trusted CA file alone already makes the
 //! server require and verify client certificates (etcd's `TLSInfo` does
@@ -58,6 +60,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::TlsVersion;
 use crate::error::{Error, Result};
+
+mod ecdsa_p521;
 
 /// How often, at most, a listener or dialer looks at its files again (and
 /// only when a connection is being made).
@@ -156,8 +160,9 @@ impl TlsFiles {
 
 /// The ring provider limited to `--cipher-suites`: every TLS 1.3 suite (Go
 /// offers them all whatever the list says) and the named TLS 1.2 ones.
+/// ECDSA P-521 keys sign and verify too (etcd's auto-TLS key; ring lacks it).
 fn policy_provider(policy: &TlsPolicy) -> Arc<rustls::crypto::CryptoProvider> {
-    let mut p = rustls::crypto::ring::default_provider();
+    let mut p = ecdsa_p521::provider(rustls::crypto::ring::default_provider());
     if !policy.cipher_suites.is_empty() {
         p.cipher_suites.retain(|suite| match suite {
             rustls::SupportedCipherSuite::Tls13(_) => true,
@@ -544,10 +549,11 @@ impl CertNames {
 }
 
 /// etcd's `checkSAN` on the peer port: a client certificate naming IP
-/// addresses or DNS names must name the address it connects from (an IP
-/// SAN equal to it, or a DNS SAN resolving to it). One naming neither
-/// passes. Go also tries a reverse lookup of the address; this check does
-/// the forward lookups only.
+/// addresses or DNS names must name the address it connects from: an IP SAN
+/// equal to it, or a DNS SAN that the address resolves back to (reverse
+/// lookup; a `*.` SAN matching any name ending in its suffix) or that
+/// resolves to the address (forward lookups), tried in Go's order. One
+/// naming neither passes.
 async fn check_client_san(leaf: &CertificateDer<'_>, remote: SocketAddr) -> io::Result<()> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
         return Err(io::Error::other("client certificate does not parse"));
@@ -564,9 +570,14 @@ async fn check_client_san(leaf: &CertificateDer<'_>, remote: SocketAddr) -> io::
         let valid = names.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
         return Err(io::Error::other(format!("x509: certificate is valid for {valid}, not {ip}")));
     }
+    if let Some(name) = reverse_lookup(ip).await
+        && reverse_name_matches(&name, &names.dns)
+    {
+        return Ok(());
+    }
     for name in names.dns.iter().filter(|n| !n.starts_with("*.")) {
         let lookup = tokio::net::lookup_host((name.as_str(), 0));
-        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await
+        if let Ok(Ok(addrs)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await
             && addrs.into_iter().any(|a| a.ip().to_canonical() == ip)
         {
             return Ok(());
@@ -577,12 +588,94 @@ async fn check_client_san(leaf: &CertificateDer<'_>, remote: SocketAddr) -> io::
     Err(io::Error::other(format!("tls: \"{ip}\" does not match any of DNSNames [{listed}]")))
 }
 
+/// How long the peer SAN check waits for one name lookup.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `name`, what an address resolved back to, is one of a
+/// certificate's DNS SANs as Go's `isHostInDNS` compares them: the PTR's
+/// trailing dot dropped, equal to a plain SAN, or ending in a `*.` SAN's
+/// suffix (`.example.com`, at any depth). `dns` is lower case
+/// ([`CertNames`]); so is the comparison, as DNS names are.
+fn reverse_name_matches(name: &str, dns: &[String]) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    dns.iter().any(|san| match san.strip_prefix("*.") {
+        Some(_) => name.ends_with(&san[1..]),
+        None => *san == name,
+    })
+}
+
+/// The host name `ip` resolves back to, through the system's resolver
+/// (`getnameinfo` with `NI_NAMEREQD`: `/etc/hosts`, then a DNS PTR query,
+/// as nsswitch says), on a blocking thread, given at most
+/// [`LOOKUP_TIMEOUT`]. `None` when it has no name or takes longer (the
+/// thread then finishes on its own). Go's resolver may return several names
+/// (every `/etc/hosts` line for the address); this is the first one.
+async fn reverse_lookup(ip: IpAddr) -> Option<String> {
+    let lookup = tokio::task::spawn_blocking(move || name_of(ip));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(Ok(name))) => Some(name),
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(ip = %ip, error = %e, "reverse lookup of a peer address found no name");
+            None
+        }
+        _ => None,
+    }
+}
+
+/// `getnameinfo(3)` of `ip`, a name required (no numeric fallback).
+fn name_of(ip: IpAddr) -> io::Result<String> {
+    let addr = socket2::SockAddr::from(SocketAddr::new(ip, 0));
+    let mut host = [0 as libc::c_char; 1025]; // glibc's NI_MAXHOST
+    // SAFETY: `addr` is a valid socket address of `addr.len()` bytes that
+    // outlives the call; `host` is a writable buffer of the length passed,
+    // which getnameinfo NUL-terminates on success; no service buffer is
+    // passed (null, length 0). getnameinfo is thread-safe.
+    let rc = unsafe {
+        libc::getnameinfo(
+            addr.as_ptr().cast::<libc::sockaddr>(),
+            addr.len(),
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if rc != 0 {
+        // SAFETY: gai_strerror returns a pointer to a static NUL-terminated
+        // message for any code.
+        let msg = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(rc)) };
+        return Err(io::Error::other(format!("reverse lookup of {ip}: {}", msg.to_string_lossy())));
+    }
+    // SAFETY: on success `host` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
 /// The subject CN of the verified certificate a TLS client presented.
 pub fn peer_common_name(conn: &rustls::CommonState) -> Option<ClientCertCommonName> {
     let leaf = conn.peer_certificates()?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     Some(ClientCertCommonName(cn.to_string()))
+}
+
+/// etcd's line for a connection refused at its TLS handshake or by the
+/// checks after it ("rejected connection on client endpoint", or `peer`),
+/// with its fields (the SNI server name, empty when the handshake did not
+/// get that far): a warning, but for a client that hung up (end of file),
+/// which etcd logs at debug level so probes do not flood the log.
+pub fn log_rejected(what: &str, remote: &str, server_name: &str, error: &io::Error) {
+    let msg = if what == "peer" {
+        "rejected connection on peer endpoint"
+    } else {
+        "rejected connection on client endpoint"
+    };
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        tracing::debug!(remote_addr = %remote, server_name, error = %error, "{msg}");
+    } else {
+        tracing::warn!(remote_addr = %remote, server_name, error = %error, "{msg}");
+    }
 }
 
 /// Does the TLS handshake of one accepted connection, bounded in time.
@@ -733,12 +826,14 @@ pub fn incoming(
             let tx = tx.clone();
             tokio::spawn(async move {
                 let remote = stream.peer_addr().ok();
+                let remote_addr = remote.map(|r| r.to_string()).unwrap_or_default();
                 let conn = match &tls {
                     None => MaybeTls::Plain(stream),
                     Some(tls) => match handshake(tls, stream).await {
                         Ok(s) => {
                             if let Err(e) = tls.check_connection(&s).await {
-                                tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS client refused");
+                                let sni = s.get_ref().1.server_name().unwrap_or_default();
+                                log_rejected(what, &remote_addr, sni, &e);
                                 return;
                             }
                             MaybeTls::Tls(Box::new(TlsConn {
@@ -748,7 +843,7 @@ pub fn incoming(
                             }))
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, remote = ?remote, address = %addr, "{what} TLS handshake failed");
+                            log_rejected(what, &remote_addr, "", &e);
                             return;
                         }
                     },
@@ -1001,16 +1096,10 @@ pub const SELF_KEY_FILE: &str = "key.pem";
 /// host (an IP SAN for an address, a DNS SAN otherwise; hosts are
 /// `host:port` from the listen URLs). The key file is written mode 0600.
 ///
-/// Two differences from etcd: the key is ECDSA P-384, not P-521, and it is
-/// written as PKCS#8 (`PRIVATE KEY`; Go reads it too) rather than SEC1.
-/// P-384 because ring, the rustls provider here, neither signs nor verifies
-/// P-521: rcgen on ring cannot make the key, a listener could not sign its
-/// handshakes with it, and a member's peer dialer and peer listener could
-/// not verify the other's (`ecdsa_secp521r1_sha512` is not among ring's
-/// verification algorithms). P-521 would take either the aws-lc-rs provider
-/// (a cmake C build, the reason ring was chosen) or hand-written rustls
-/// `SigningKey`/`SignatureVerificationAlgorithm` plumbing over the `p521`
-/// crate on all three paths.
+/// The key is ECDSA P-521, as etcd's, written as SEC1 (`EC PRIVATE KEY`)
+/// as Go's `x509.MarshalECPrivateKey` writes it; ring cannot do P-521, so
+/// the certificate is signed and the key used through [`ecdsa_p521`] (a pair
+/// made by an older Logbook, P-384 in PKCS#8, still loads).
 pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, PathBuf)> {
     if years == 0 {
         return Err(Error::Config(
@@ -1028,7 +1117,6 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, P
         return Ok((cert_path, key_path));
     }
     let gen_err = |e: rcgen::Error| Error::Config(format!("cannot generate x509 certificate: {e}"));
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(gen_err)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
@@ -1061,9 +1149,10 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, P
         };
         params.subject_alt_names.push(san);
     }
-    let cert = params.self_signed(&key).map_err(gen_err)?;
+    let (cert, key) = ecdsa_p521::self_signed(&params)
+        .map_err(|e| Error::Config(format!("cannot generate x509 certificate: {e}")))?;
     tracing::warn!(not_after = %params.not_after, "automatically generate certificates");
-    std::fs::write(&cert_path, cert.pem())
+    std::fs::write(&cert_path, pem("CERTIFICATE", &cert))
         .map_err(|e| io_err("cannot cert file", &cert_path, e))?;
     tracing::info!(path = %cert_path.display(), "created cert file");
     {
@@ -1076,11 +1165,24 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, P
             .mode(0o600)
             .open(&key_path)
             .map_err(|e| io_err("cannot key file", &key_path, e))?;
-        f.write_all(key.serialize_pem().as_bytes())
+        f.write_all(pem("EC PRIVATE KEY", &key).as_bytes())
             .map_err(|e| io_err("cannot key file", &key_path, e))?;
     }
     tracing::info!(path = %key_path.display(), "created key file");
     Ok((cert_path, key_path))
+}
+
+/// `der` as a PEM block of `label`, 64 base64 characters a line.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// tonic's connector for one https peer: TCP, then TLS with the dialer's
@@ -1227,6 +1329,72 @@ mod tests {
         assert!(!names.valid_for("pods.example"));
     }
 
+    /// A certificate with these SANs (DNS names, or IP addresses when they
+    /// parse as one), signed by a throwaway CA.
+    fn leaf_with_sans(sans: &[&str]) -> CertificateDer<'static> {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.signed_by(&key, &issuer).unwrap().der().clone()
+    }
+
+    /// The first name /etc/hosts gives 127.0.0.1, as glibc's files backend
+    /// reads it (most systems: `localhost`).
+    fn hosts_name_of_loopback() -> Option<String> {
+        let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+        hosts.lines().find_map(|l| {
+            let mut f = l.split('#').next()?.split_whitespace();
+            (f.next()? == "127.0.0.1").then(|| f.next().map(str::to_string))?
+        })
+    }
+
+    #[test]
+    fn reverse_names_match_sans_as_go_matches_them() {
+        let sans = vec!["etcd.example".to_string(), "*.pods.example".to_string()];
+        assert!(reverse_name_matches("etcd.example.", &sans));
+        assert!(reverse_name_matches("ETCD.example", &sans));
+        assert!(reverse_name_matches("a.b.pods.example", &sans));
+        assert!(!reverse_name_matches("pods.example", &sans));
+        assert!(!reverse_name_matches("other.example", &sans));
+    }
+
+    #[tokio::test]
+    async fn the_peer_san_check_takes_the_name_an_address_resolves_back_to() {
+        let Some(expected) = hosts_name_of_loopback() else {
+            panic!(
+                "/etc/hosts names no host for 127.0.0.1; this test needs one (usually localhost)"
+            );
+        };
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(reverse_lookup(loopback).await.as_deref(), Some(expected.as_str()));
+        // TEST-NET-1 (RFC 5737) has no PTR records, nor is it in /etc/hosts.
+        assert_eq!(reverse_lookup("192.0.2.1".parse().unwrap()).await, None);
+        let from = SocketAddr::new(loopback, 40000);
+        // Only the reverse lookup can match a wildcard (no forward lookup of
+        // `*.` names), so this passes through it.
+        let suffix = expected.split_once('.').map(|(_, s)| s.to_string());
+        check_client_san(&leaf_with_sans(&[expected.as_str()]), from).await.unwrap();
+        if let Some(suffix) = suffix {
+            check_client_san(&leaf_with_sans(&[&format!("*.{suffix}")]), from).await.unwrap();
+        }
+        let err = check_client_san(&leaf_with_sans(&["not-this-host.invalid"]), from)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"tls: "127.0.0.1" does not match any of DNSNames ["not-this-host.invalid"]"#
+        );
+        let err =
+            check_client_san(&leaf_with_sans(&["127.0.0.2"]), from).await.unwrap_err().to_string();
+        assert_eq!(err, "x509: certificate is valid for 127.0.0.2, not 127.0.0.1");
+        check_client_san(&leaf_with_sans(&["127.0.0.1"]), from).await.unwrap();
+    }
+
     #[test]
     fn self_signed_pairs_are_made_once_as_etcd_makes_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -1238,6 +1406,12 @@ mod tests {
         let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
         assert_eq!(c.subject().to_string(), "O=etcd");
         assert!(c.is_ca());
+        // etcd's key: P-521, signed with SHA-512, the key file SEC1.
+        assert_eq!(c.signature_algorithm.algorithm.to_id_string(), "1.2.840.10045.4.3.4");
+        let curve = c.public_key().algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
+        assert_eq!(curve.to_id_string(), "1.3.132.0.35");
+        let key_pem = std::fs::read_to_string(&key).unwrap();
+        assert!(key_pem.starts_with("-----BEGIN EC PRIVATE KEY-----\n"), "{key_pem}");
         let names = CertNames::of(&c);
         assert_eq!(names.ips, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
         assert_eq!(names.dns, vec!["localhost"]);

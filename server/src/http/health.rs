@@ -26,7 +26,28 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .route("/debug/vars", get(debug_vars))
         .with_state(state)
+}
+
+/// `/debug/vars`: Go's expvar page as etcd serves it, with what Logbook has
+/// of it: `cmdline` (the process's arguments) and etcd's
+/// `file_descriptor_limit` (the soft `RLIMIT_NOFILE`). Go's `memstats` and
+/// etcd's `raft.status` describe Go's runtime and etcd's raft; not served.
+async fn debug_vars() -> Response {
+    let cmdline: Vec<String> = std::env::args().collect();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+    let fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        0
+    };
+    let body = serde_json::json!({ "cmdline": cmdline, "file_descriptor_limit": fds });
+    let mut resp = (StatusCode::OK, format!("{body:#}\n")).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    resp
 }
 
 /// `/version`: the etcd version whose API Logbook serves, so clients that

@@ -326,7 +326,7 @@ pub async fn serve(
                     Err(e) => {
                         // A client without a certificate the trusted CA
                         // signed ends here, refused.
-                        tracing::warn!(error = %e, remote = %peer, address = %addr, "{what} TLS handshake failed");
+                        crate::tls::log_rejected(what, &peer, "", &e);
                         return None;
                     }
                 },
