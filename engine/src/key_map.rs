@@ -14,7 +14,7 @@
 //!                                       the first leaf's key is empty, so every key has a leaf
 //! Leaf:   slots: [Slot] sorted by key   bytes: | record or key of each slot | dead | spare |
 //!         prefixes: [u64], one per slot: 8 key bytes after the leaf's common prefix
-//! Slot:   KeyIndex | revision of the cached record | key offset, length | record length
+//! Slot:   KeyIndex (16 bytes) | key offset, length | record length (0: none)     32 bytes
 //! ```
 //!
 //! A cached record holds its key (`codec::RECORD_KEY_OFFSET`), so a slot with one points its
@@ -46,9 +46,8 @@ pub const SPLIT_BYTES: usize = 64 << 10;
 /// One key of a leaf.
 #[derive(Clone, Debug)]
 struct Slot {
+    /// The key's history; a cached record is of its last put (`KeyIndex::last_put`).
     ki: KeyIndex,
-    /// Revision of the cached record (meaningless without one).
-    latest: Revision,
     /// Where the key starts in the leaf's bytes.
     key_off: u32,
     key_len: u32,
@@ -149,7 +148,6 @@ impl Leaf {
             at,
             Slot {
                 ki: KeyIndex::default(),
-                latest: Revision::default(),
                 key_off: offset(off),
                 key_len: offset(key.len()),
                 rec_len: 0,
@@ -158,7 +156,7 @@ impl Leaf {
         self.live += key.len();
     }
 
-    fn set_record(&mut self, i: usize, rev: Revision, record: &[u8]) {
+    fn set_record(&mut self, i: usize, record: &[u8]) {
         let key_len = self.slots[i].key_len as usize;
         debug_assert_eq!(
             record.get(RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + key_len),
@@ -172,14 +170,12 @@ impl Leaf {
             let start = s.live_off();
             self.bytes[start..start + record.len()].copy_from_slice(record);
             self.live -= s.rec_len as usize - record.len();
-            s.latest = rev;
             s.rec_len = offset(record.len());
             return;
         }
         let off = self.append(record);
         let s = &mut self.slots[i];
         self.live = self.live - s.live_len() + record.len();
-        s.latest = rev;
         s.key_off = offset(off + RECORD_KEY_OFFSET);
         s.rec_len = offset(record.len());
     }
@@ -599,14 +595,15 @@ impl<'a> Key<'a> {
 
     /// The cached record of revision `rev`, if that is the cached latest one.
     pub fn cached(&self, rev: Revision) -> Option<&'a [u8]> {
-        self.slot.record(self.bytes).filter(|_| self.slot.latest == rev)
+        self.slot.record(self.bytes).filter(|_| self.slot.ki.last_put() == Some(rev))
     }
 
     /// The cached latest record if it is the version visible at main revision `main` (a
     /// cached record is always the key's last change), without looking at the generations.
     pub fn cached_at(&self, main: i64) -> Option<(Revision, &'a [u8])> {
-        let r = self.slot.latest;
-        self.slot.record(self.bytes).filter(|_| r.main <= main).map(|rec| (r, rec))
+        let rec = self.slot.record(self.bytes)?;
+        let r = self.slot.ki.last_put()?;
+        (r.main <= main).then_some((r, rec))
     }
 }
 
@@ -631,17 +628,18 @@ impl KeyMut<'_> {
     /// The cached record of revision `rev`, if that is the cached latest one.
     pub fn cached(&self, rev: Revision) -> Option<&[u8]> {
         let s = &self.leaf.slots[self.i];
-        s.record(&self.leaf.bytes).filter(|_| s.latest == rev)
+        s.record(&self.leaf.bytes).filter(|_| s.ki.last_put() == Some(rev))
     }
 
     /// Makes `record` (of revision `rev`, the key's new latest put) its cached record if the
     /// budget allows; otherwise the key caches nothing.
     pub fn set_latest(&mut self, rev: Revision, record: &[u8]) {
         debug_assert_eq!(self.leaf.slots[self.i].ki.live().map(|h| h.rev), Some(rev));
+        // The record's revision is the key's last put: the slot does not store it.
         let old = self.leaf.slots[self.i].rec_len as usize;
         let used = *self.used - old;
         if record.len() <= self.max_record && used + record.len() <= self.limit {
-            self.leaf.set_record(self.i, rev, record);
+            self.leaf.set_record(self.i, record);
             *self.used = used + record.len();
         } else {
             self.clear_latest();
@@ -751,6 +749,54 @@ mod tests {
             2 => vec![b'a'; i % 13],
             _ => [&b"a\0"[..], &[(i % 3) as u8; 9][..i % 9]].concat(),
         }
+    }
+
+    /// What the index costs per key at 1M keys of the memory measurement's shape
+    /// (docs/memory.md: 32-byte keys under `/registry/pods/default/`, 512-byte values, written
+    /// in key order, the default 32 MiB latest cache). A measurement, run by hand:
+    /// `cargo test -p logbook-engine --release --lib index_bytes_per_key -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn index_bytes_per_key() {
+        use std::mem::size_of;
+        let n: i64 = 1_000_000;
+        let mut m = KeyMap::new(32 << 20, 16 << 10);
+        for i in 0..n {
+            let key = format!("/registry/pods/default/{i:09}");
+            let rev = Revision::new(i + 2, 0);
+            let rec = encode_put(key.as_bytes(), rev.main, 1, 0, &[b'v'; 512]);
+            let mut e = m.get_or_insert(key.as_bytes());
+            e.put(rev);
+            e.set_latest(rev, &rec);
+        }
+        let leaves = m.leaves.len();
+        let slots: usize = m.leaves.values().map(|l| l.slots.capacity() * size_of::<Slot>()).sum();
+        let prefixes: usize = m.leaves.values().map(|l| l.prefixes.capacity() * 8).sum();
+        let bytes: usize = m.leaves.values().map(|l| l.bytes.capacity()).sum();
+        let live: usize = m.leaves.values().map(|l| l.live).sum();
+        let heap = m.heap_bytes();
+        let cached = m.cached_bytes();
+        let per = |b: usize| b as f64 / n as f64;
+        println!(
+            "{n} keys in {leaves} leaves ({:.1} keys a leaf), slot {} bytes, KeyIndex {} bytes",
+            n as f64 / leaves as f64,
+            size_of::<Slot>(),
+            size_of::<KeyIndex>()
+        );
+        println!(
+            "heap {:.1} MiB, cached records {:.1} MiB, without them {:.1} bytes a key",
+            heap as f64 / (1 << 20) as f64,
+            cached as f64 / (1 << 20) as f64,
+            per(heap - cached)
+        );
+        println!(
+            "a key: slots {:.1}, prefixes {:.1}, key bytes {:.1} (live {:.1}), leaf {:.1}",
+            per(slots),
+            per(prefixes),
+            per(bytes - cached),
+            per(live - cached),
+            per(heap - slots - prefixes - bytes)
+        );
     }
 
     /// Keys inserted in order (as a bulk load or `--sequential-keys` writes them) always land
