@@ -14,7 +14,7 @@
 //!                                       the first leaf's key is empty, so every key has a leaf
 //! Leaf:   slots: [Slot] sorted by key   bytes: | record or key of each slot | dead | spare |
 //!         prefixes: [u64], one per slot: 8 key bytes after the leaf's common prefix
-//! Slot:   KeyIndex | revision of the cached record | key offset, length | record length
+//! Slot:   KeyIndex (16 bytes) | key offset, length | record length (0: none)     32 bytes
 //! ```
 //!
 //! A cached record holds its key (`codec::RECORD_KEY_OFFSET`), so a slot with one points its
@@ -46,10 +46,10 @@ pub const SPLIT_BYTES: usize = 64 << 10;
 /// One key of a leaf.
 #[derive(Clone, Debug)]
 struct Slot {
+    /// The key's history; a cached record is of its last put (`KeyIndex::last_put`).
     ki: KeyIndex,
-    /// Revision of the cached record (meaningless without one).
-    latest: Revision,
-    /// Where the key starts in the leaf's bytes.
+    /// Where the key starts in the leaf's bytes, and its length: the whole key inside the
+    /// cached record, or without a record the key's tail after the leaf's common prefix.
     key_off: u32,
     key_len: u32,
     /// Length of the cached record (0: none); it starts `RECORD_KEY_OFFSET` before the key.
@@ -57,8 +57,10 @@ struct Slot {
 }
 
 impl Slot {
-    fn key<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
-        &bytes[self.key_off as usize..(self.key_off + self.key_len) as usize]
+    /// The key without its first `common` bytes (the leaf's common prefix).
+    fn tail<'a>(&self, bytes: &'a [u8], common: usize) -> &'a [u8] {
+        let (off, len) = (self.key_off as usize, self.key_len as usize);
+        if self.rec_len > 0 { &bytes[off + common..off + len] } else { &bytes[off..off + len] }
     }
 
     fn record<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
@@ -95,8 +97,10 @@ struct Leaf {
     bytes: Vec<u8>,
     /// Bytes of `bytes` that slots hold (the rest is dead).
     live: usize,
-    /// Length of a prefix every key in the leaf's key range shares (`prefixes` start
-    /// after it): that of the leaf's key and the next leaf's (0 for the last leaf).
+    /// Length of a prefix every key in the leaf's key range shares: that of the leaf's key
+    /// and the next leaf's (0 for the last leaf). Keys without a record are stored without
+    /// it (Kubernetes' keys share long prefixes: `/registry/pods/default/...`), and
+    /// `prefixes` start after it.
     common: usize,
 }
 
@@ -105,11 +109,10 @@ impl Leaf {
     /// range, so it starts with the `common` bytes every key there shares.
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
         let c = self.common;
-        debug_assert!(self.slots.first().is_none_or(|s| s.key(&self.bytes)[..c] == key[..c]));
         let q = prefix_at(key, c);
         let mut i = self.prefixes.iter().position(|p| *p >= q).unwrap_or(self.prefixes.len());
         while self.prefixes.get(i) == Some(&q) {
-            match self.slots[i].key(&self.bytes)[c..].cmp(&key[c..]) {
+            match self.slots[i].tail(&self.bytes, c).cmp(&key[c..]) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Equal => return Ok(i),
                 std::cmp::Ordering::Greater => break,
@@ -118,12 +121,48 @@ impl Leaf {
         Err(i)
     }
 
-    /// Sets the common prefix length (see `KeyMap::range_common`) and every slot's
-    /// prefix after it.
-    fn reprefix(&mut self, common: usize) {
-        self.common = common;
+    /// Sets the common prefix length (see `KeyMap::range_common`): rewrites the stored key
+    /// tails if it changed, and every slot's 8-byte prefix. `lk` is a key the leaf's key
+    /// range starts with its old and new common prefixes both (its leaf key).
+    fn reprefix(&mut self, lk: &[u8], common: usize) {
+        if common != self.common {
+            let old = std::mem::take(&mut self.bytes);
+            let old_common = self.common;
+            // Tails grow by what the prefix lost (or shrink by what it gained).
+            let live = self
+                .slots
+                .iter()
+                .map(|s| match s.rec_len {
+                    0 => (s.key_len as usize + old_common).saturating_sub(common),
+                    n => n as usize,
+                })
+                .sum::<usize>();
+            let mut bytes = Vec::with_capacity(live + live / 8 + 256);
+            for s in &mut self.slots {
+                let to = bytes.len();
+                if s.rec_len > 0 {
+                    let from = s.live_off();
+                    bytes.extend_from_slice(&old[from..from + s.rec_len as usize]);
+                    s.key_off = offset(to + RECORD_KEY_OFFSET);
+                } else {
+                    let tail = s.tail(&old, old_common);
+                    if common >= old_common {
+                        bytes.extend_from_slice(&tail[common - old_common..]);
+                    } else {
+                        bytes.extend_from_slice(&lk[common..old_common]);
+                        bytes.extend_from_slice(tail);
+                    }
+                    s.key_off = offset(to);
+                    s.key_len = offset(bytes.len() - to);
+                }
+            }
+            self.bytes = bytes;
+            self.live = live;
+            self.common = common;
+        }
         self.prefixes.clear();
-        self.prefixes.extend(self.slots.iter().map(|s| prefix_at(s.key(&self.bytes), common)));
+        let (bytes, c) = (&self.bytes, self.common);
+        self.prefixes.extend(self.slots.iter().map(|s| prefix_at(s.tail(bytes, c), 0)));
     }
 
     /// Rewrites `bytes` in key order without dead bytes, with room for `extra` more.
@@ -143,26 +182,28 @@ impl Leaf {
     }
 
     fn insert(&mut self, at: usize, key: &[u8]) {
-        let off = self.append(key);
-        self.prefixes.insert(at, prefix_at(key, self.common));
+        let tail = &key[self.common..];
+        let off = self.append(tail);
+        self.prefixes.insert(at, prefix_at(tail, 0));
         self.slots.insert(
             at,
             Slot {
                 ki: KeyIndex::default(),
-                latest: Revision::default(),
                 key_off: offset(off),
-                key_len: offset(key.len()),
+                key_len: offset(tail.len()),
                 rec_len: 0,
             },
         );
-        self.live += key.len();
+        self.live += tail.len();
     }
 
-    fn set_record(&mut self, i: usize, rev: Revision, record: &[u8]) {
-        let key_len = self.slots[i].key_len as usize;
+    fn set_record(&mut self, i: usize, record: &[u8]) {
+        let c = self.common;
+        let s = &self.slots[i];
+        let key_len = s.key_len as usize + if s.rec_len > 0 { 0 } else { c };
         debug_assert_eq!(
-            record.get(RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + key_len),
-            Some(self.slots[i].key(&self.bytes)),
+            record.get(RECORD_KEY_OFFSET + c..RECORD_KEY_OFFSET + key_len),
+            Some(s.tail(&self.bytes, c)),
             "a record holds its key"
         );
         let s = &mut self.slots[i];
@@ -172,23 +213,26 @@ impl Leaf {
             let start = s.live_off();
             self.bytes[start..start + record.len()].copy_from_slice(record);
             self.live -= s.rec_len as usize - record.len();
-            s.latest = rev;
             s.rec_len = offset(record.len());
             return;
         }
         let off = self.append(record);
         let s = &mut self.slots[i];
         self.live = self.live - s.live_len() + record.len();
-        s.latest = rev;
         s.key_off = offset(off + RECORD_KEY_OFFSET);
+        s.key_len = offset(key_len);
         s.rec_len = offset(record.len());
     }
 
-    /// Drops slot `i`'s record (its key stays where it is); returns the bytes released.
+    /// Drops slot `i`'s record (its key's tail stays where it is, inside the dead record);
+    /// returns the bytes released.
     fn clear_record(&mut self, i: usize) -> usize {
+        let c = self.common;
         let s = &mut self.slots[i];
         let freed = s.rec_len as usize;
         if freed > 0 {
+            s.key_off += offset(c);
+            s.key_len -= offset(c);
             self.live -= freed - s.key_len as usize;
             s.rec_len = 0;
             self.shrink();
@@ -211,8 +255,8 @@ impl Leaf {
         }
     }
 
-    /// Moves the slots from `at` on into a new leaf (both rebuilt; the caller sets their
-    /// common prefixes).
+    /// Moves the slots from `at` on into a new leaf (both rebuilt, with the same common
+    /// prefix as before; the caller sets their new ones).
     fn split_off(&mut self, at: usize) -> Leaf {
         let old = std::mem::take(&mut self.bytes);
         let mut slots = self.slots.split_off(at);
@@ -229,9 +273,10 @@ impl Leaf {
         Leaf { slots, prefixes, bytes, live, common: self.common }
     }
 
-    /// Appends every slot of `right` (whose keys are all greater) and rebuilds (the caller
-    /// sets the common prefix).
+    /// Appends every slot of `right` (whose keys are all greater, stored without the same
+    /// common prefix) and rebuilds (the caller sets the prefixes).
     fn absorb(&mut self, mut right: Leaf) {
+        assert_eq!(self.common, right.common, "leaves merge with the same common prefix");
         let old = std::mem::take(&mut self.bytes);
         let base = old.len();
         let mut joined = old;
@@ -372,13 +417,13 @@ impl KeyMap {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Key<'_>> {
-        let (_, leaf) = self
+        let (lk, leaf) = self
             .leaves
             .range((Bound::Unbounded, Bound::Included(&leaf_key(key))))
             .next_back()
             .expect("the first leaf's key is empty");
         let i = leaf.find(key).ok()?;
-        Some(Key { slot: &leaf.slots[i], bytes: &leaf.bytes })
+        Some(Key::new(lk, leaf, i))
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<KeyMut<'_>> {
@@ -428,9 +473,10 @@ impl KeyMap {
         let Some(leaf) = self.leaves.get_mut(lk) else { return };
         if overfull(leaf, self.max_slots) {
             let mut right = leaf.split_off(leaf.slots.len() / 2);
-            let rk = leaf_key(right.slots[0].key(&right.bytes));
-            leaf.reprefix(common_len(&lk.1, &rk.1));
-            right.reprefix(self.range_common(&rk));
+            let first = [&lk.1[..right.common], right.slots[0].tail(&right.bytes, right.common)];
+            let rk = leaf_key(&first.concat());
+            leaf.reprefix(&lk.1, common_len(&lk.1, &rk.1));
+            right.reprefix(&rk.1, self.range_common(&rk));
             self.leaves.insert(rk, right);
         }
     }
@@ -462,17 +508,21 @@ impl KeyMap {
                 .expect("the first leaf's key is empty");
             let n = self.leaves[&lk].slots.len();
             if n == 0 || prev.slots.len() + n <= self.max_slots / 2 {
-                let leaf = self.leaves.remove(&lk).expect("leaf of the key");
-                let (plk, prev) = self
+                let mut leaf = self.leaves.remove(&lk).expect("leaf of the key");
+                let plk = self
                     .leaves
-                    .range_mut((Bound::Unbounded, Bound::Excluded(&lk)))
+                    .range((Bound::Unbounded, Bound::Excluded(&lk)))
                     .next_back()
-                    .expect("the first leaf's key is empty");
-                let plk = plk.clone();
-                prev.absorb(leaf);
-                // Its key range grew to the removed leaf's end: less may be in common.
+                    .expect("the first leaf's key is empty")
+                    .0
+                    .clone();
+                // Its key range grows to the removed leaf's end: less may be in common.
                 let c = self.range_common(&plk);
-                self.leaves.get_mut(&plk).expect("the previous leaf").reprefix(c);
+                leaf.reprefix(&lk.1, c);
+                let prev = self.leaves.get_mut(&plk).expect("the previous leaf");
+                prev.reprefix(&plk.1, c);
+                prev.absorb(leaf);
+                prev.reprefix(&plk.1, c);
             }
         }
         true
@@ -492,15 +542,18 @@ impl KeyMap {
                     .next_back()
                     .expect("the first leaf's key is empty");
                 let incl = matches!(lower, Bound::Included(_));
+                // `k` lies in the leaf's key range: it has the leaf's common prefix.
+                let (c, k) = (leaf.common, &k[leaf.common..]);
                 let i = leaf.slots.partition_point(|s| {
-                    let sk = s.key(&leaf.bytes);
+                    let sk = s.tail(&leaf.bytes, c);
                     if incl { sk < k } else { sk <= k }
                 });
                 (lk, leaf, i)
             }
         };
-        let (end, last) = in_bound(leaf, upper);
+        let (end, last) = in_bound(lk, leaf, upper);
         Range {
+            prefix: &lk.1[..leaf.common],
             leaf,
             i,
             end,
@@ -526,14 +579,17 @@ impl KeyMap {
             Some(k) => self.leaf_of(k).clone(),
             None => leaf_key(b""),
         };
-        for (_, leaf) in self.leaves.range_mut((Bound::Included(&start), Bound::Unbounded)) {
-            let Leaf { slots, bytes, .. } = leaf;
+        let mut k = Vec::new();
+        for (lk, leaf) in self.leaves.range_mut((Bound::Included(&start), Bound::Unbounded)) {
+            let Leaf { slots, bytes, common, .. } = leaf;
             for s in slots.iter_mut() {
-                let k = s.key(bytes);
-                if after.is_some_and(|a| k <= a) {
+                k.clear();
+                k.extend_from_slice(&lk.1[..*common]);
+                k.extend_from_slice(s.tail(bytes, *common));
+                if after.is_some_and(|a| k[..] <= *a) {
                     continue;
                 }
-                if !f(k, &mut s.ki) {
+                if !f(&k, &mut s.ki) {
                     return;
                 }
             }
@@ -543,7 +599,7 @@ impl KeyMap {
     /// Checks the structure's invariants (tests).
     #[cfg(test)]
     fn check(&self) {
-        let mut prev: Option<&[u8]> = None;
+        let mut prev: Option<Vec<u8>> = None;
         let mut n = 0;
         let mut cached = 0;
         let keys: Vec<&[u8]> = self
@@ -558,25 +614,35 @@ impl KeyMap {
         for (j, ((_, lk), leaf)) in self.leaves.iter().enumerate() {
             let mut live = 0;
             assert_eq!(leaf.prefixes.len(), leaf.slots.len());
+            let full: Vec<Vec<u8>> = leaf
+                .slots
+                .iter()
+                .map(|s| [&lk[..leaf.common], s.tail(&leaf.bytes, leaf.common)].concat())
+                .collect();
             for (i, s) in leaf.slots.iter().enumerate() {
-                let k = s.key(&leaf.bytes);
+                let k = &full[i][..];
                 assert!(k >= &lk[..], "key below its leaf");
                 if let Some(next) = keys.get(j + 1) {
                     assert!(k < &next[..], "key at or above the next leaf");
                 }
-                assert!(prev.is_none_or(|p| p < k), "keys out of order");
-                prev = Some(k);
+                assert!(prev.as_deref().is_none_or(|p| p < k), "keys out of order");
+                prev = Some(k.to_vec());
                 live += s.live_len();
                 cached += s.rec_len as usize;
                 if let Some(r) = s.record(&leaf.bytes) {
                     assert_eq!(&r[RECORD_KEY_OFFSET..RECORD_KEY_OFFSET + k.len()], k);
+                    assert_eq!(s.key_len as usize, k.len());
+                } else {
+                    assert_eq!(s.key_len as usize, k.len() - leaf.common, "a tail alone");
                 }
                 let want = keys.get(j + 1).map_or(0, |next| common_len(lk, next));
                 assert_eq!(leaf.common, want, "common prefix length");
                 assert_eq!(k[..leaf.common], lk[..leaf.common], "common prefix");
                 assert_eq!(leaf.prefixes[i], prefix_at(k, leaf.common));
+                assert!(s.ki.last_put().is_some() || s.rec_len == 0, "a record of no put");
             }
             assert_eq!(live, leaf.live);
+
             assert!(leaf.bytes.len() >= live);
             n += leaf.slots.len();
         }
@@ -590,23 +656,61 @@ impl KeyMap {
 pub struct Key<'a> {
     slot: &'a Slot,
     bytes: &'a [u8],
+    /// The leaf's common prefix, which the slot may not store.
+    prefix: &'a [u8],
+}
+
+/// A key's bytes in two parts: its leaf's common prefix and the rest.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyBytes<'a> {
+    prefix: &'a [u8],
+    tail: &'a [u8],
+}
+
+impl KeyBytes<'_> {
+    pub fn to_vec(&self) -> Vec<u8> {
+        [self.prefix, self.tail].concat()
+    }
+
+    pub fn len(&self) -> usize {
+        self.prefix.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Compares with `other` as byte strings.
+    pub fn cmp_bytes(&self, other: &[u8]) -> std::cmp::Ordering {
+        let n = self.prefix.len().min(other.len());
+        match self.prefix[..n].cmp(&other[..n]) {
+            std::cmp::Ordering::Equal if n < self.prefix.len() => std::cmp::Ordering::Greater,
+            std::cmp::Ordering::Equal => self.tail.cmp(&other[n..]),
+            ord => ord,
+        }
+    }
 }
 
 impl<'a> Key<'a> {
-    pub fn key(&self) -> &'a [u8] {
-        self.slot.key(self.bytes)
+    fn new(lk: &'a LeafKey, leaf: &'a Leaf, i: usize) -> Key<'a> {
+        Key { slot: &leaf.slots[i], bytes: &leaf.bytes, prefix: &lk.1[..leaf.common] }
+    }
+
+    pub fn key(&self) -> KeyBytes<'a> {
+        KeyBytes { prefix: self.prefix, tail: self.slot.tail(self.bytes, self.prefix.len()) }
     }
 
     /// The cached record of revision `rev`, if that is the cached latest one.
     pub fn cached(&self, rev: Revision) -> Option<&'a [u8]> {
-        self.slot.record(self.bytes).filter(|_| self.slot.latest == rev)
+        self.slot.record(self.bytes).filter(|_| self.slot.ki.last_put() == Some(rev))
     }
 
     /// The cached latest record if it is the version visible at main revision `main` (a
     /// cached record is always the key's last change), without looking at the generations.
     pub fn cached_at(&self, main: i64) -> Option<(Revision, &'a [u8])> {
-        let r = self.slot.latest;
-        self.slot.record(self.bytes).filter(|_| r.main <= main).map(|rec| (r, rec))
+        let rec = self.slot.record(self.bytes)?;
+        let r = self.slot.ki.last_put()?;
+        (r.main <= main).then_some((r, rec))
     }
 }
 
@@ -631,17 +735,18 @@ impl KeyMut<'_> {
     /// The cached record of revision `rev`, if that is the cached latest one.
     pub fn cached(&self, rev: Revision) -> Option<&[u8]> {
         let s = &self.leaf.slots[self.i];
-        s.record(&self.leaf.bytes).filter(|_| s.latest == rev)
+        s.record(&self.leaf.bytes).filter(|_| s.ki.last_put() == Some(rev))
     }
 
     /// Makes `record` (of revision `rev`, the key's new latest put) its cached record if the
     /// budget allows; otherwise the key caches nothing.
     pub fn set_latest(&mut self, rev: Revision, record: &[u8]) {
         debug_assert_eq!(self.leaf.slots[self.i].ki.live().map(|h| h.rev), Some(rev));
+        // The record's revision is the key's last put: the slot does not store it.
         let old = self.leaf.slots[self.i].rec_len as usize;
         let used = *self.used - old;
         if record.len() <= self.max_record && used + record.len() <= self.limit {
-            self.leaf.set_record(self.i, rev, record);
+            self.leaf.set_record(self.i, record);
             *self.used = used + record.len();
         } else {
             self.clear_latest();
@@ -671,6 +776,8 @@ impl DerefMut for KeyMut<'_> {
 /// Keys of a [`KeyMap`] in order (see [`KeyMap::range`]).
 pub struct Range<'a> {
     leaf: &'a Leaf,
+    /// `leaf`'s common prefix.
+    prefix: &'a [u8],
     /// Next slot of `leaf`.
     i: usize,
     /// Slots of `leaf` below the upper bound.
@@ -683,11 +790,13 @@ pub struct Range<'a> {
 
 /// How many slots of `leaf` lie below `upper`, and whether that ends the range. One
 /// comparison for a leaf wholly below it (a range compares keys only in its last leaf).
-fn in_bound(leaf: &Leaf, upper: Bound<&[u8]>) -> (usize, bool) {
+fn in_bound(lk: &LeafKey, leaf: &Leaf, upper: Bound<&[u8]>) -> (usize, bool) {
+    let c = leaf.common;
+    let key = |s: &Slot| KeyBytes { prefix: &lk.1[..c], tail: s.tail(&leaf.bytes, c) };
     let below = |s: &Slot| match upper {
         Bound::Unbounded => true,
-        Bound::Excluded(u) => s.key(&leaf.bytes) < u,
-        Bound::Included(u) => s.key(&leaf.bytes) <= u,
+        Bound::Excluded(u) => key(s).cmp_bytes(u).is_lt(),
+        Bound::Included(u) => key(s).cmp_bytes(u).is_le(),
     };
     match leaf.slots.last() {
         None => (0, false),
@@ -702,8 +811,8 @@ impl Range<'_> {
         let mut n = self.end.saturating_sub(self.i);
         let (mut last, mut rest) = (self.last, self.rest.clone());
         while !last && n < cap {
-            let Some((_, leaf)) = rest.next() else { break };
-            let (end, l) = in_bound(leaf, self.upper);
+            let Some((lk, leaf)) = rest.next() else { break };
+            let (end, l) = in_bound(lk, leaf, self.upper);
             n += end;
             last = l;
         }
@@ -719,17 +828,17 @@ impl<'a> Iterator for Range<'a> {
             if self.i < self.end {
                 let slot = &self.leaf.slots[self.i];
                 self.i += 1;
-                return Some(Key { slot, bytes: &self.leaf.bytes });
+                return Some(Key { slot, bytes: &self.leaf.bytes, prefix: self.prefix });
             }
             if self.last {
                 return None;
             }
-            let Some((_, leaf)) = self.rest.next() else {
+            let Some((lk, leaf)) = self.rest.next() else {
                 self.last = true;
                 return None;
             };
-            (self.end, self.last) = in_bound(leaf, self.upper);
-            (self.leaf, self.i) = (leaf, 0);
+            (self.end, self.last) = in_bound(lk, leaf, self.upper);
+            (self.leaf, self.i, self.prefix) = (leaf, 0, &lk.1[..leaf.common]);
         }
     }
 }
@@ -753,6 +862,54 @@ mod tests {
         }
     }
 
+    /// What the index costs per key at 1M keys of the memory measurement's shape
+    /// (docs/memory.md: 32-byte keys under `/registry/pods/default/`, 512-byte values, written
+    /// in key order, the default 32 MiB latest cache). A measurement, run by hand:
+    /// `cargo test -p logbook-engine --release --lib index_bytes_per_key -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn index_bytes_per_key() {
+        use std::mem::size_of;
+        let n: i64 = 1_000_000;
+        let mut m = KeyMap::new(32 << 20, 16 << 10);
+        for i in 0..n {
+            let key = format!("/registry/pods/default/{i:09}");
+            let rev = Revision::new(i + 2, 0);
+            let rec = encode_put(key.as_bytes(), rev.main, 1, 0, &[b'v'; 512]);
+            let mut e = m.get_or_insert(key.as_bytes());
+            e.put(rev);
+            e.set_latest(rev, &rec);
+        }
+        let leaves = m.leaves.len();
+        let slots: usize = m.leaves.values().map(|l| l.slots.capacity() * size_of::<Slot>()).sum();
+        let prefixes: usize = m.leaves.values().map(|l| l.prefixes.capacity() * 8).sum();
+        let bytes: usize = m.leaves.values().map(|l| l.bytes.capacity()).sum();
+        let live: usize = m.leaves.values().map(|l| l.live).sum();
+        let heap = m.heap_bytes();
+        let cached = m.cached_bytes();
+        let per = |b: usize| b as f64 / n as f64;
+        println!(
+            "{n} keys in {leaves} leaves ({:.1} keys a leaf), slot {} bytes, KeyIndex {} bytes",
+            n as f64 / leaves as f64,
+            size_of::<Slot>(),
+            size_of::<KeyIndex>()
+        );
+        println!(
+            "heap {:.1} MiB, cached records {:.1} MiB, without them {:.1} bytes a key",
+            heap as f64 / (1 << 20) as f64,
+            cached as f64 / (1 << 20) as f64,
+            per(heap - cached)
+        );
+        println!(
+            "a key: slots {:.1}, prefixes {:.1}, key bytes {:.1} (live {:.1}), leaf {:.1}",
+            per(slots),
+            per(prefixes),
+            per(bytes - cached),
+            per(live - cached),
+            per(heap - slots - prefixes - bytes)
+        );
+    }
+
     /// Keys inserted in order (as a bulk load or `--sequential-keys` writes them) always land
     /// in the last leaf; each split used to leave its left half the capacity of the whole,
     /// four times the slots it kept.
@@ -770,6 +927,14 @@ mod tests {
         // Every leaf but the last is exact; the last may have doubled.
         assert!(capacity <= slots + 2 * MAX_SLOTS, "{capacity} slots for {slots} keys");
         assert!(prefixes <= slots + 2 * MAX_SLOTS, "{prefixes} prefixes for {slots} keys");
+        // Keys are stored without their leaf's common prefix (`/registry/pods/default/0000`
+        // and more), but in the last leaf, whose key range has no end.
+        let live: usize = m.leaves.values().map(|l| l.live).sum();
+        assert!(live <= 10_000 * 9 + (MAX_SLOTS + 1) * 32, "{live} key bytes for {slots} keys");
+        let all: Vec<Vec<u8>> = m.iter().map(|k| k.key().to_vec()).collect();
+        let want: Vec<Vec<u8>> =
+            (0..10_000).map(|i| format!("/registry/pods/default/{i:09}").into_bytes()).collect();
+        assert_eq!(all, want);
     }
 
     /// Random inserts, record changes and removes on tiny leaves (splits, rebuilds, merges

@@ -97,9 +97,11 @@ impl<'a> WriteTxn<'a> {
         let (record, prev) = {
             let mut index = self.shared.index.write();
             let mut ki = index.get_or_insert(key);
+            // Taken before the put: a cached record is always of the key's last put.
+            let prev_rec = if want_prev { ki.live().and_then(|h| ki.cached(h.rev)) } else { None };
+            let prev_rec = prev_rec.map(Arc::from);
             let (create, version, prev) = ki.put(rev);
-            let prev =
-                prev.map(|h| (h, if want_prev { ki.cached(h.rev).map(Arc::from) } else { None }));
+            let prev = prev.map(|h| (h, prev_rec));
             let record = codec::encode_put(key, create, version, lease, value);
             ki.set_latest(rev, &record);
             (record, prev)
@@ -133,8 +135,9 @@ impl<'a> WriteTxn<'a> {
                 let rev = Revision::new(self.rev, self.sub);
                 self.sub += 1;
                 let mut ki = index.get_mut(&k).expect("key was live");
+                // Taken before the tombstone: a cached record is always of the key's last put.
+                let rec = ki.live().and_then(|h| ki.cached(h.rev)).map(Arc::from);
                 let hit = ki.tombstone(rev).expect("key was live");
-                let rec = ki.cached(hit.rev).map(Arc::from);
                 ki.clear_latest();
                 deleted.push((k, hit, rec, rev));
             }
