@@ -261,7 +261,7 @@ impl Objective {
         Objective {
             p99_ms: args.slo_p99.as_secs_f64() * 1e3,
             list_p99_ms: (args.profile == CapacityProfile::Kubernetes)
-                .then(|| args.slo_list_p99.as_secs_f64() * 1e3),
+                .then_some(args.slo_list_p99.as_secs_f64() * 1e3),
         }
     }
 

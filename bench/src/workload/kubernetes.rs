@@ -210,7 +210,7 @@ pub struct Kubernetes {
     /// The pods each client owns (`pods[c]`): taken by client `c`'s state
     /// when it starts and given back when it is dropped, so what a run leaves
     /// (created less deleted) goes on to the next ([`Kubernetes::objects`]).
-    pods: Arc<std::sync::Mutex<Vec<Vec<(Bytes, i64)>>>>,
+    pods: PodsByClient,
     /// Pods and events a run creates are named after it, so no run
     /// re-creates an object an earlier one left in the store.
     run: u64,
@@ -222,6 +222,9 @@ pub struct Kubernetes {
     compactions: Arc<AtomicU64>,
 }
 
+/// The pods (key, mod revision) each client owns, by client.
+type PodsByClient = Arc<std::sync::Mutex<Vec<Vec<(Bytes, i64)>>>>;
+
 /// One client's view: its connection and the pods it owns.
 pub struct State {
     kv: KvClient<Channel>,
@@ -231,7 +234,7 @@ pub struct State {
     next: u64,
     pods: Vec<(Bytes, i64)>,
     /// Where the pods go back when the client is done.
-    home: Arc<std::sync::Mutex<Vec<Vec<(Bytes, i64)>>>>,
+    home: PodsByClient,
     slot: usize,
 }
 
