@@ -418,7 +418,9 @@ pub struct CapacityArgs {
 }
 
 /// What `logbook bench capacity` ramps.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CapacityProfile {
     Put,

@@ -50,6 +50,8 @@ pub struct KeyGen {
     width: usize,
     space: u64,
     sequential: bool,
+    /// Keys as etcd's `benchmark put` makes them instead ([`KeyGen::etcd_benchmark`]).
+    varint: bool,
 }
 
 impl KeyGen {
@@ -58,7 +60,20 @@ impl KeyGen {
         let space = space.max(1);
         let digits = (space - 1).max(1).ilog10() as usize + 1;
         let width = digits.max(key_size.saturating_sub(prefix.len()));
-        KeyGen { prefix: prefix.to_owned(), width, space, sequential }
+        KeyGen { prefix: prefix.to_owned(), width, space, sequential, varint: false }
+    }
+
+    /// Keys as etcd's `benchmark put --key-size key_size --key-space-size
+    /// space` makes them: one `key_size`-byte buffer per client, zeros at
+    /// first, into whose front each key's index is written as Go's
+    /// `binary.PutVarint` writes it (zigzag, then 7 bits a byte, low first).
+    /// The buffer is reused, so a short varint keeps the bytes a longer one
+    /// left behind it, as in the tool: both generators write the same kind
+    /// of keys, creations and updates alike. Use [`key_in`](Self::key_in).
+    pub fn etcd_benchmark(key_size: usize, space: u64, sequential: bool) -> Self {
+        // A 64-bit varint takes at most 10 bytes.
+        let width = key_size.max(10);
+        KeyGen { prefix: String::new(), width, space: space.max(1), sequential, varint: true }
     }
 
     /// Number of distinct keys.
@@ -79,6 +94,25 @@ impl KeyGen {
     /// Key number `index`.
     pub fn key(&self, index: u64) -> Bytes {
         Bytes::from(format!("{}{:0width$}", self.prefix, index % self.space, width = self.width))
+    }
+
+    /// Key number `index`, made in a client's reused buffer `buf` (keys of
+    /// [`etcd_benchmark`](Self::etcd_benchmark); any other is [`key`](Self::key)).
+    pub fn key_in(&self, index: u64, buf: &mut Vec<u8>) -> Bytes {
+        if !self.varint {
+            return self.key(index);
+        }
+        buf.resize(self.width, 0);
+        // Go's PutVarint: zigzag (a non-negative index doubles), then PutUvarint.
+        let mut ux = (index % self.space) << 1;
+        let mut i = 0;
+        while ux >= 0x80 {
+            buf[i] = (ux as u8) | 0x80;
+            ux >>= 7;
+            i += 1;
+        }
+        buf[i] = ux as u8;
+        Bytes::copy_from_slice(buf)
     }
 
     /// The `range_end` covering every key of the run.
@@ -138,6 +172,20 @@ mod tests {
         let picks: Vec<u64> = (0..1000).map(|s| g.pick(s, &mut r)).collect();
         assert!(picks.iter().all(|&p| p < 10));
         assert!((0..10).all(|i| picks.contains(&i)), "every key is reached");
+    }
+
+    #[test]
+    fn etcd_benchmark_keys_are_gos_varints_in_a_reused_buffer() {
+        let g = KeyGen::etcd_benchmark(16, 100_000, true);
+        let mut buf = Vec::new();
+        // binary.PutVarint(k, 3) writes 6; 300 (zigzag 600) writes d8 04.
+        assert_eq!(&g.key_in(3, &mut buf)[..], &[6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&g.key_in(300, &mut buf)[..4], &[0xd8, 0x04, 0, 0]);
+        assert_eq!(g.key_in(300, &mut buf).len(), 16);
+        // A shorter varint leaves the longer one's tail, as the tool's buffer does.
+        assert_eq!(&g.key_in(3, &mut buf)[..4], &[6, 0x04, 0, 0]);
+        // The key space wraps as the tool's `rand.Intn(keySpaceSize)` never exceeds it.
+        assert_eq!(g.key_in(100_003, &mut buf), g.key_in(3, &mut buf));
     }
 
     #[test]

@@ -25,8 +25,8 @@
 //! - [`procstat`]: CPU and RSS of server processes from `/proc`, directory sizes.
 //! - [`compare`]: `logbook bench`, the side-by-side ladder.
 //! - [`second_opinion`]: etcd's own `benchmark` tool beside the generator on one rung.
-//! - [`capacity`]: `logbook bench capacity`, the ramp to the latency objective.
-//! - [`kube_capacity`]: `logbook bench capacity --profile kubernetes`, the ramp in nodes.
+//! - [`capacity`]: `logbook bench capacity`, one ramp to the objectives for every
+//!   profile: offered rate (`put`) or nodes (`--profile kubernetes`).
 //! - [`scale`]: `logbook bench scale`, Kubernetes-size data: memory, big lists, a big
 //!   database's restart, catch-up, compaction and defragmentation under load.
 //! - [`report`]: tables, `report.md` and `results.json`: [`report::comparison`] and
@@ -57,7 +57,6 @@ pub mod compare;
 pub mod disk_probe;
 pub mod driver;
 pub mod keys;
-pub mod kube_capacity;
 pub mod loadgen;
 pub mod loopback;
 pub mod metrics;
@@ -187,14 +186,6 @@ pub async fn run_disk(args: cli::DiskArgs) -> Result<()> {
 /// `logbook bench capacity`: runs the capacity search ([`capacity::run`]),
 /// then writes its report and prints its table; returns the report directory.
 pub async fn run_capacity(args: &CapacityArgs) -> Result<PathBuf> {
-    if args.profile == cli::CapacityProfile::Kubernetes {
-        let (cap, dir) = kube_capacity::run(args).await?;
-        report::kube_capacity::write_capacity(&cap, &dir)?;
-        println!("{}", report::kube_capacity::capacity_table(&cap));
-        let none_ran = cap.systems.iter().all(|s| s.failure.is_some());
-        finish_suite(&cap.notes, &dir, none_ran)?;
-        return Ok(dir);
-    }
     let (cap, dir) = capacity::run(args).await?;
     report::capacity::write_capacity(&cap, &dir)?;
     println!("{}", report::capacity::capacity_table(&cap));

@@ -155,9 +155,12 @@ pub fn kubernetes_model(shape: &KubernetesShape) -> k8s::Model {
     model
 }
 
-/// Sets up the model's cluster on `pool` and drives it open loop for
-/// `duration` (or `total` requests) at the model's rates; returns the outcome
-/// and notes (offered rate, compactions, watch events).
+/// Sets up the model's cluster on `pool`, writing only what `objects` (the
+/// objects an earlier run left in the store) lack, and drives it open loop
+/// for `duration` (or `total` requests) at the model's rates. Returns the
+/// outcome, notes (offered rate, compactions, watch events) and the writes
+/// made before the run; `objects` is left with what the run left.
+#[allow(clippy::too_many_arguments)]
 pub async fn drive_kubernetes(
     pool: Pool,
     shape: &KubernetesShape,
@@ -166,7 +169,8 @@ pub async fn drive_kubernetes(
     total: Option<u64>,
     quiet: bool,
     label: &str,
-) -> Result<(crate::driver::Outcome, Vec<String>)> {
+    objects: &mut k8s::Objects,
+) -> Result<(crate::driver::Outcome, Vec<String>, u64)> {
     let model = kubernetes_model(shape);
     let rates = model.rates(shape.nodes, shape.pods_per_node);
     let setup = k8s::Shape {
@@ -177,7 +181,9 @@ pub async fn drive_kubernetes(
             .compact_interval
             .unwrap_or_else(|| k8s::scaled_compact_interval(duration)),
     };
-    let w = Arc::new(Kubernetes::setup(pool, model, &setup, quiet).await?);
+    let (w, seeded) =
+        Kubernetes::setup(pool, model, &setup, std::mem::take(objects), quiet).await?;
+    let w = Arc::new(w);
     let events0 = w.watch_events();
     let plan = Plan {
         clients,
@@ -209,8 +215,10 @@ pub async fn drive_kubernetes(
             w.watch_events() - events0
         ),
     ];
+    // Every client's state is dropped by now: their pods are back.
+    *objects = w.objects();
     w.finish();
-    Ok((out, notes))
+    Ok((out, notes, seeded))
 }
 
 /// `kubernetes`.
@@ -228,7 +236,7 @@ pub async fn kubernetes(args: &KubernetesArgs) -> Result<RunReport> {
         (None, Some(_)) => crate::driver::MAX_DURATION,
         (None, None) => KUBERNETES_DURATION,
     };
-    let (out, notes) = drive_kubernetes(
+    let (out, notes, _) = drive_kubernetes(
         pool,
         &args.cluster,
         clients,
@@ -236,6 +244,7 @@ pub async fn kubernetes(args: &KubernetesArgs) -> Result<RunReport> {
         load.total,
         load.quiet,
         "kubernetes",
+        &mut k8s::Objects::default(),
     )
     .await?;
     let mut report = RunReport::new("kubernetes", args, out);

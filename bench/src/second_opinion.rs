@@ -3,14 +3,28 @@
 //! Logbook's on the same rung, so a reader need not trust one generator.
 //!
 //! For each system of a comparison, after its ladder, the chosen rung (256
-//! clients when the ladder has it, else its largest rung up to 256) runs
-//! twice per workload, count-bounded with the same clients, connections,
-//! key and value sizes and total: once with Logbook's generator and once
-//! with `benchmark put` / `benchmark range`. The two agree when their
-//! throughputs are within [`AGREEMENT`] of each other.
+//! clients when the ladder has it, else its largest rung up to 256) runs per
+//! workload with both generators on exactly the same terms:
 //!
-//! `benchmark range KEY` reads one key over and over (linearizable); Logbook's
-//! side does the same with a one-key key space, and the key is written first.
+//! - the same request: `put` (one Put, not a Txn) or `range` (one key,
+//!   linearizable, as `benchmark range KEY` reads it; the key is written
+//!   first);
+//! - the same load: clients, connections, total requests, closed loop with
+//!   no rate limit, against the leader's endpoint only;
+//! - the same keys and values: `key_size`-byte keys made as the tool makes
+//!   them ([`KeyGen::etcd_benchmark`]: Go's varint of a random index below
+//!   the key space, in a reused buffer), random over the same key space,
+//!   `val_size`-byte values;
+//! - the same clock: the tool dials lazily inside its timed window and has no
+//!   warm-up, so each of our runs opens fresh connections and is timed from
+//!   before the first connection to the last answer;
+//! - the same conditions: the runs alternate, ours, the tool's, the tool's,
+//!   ours (ABBA), so drift over the runs (the database growing, the machine's
+//!   other load) weighs on both alike; each generator's figures are the
+//!   means of its two runs.
+//!
+//! The two agree when their throughputs are within [`AGREEMENT`] of each
+//! other. The report prints each side's exact parameters ([`Pair`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,9 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::Consistency;
 use crate::client::Pool;
-use crate::driver::{Plan, drive};
+use crate::driver::{Plan, Workload, drive};
 use crate::keys::KeyGen;
-use crate::stats::Summary;
 use crate::workload::put::Put;
 use crate::workload::range::Range;
 
@@ -49,12 +62,15 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn of(s: &Summary) -> Figures {
+    /// The means of `runs`' rates and percentiles, their errors summed.
+    pub fn mean(runs: &[Figures]) -> Figures {
+        let n = runs.len().max(1) as f64;
+        let avg = |f: fn(&Figures) -> f64| runs.iter().map(f).sum::<f64>() / n;
         Figures {
-            requests_per_s: s.throughput,
-            p50_ms: s.latency_ms.p50,
-            p99_ms: s.latency_ms.p99,
-            errors: s.errors,
+            requests_per_s: avg(|r| r.requests_per_s),
+            p50_ms: avg(|r| r.p50_ms),
+            p99_ms: avg(|r| r.p99_ms),
+            errors: runs.iter().map(|r| r.errors).sum(),
         }
     }
 }
@@ -64,8 +80,20 @@ impl Figures {
 pub struct Pair {
     /// `put` or `range`.
     pub workload: String,
+    /// What Logbook's generator ran, every parameter.
+    #[serde(default)]
+    pub logbook_bench_params: String,
+    /// The tool's command line, as run.
+    #[serde(default)]
+    pub etcd_benchmark_command: String,
+    /// The means of each generator's runs.
     pub logbook_bench: Figures,
     pub etcd_benchmark: Figures,
+    /// Each run, in the order of its generator's turns (ABBA: ours first and last).
+    #[serde(default)]
+    pub logbook_bench_runs: Vec<Figures>,
+    #[serde(default)]
+    pub etcd_benchmark_runs: Vec<Figures>,
 }
 
 impl Pair {
@@ -83,11 +111,20 @@ impl Pair {
 /// Both generators on one rung of one system.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SecondOpinion {
+    /// The endpoint both generators sent to: the leader's.
+    #[serde(default)]
+    pub endpoint: String,
     pub clients: usize,
     pub conns: usize,
     pub key_size: usize,
+    #[serde(default)]
+    pub key_space_size: u64,
     pub val_size: usize,
+    /// Requests per run.
     pub total: u64,
+    /// Runs per generator and workload.
+    #[serde(default)]
+    pub runs: usize,
     pub pairs: Vec<Pair>,
 }
 
@@ -139,6 +176,9 @@ pub fn chosen_clients(rungs: &[usize]) -> Option<usize> {
     rungs.iter().copied().filter(|&c| c <= 256).max().or_else(|| rungs.iter().copied().min())
 }
 
+/// Each generator's runs per workload, alternated ABBA.
+pub const RUNS: usize = 2;
+
 /// Runs both generators' put and range workloads against `leader`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -155,7 +195,9 @@ pub async fn run(
     let clients = clients.max(1);
     let conns = clients.clamp(1, 4);
     let total = total.clamp(1, MAX_TOTAL);
+    let key_space_size = key_space_size.max(1);
     let key_size = 16;
+    let value = value.slice(..val_size.min(value.len()));
     let plan = |label: &str| Plan {
         clients,
         total: Some(total),
@@ -164,23 +206,32 @@ pub async fn run(
         progress: !quiet,
         label: label.to_owned(),
     };
-    let pool = Pool::connect(&[leader.to_owned()], conns).await?;
+    let mut common: Vec<String> = [
+        "--endpoints",
+        leader,
+        "--clients",
+        &clients.to_string(),
+        "--conns",
+        &conns.to_string(),
+        "--precise",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    common.extend(tls_args(tls));
+    let shown = |args: &[String]| {
+        let name = tool.file_name().map_or("benchmark".into(), |n| n.to_string_lossy());
+        format!("{name} {}", args.join(" "))
+    };
+    let load = format!(
+        "{clients} clients over {conns} connections to {leader} (the leader only), {total} \
+         requests per run, closed loop, no rate limit; fresh connections per run, timed from \
+         before the first connection to the last answer"
+    );
     let mut pairs = Vec::new();
 
-    // put: random keys over the ladder's key space, the ladder's value.
-    let keys = KeyGen::new("/bench/", key_size, key_space_size, false);
-    let ours = drive(Arc::new(Put::new(pool.clone(), keys, value.clone())), &plan("put")).await;
-    let common = [
-        "--endpoints".to_owned(),
-        leader.to_owned(),
-        "--clients".to_owned(),
-        clients.to_string(),
-        "--conns".to_owned(),
-        conns.to_string(),
-        "--precise".to_owned(),
-    ];
-    let mut args: Vec<String> = common.to_vec();
-    args.extend(tls_args(tls));
+    // put: random keys over the key space, made as the tool makes them.
+    let keys = KeyGen::etcd_benchmark(key_size, key_space_size, false);
+    let mut args = common.clone();
     args.extend(
         [
             "put",
@@ -195,18 +246,35 @@ pub async fn run(
         ]
         .map(str::to_owned),
     );
-    let theirs = run_tool(tool, &args).await.context("benchmark put")?;
+    let (ours, theirs) = abba(
+        async || {
+            let keys = keys.clone();
+            let value = value.clone();
+            run_ours(leader, conns, &plan("put"), move |pool| Put::new(pool, keys, value)).await
+        },
+        async || run_tool(tool, &args).await.context("benchmark put"),
+    )
+    .await?;
     pairs.push(Pair {
         workload: "put".to_owned(),
-        logbook_bench: Figures::of(ours.total()),
-        etcd_benchmark: theirs,
+        logbook_bench_params: format!(
+            "Put, {load}; random {key_size} B keys as the tool makes them (Go varint of an index \
+             below {key_space_size}, in a reused buffer), {val_size} B values"
+        ),
+        etcd_benchmark_command: shown(&args),
+        logbook_bench: Figures::mean(&ours),
+        etcd_benchmark: Figures::mean(&theirs),
+        logbook_bench_runs: ours,
+        etcd_benchmark_runs: theirs,
     });
 
     // range: one key, linearizable, as `benchmark range KEY` reads it.
     let one = KeyGen::new(RANGE_PREFIX, 0, 1, false);
     let key = one.key(0);
     let key_text = String::from_utf8_lossy(&key).into_owned();
-    pool.kv(0)
+    Pool::connect(&[leader.to_owned()], 1)
+        .await?
+        .kv(0)
         .put(logbook_api::etcdserverpb::PutRequest {
             key,
             value: value.clone(),
@@ -214,22 +282,87 @@ pub async fn run(
         })
         .await
         .context("writing the range key")?;
-    let range =
-        Range { pool: pool.clone(), keys: one, limit: 0, consistency: Consistency::Linearizable };
-    let ours = drive(Arc::new(range), &plan("range")).await;
-    let mut args: Vec<String> = common.to_vec();
-    args.extend(tls_args(tls));
+    let mut args = common.clone();
     args.extend(
         ["range", &key_text, "--total", &total.to_string(), "--consistency", "l"]
             .map(str::to_owned),
     );
-    let theirs = run_tool(tool, &args).await.context("benchmark range")?;
+    let (ours, theirs) = abba(
+        async || {
+            let keys = one.clone();
+            run_ours(leader, conns, &plan("range"), move |pool| Range {
+                pool,
+                keys,
+                limit: 0,
+                consistency: Consistency::Linearizable,
+            })
+            .await
+        },
+        async || run_tool(tool, &args).await.context("benchmark range"),
+    )
+    .await?;
     pairs.push(Pair {
         workload: "range".to_owned(),
-        logbook_bench: Figures::of(ours.total()),
-        etcd_benchmark: theirs,
+        logbook_bench_params: format!(
+            "Range of the one key {key_text} (linearizable, no limit), {load}"
+        ),
+        etcd_benchmark_command: shown(&args),
+        logbook_bench: Figures::mean(&ours),
+        etcd_benchmark: Figures::mean(&theirs),
+        logbook_bench_runs: ours,
+        etcd_benchmark_runs: theirs,
     });
-    Ok(SecondOpinion { clients, conns, key_size, val_size, total, pairs })
+    Ok(SecondOpinion {
+        endpoint: leader.to_owned(),
+        clients,
+        conns,
+        key_size,
+        key_space_size,
+        val_size,
+        total,
+        runs: RUNS,
+        pairs,
+    })
+}
+
+/// Runs `a` and `b` [`RUNS`] times each, alternating A B B A (A B B A A B
+/// ...), so linear drift weighs on both alike; returns each one's runs.
+async fn abba(
+    mut a: impl AsyncFnMut() -> Result<Figures>,
+    mut b: impl AsyncFnMut() -> Result<Figures>,
+) -> Result<(Vec<Figures>, Vec<Figures>)> {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        if i % 2 == 0 {
+            xs.push(a().await?);
+            ys.push(b().await?);
+        } else {
+            ys.push(b().await?);
+            xs.push(a().await?);
+        }
+    }
+    Ok((xs, ys))
+}
+
+/// One run of Logbook's generator as the tool runs: fresh connections, no
+/// warm-up, timed from before connecting to the last answer.
+async fn run_ours<W: Workload>(
+    leader: &str,
+    conns: usize,
+    plan: &Plan,
+    workload: impl FnOnce(Pool) -> W,
+) -> Result<Figures> {
+    let start = std::time::Instant::now();
+    let pool = Pool::connect(&[leader.to_owned()], conns).await?;
+    let connecting = start.elapsed().as_secs_f64();
+    let out = drive(Arc::new(workload(pool)), plan).await;
+    let s = out.total();
+    Ok(Figures {
+        requests_per_s: s.count as f64 / (connecting + s.elapsed_s).max(1e-9),
+        p50_ms: s.latency_ms.p50,
+        p99_ms: s.latency_ms.p99,
+        errors: out.error_count(),
+    })
 }
 
 fn tls_args(tls: &ToolTls) -> Vec<String> {
@@ -320,6 +453,29 @@ mod tests {
         assert!(parse_report("Summary:\n").is_err());
     }
 
+    #[tokio::test]
+    async fn runs_alternate_abba_and_figures_are_their_means() {
+        let order = std::sync::Mutex::new(String::new());
+        let f = |r| Figures { requests_per_s: r, p50_ms: r / 100.0, p99_ms: r / 10.0, errors: 1 };
+        let (a, b) = abba(
+            async || {
+                order.lock().unwrap().push('A');
+                Ok(f(100.0 * order.lock().unwrap().len() as f64))
+            },
+            async || {
+                order.lock().unwrap().push('B');
+                Ok(f(100.0 * order.lock().unwrap().len() as f64))
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(*order.lock().unwrap(), "ABBA");
+        // A ran 1st and 4th, B 2nd and 3rd: a steady drift gives both one mean.
+        assert_eq!(Figures::mean(&a), Figures::mean(&b));
+        assert_eq!(Figures::mean(&a).requests_per_s, 250.0);
+        assert_eq!(Figures::mean(&a).errors, 2);
+    }
+
     #[test]
     fn the_rung_is_256_or_the_largest_below() {
         assert_eq!(chosen_clients(&[1, 16, 64, 256, 1024]), Some(256));
@@ -331,8 +487,15 @@ mod tests {
     #[test]
     fn agreement_is_within_fifteen_percent_of_the_tool() {
         let f = |r| Figures { requests_per_s: r, p50_ms: 1.0, p99_ms: 2.0, errors: 0 };
-        let pair =
-            |a, b| Pair { workload: "put".into(), logbook_bench: f(a), etcd_benchmark: f(b) };
+        let pair = |a, b| Pair {
+            workload: "put".into(),
+            logbook_bench_params: String::new(),
+            etcd_benchmark_command: String::new(),
+            logbook_bench: f(a),
+            etcd_benchmark: f(b),
+            logbook_bench_runs: vec![f(a)],
+            etcd_benchmark_runs: vec![f(b)],
+        };
         assert!(pair(1140.0, 1000.0).agree());
         assert!(pair(860.0, 1000.0).agree());
         assert!(!pair(1160.0, 1000.0).agree());

@@ -126,6 +126,7 @@ pub fn comparison_table(cmp: &Comparison) -> String {
     if let Some((title, table)) = second_opinion_rows(cmp) {
         let _ = writeln!(out, "\n{title}");
         out += &table.text();
+        out += &second_opinion_params(cmp);
     }
     for s in cmp.systems.iter().filter(|s| s.failure.is_some()) {
         let first = s.failure.as_deref().unwrap_or("").lines().next().unwrap_or("");
@@ -155,8 +156,10 @@ fn second_opinion_rows(cmp: &Comparison) -> Option<(String, Table)> {
         title.get_or_insert_with(|| {
             format!(
                 "second opinion: Logbook's generator and etcd's benchmark tool, {} clients over {} \
-                 connections, {} requests each, {} B keys, {} B values",
-                o.clients, o.conns, o.total, o.key_size, o.val_size
+                 connections to the leader, {} requests per run, {} B keys over {} keys, {} B \
+                 values; {} runs each, alternated (ours, the tool's, the tool's, ours), figures \
+                 are their means",
+                o.clients, o.conns, o.total, o.key_size, o.key_space_size, o.val_size, o.runs
             )
         });
         for p in &o.pairs {
@@ -176,6 +179,32 @@ fn second_opinion_rows(cmp: &Comparison) -> Option<(String, Table)> {
         }
     }
     title.map(|t| (t, table))
+}
+
+/// Each system's and workload's exact parameters for both generators, and
+/// every run's throughput, for `report.md`.
+fn second_opinion_params(cmp: &Comparison) -> String {
+    let mut md = String::from("\nThe same rung for both generators, exactly:\n\n");
+    for s in &cmp.systems {
+        let Some(o) = &s.second_opinion else { continue };
+        for p in &o.pairs {
+            let runs = |r: &[crate::second_opinion::Figures]| {
+                r.iter().map(|f| format!("{:.0}", f.requests_per_s)).collect::<Vec<_>>().join(", ")
+            };
+            let _ = writeln!(
+                md,
+                "- {} {}: Logbook's generator: {} (req/s per run: {}); etcd's tool: `{}` (req/s \
+                 per run: {})",
+                s.system,
+                p.workload,
+                p.logbook_bench_params,
+                runs(&p.logbook_bench_runs),
+                p.etcd_benchmark_command,
+                runs(&p.etcd_benchmark_runs),
+            );
+        }
+    }
+    md
 }
 
 /// The 1-client target: Logbook's p50 at most this many times the bare put
@@ -561,6 +590,7 @@ pub fn write_comparison(cmp: &Comparison, dir: &Path) -> Result<()> {
             when their throughputs differ by at most 15 %.\n"
         );
         md += &table.markdown();
+        md += &second_opinion_params(cmp);
     }
     md += &cpu_section(cmp);
     md += &wal_section(cmp, dir, &mut plots)?;

@@ -4,14 +4,12 @@
 //!
 //! - [`comparison`]: the side-by-side comparison's table and report;
 //!   `wal_fsync`, its section on the members' WAL fsync histograms.
-//! - [`capacity`]: the capacity run's table and report.
-//! - [`kube_capacity`]: the Kubernetes profile's capacity report.
+//! - [`capacity`]: the capacity run's table and report, for every profile.
 //! - [`scale`]: the scale run's tables and report.
 //! - this module: the table type, number format and colors they share.
 
 pub mod capacity;
 pub mod comparison;
-pub mod kube_capacity;
 pub mod scale;
 mod wal_fsync;
 

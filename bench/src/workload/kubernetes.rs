@@ -207,8 +207,14 @@ pub struct Kubernetes {
     node_revs: Vec<AtomicI64>,
     next_lease: AtomicU64,
     next_node: AtomicU64,
-    /// Pods seeded per client (`seed_pods[c]`), handed to client `c`'s state.
-    seed_pods: std::sync::Mutex<Vec<Vec<(Bytes, i64)>>>,
+    /// The pods each client owns (`pods[c]`): taken by client `c`'s state
+    /// when it starts and given back when it is dropped, so what a run leaves
+    /// (created less deleted) goes on to the next ([`Kubernetes::objects`]).
+    pods: PodsByClient,
+    /// Pods and events a run creates are named after it, so no run
+    /// re-creates an object an earlier one left in the store.
+    run: u64,
+    seeded_pods: usize,
     /// The lease events are attached to now.
     event_lease: Arc<AtomicI64>,
     watchers: Vec<Watchers>,
@@ -216,13 +222,157 @@ pub struct Kubernetes {
     compactions: Arc<AtomicU64>,
 }
 
+/// The pods (key, mod revision) each client owns, by client.
+type PodsByClient = Arc<std::sync::Mutex<Vec<Vec<(Bytes, i64)>>>>;
+
 /// One client's view: its connection and the pods it owns.
 pub struct State {
     kv: KvClient<Channel>,
     rng: Rng,
     client: usize,
+    run: u64,
     next: u64,
     pods: Vec<(Bytes, i64)>,
+    /// Where the pods go back when the client is done.
+    home: PodsByClient,
+    slot: usize,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let pods = std::mem::take(&mut self.pods);
+        if let Ok(mut home) = self.home.lock()
+            && let Some(slot) = home.get_mut(self.slot)
+        {
+            slot.extend(pods);
+        }
+    }
+}
+
+/// The objects of a modelled cluster that are in the store, with their mod
+/// revisions: what one run (a capacity step) leaves for the next, so that a
+/// bigger cluster writes only its new nodes' objects ([`Objects::resize`]) and
+/// a ramp's seeding costs its final size, not the sum of its steps.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    /// Mod revisions of node `i`'s Lease and Node.
+    lease_revs: Vec<i64>,
+    node_revs: Vec<i64>,
+    /// `seed-<i>` pods written so far (some may have been deleted since).
+    seeded_pods: usize,
+    /// The live pods: seeded, or created by a run and not deleted by one.
+    pods: Vec<(Bytes, i64)>,
+    /// Runs that used these objects.
+    runs: u64,
+}
+
+impl Objects {
+    /// Nodes in the store.
+    pub fn nodes(&self) -> usize {
+        self.node_revs.len()
+    }
+
+    /// Live pods.
+    pub fn pods(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Makes the store hold a cluster of `nodes` nodes with `pods_per_node`
+    /// pods each, writing only what these objects lack: the new nodes' Leases
+    /// and Nodes, and new pods (`seed-<i>`, numbered on from the last one
+    /// written) up to `nodes × pods_per_node` live pods. Objects already
+    /// there are not written again. A smaller cluster than the objects (a
+    /// ramp halving after a first step past its objectives) deletes the
+    /// surplus nodes, their Leases and pods. Returns the writes made.
+    pub async fn resize(
+        &mut self,
+        pool: &Pool,
+        model: &Model,
+        nodes: usize,
+        pods_per_node: usize,
+        quiet: bool,
+    ) -> Result<u64> {
+        let blob = blob(model);
+        let put = |key: Bytes, len: usize| {
+            let mut kv = pool.kv(key.len());
+            let value = blob.slice(..len);
+            async move {
+                let r = kv.put(PutRequest { key, value, ..Default::default() }).await?;
+                Ok::<_, tonic::Status>(r.into_inner().header.map_or(0, |h| h.revision))
+            }
+        };
+        let delete = |key: Bytes| {
+            let mut kv = pool.kv(key.len());
+            async move {
+                kv.delete_range(DeleteRangeRequest { key, ..Default::default() }).await?;
+                Ok::<_, tonic::Status>(())
+            }
+        };
+        let have = self.nodes();
+        let target = nodes * pods_per_node;
+        let new_nodes = nodes.saturating_sub(have);
+        let new_pods = target.saturating_sub(self.pods.len());
+        let mut writes = 0u64;
+        if nodes < have {
+            let gone: Vec<Bytes> = (nodes..have)
+                .flat_map(|i| [lease_key(i), node_key(i)])
+                .chain(self.pods.split_off(target.min(self.pods.len())).into_iter().map(|(k, _)| k))
+                .collect();
+            if !quiet {
+                eprintln!("kubernetes: deleting {} objects beyond {nodes} nodes", gone.len());
+            }
+            writes += gone.len() as u64;
+            futures::stream::iter(gone)
+                .map(delete)
+                .buffer_unordered(64)
+                .try_collect::<()>()
+                .await
+                .context("deleting surplus objects")?;
+            self.lease_revs.truncate(nodes);
+            self.node_revs.truncate(nodes);
+        }
+        if !quiet && new_nodes + new_pods > 0 {
+            eprintln!(
+                "kubernetes: writing {new_nodes} nodes, their leases and {new_pods} pods \
+                 ({have} nodes already there)"
+            );
+        }
+        let lease_revs: Vec<i64> = futures::stream::iter(have..have + new_nodes)
+            .map(|i| put(lease_key(i), model.lease_bytes))
+            .buffered(64)
+            .try_collect()
+            .await
+            .context("writing node leases")?;
+        self.lease_revs.extend(lease_revs);
+        let node_revs: Vec<i64> = futures::stream::iter(have..have + new_nodes)
+            .map(|i| put(node_key(i), model.node_bytes))
+            .buffered(64)
+            .try_collect()
+            .await
+            .context("writing nodes")?;
+        self.node_revs.extend(node_revs);
+        let first = self.seeded_pods;
+        let pod_keys: Vec<Bytes> = (first..first + new_pods)
+            .map(|i| key("pods", &format!("ns-{}", i % NAMESPACES), &format!("seed-{i}")))
+            .collect();
+        let pod_revs: Vec<i64> = futures::stream::iter(pod_keys.clone())
+            .map(|k| put(k, model.pod_bytes))
+            .buffered(64)
+            .try_collect()
+            .await
+            .context("writing pods")?;
+        self.seeded_pods += new_pods;
+        self.pods.extend(pod_keys.into_iter().zip(pod_revs));
+        Ok(writes + (2 * new_nodes + new_pods) as u64)
+    }
+}
+
+/// The bytes every value is a slice of.
+fn blob(model: &Model) -> Bytes {
+    random_value(
+        model.pod_bytes.max(model.node_bytes).max(model.event_bytes).max(model.lease_bytes),
+        &mut Rng::new(0x8c5),
+    )
 }
 
 fn compare(key: &Bytes, target: CompareTarget, union: TargetUnion) -> Compare {
@@ -278,55 +428,24 @@ pub struct Shape {
 }
 
 impl Kubernetes {
-    /// Writes the cluster's objects (nodes, their leases, the pods), grants
-    /// the event lease, opens the watches and starts the lease re-grant and
-    /// compaction loops.
-    pub async fn setup(pool: Pool, model: Model, shape: &Shape, quiet: bool) -> Result<Self> {
+    /// Writes what the cluster's objects (nodes, their leases, the pods)
+    /// lack in `objects` ([`Objects::resize`]), grants the event lease, opens
+    /// the watches and starts the lease re-grant and compaction loops. Returns
+    /// the workload and the puts written before it.
+    pub async fn setup(
+        pool: Pool,
+        model: Model,
+        shape: &Shape,
+        mut objects: Objects,
+        quiet: bool,
+    ) -> Result<(Self, u64)> {
         let nodes = shape.nodes.max(1);
         let clients = shape.clients.max(1);
-        let blob = random_value(
-            model.pod_bytes.max(model.node_bytes).max(model.event_bytes).max(model.lease_bytes),
-            &mut Rng::new(0x8c5),
-        );
-        let seed = |key: Bytes, len: usize| {
-            let mut kv = pool.kv(key.len());
-            let value = blob.slice(..len);
-            async move {
-                let r = kv.put(PutRequest { key, value, ..Default::default() }).await?;
-                Ok::<_, tonic::Status>(r.into_inner().header.map_or(0, |h| h.revision))
-            }
-        };
-        if !quiet {
-            eprintln!(
-                "kubernetes: writing {nodes} nodes, their leases and {} pods",
-                nodes * shape.pods_per_node
-            );
-        }
-        let lease_revs: Vec<i64> = futures::stream::iter(0..nodes)
-            .map(|i| seed(lease_key(i), model.lease_bytes))
-            .buffered(64)
-            .try_collect()
-            .await
-            .context("writing node leases")?;
-        let node_revs: Vec<i64> = futures::stream::iter(0..nodes)
-            .map(|i| seed(node_key(i), model.node_bytes))
-            .buffered(64)
-            .try_collect()
-            .await
-            .context("writing nodes")?;
-        let pods = nodes * shape.pods_per_node;
-        let pod_keys: Vec<Bytes> = (0..pods)
-            .map(|i| key("pods", &format!("ns-{}", i % NAMESPACES), &format!("seed-{i}")))
-            .collect();
-        let pod_revs: Vec<i64> = futures::stream::iter(pod_keys.clone())
-            .map(|k| seed(k, model.pod_bytes))
-            .buffered(64)
-            .try_collect()
-            .await
-            .context("writing pods")?;
-        let mut seed_pods = vec![Vec::new(); clients];
-        for (i, (k, r)) in pod_keys.into_iter().zip(pod_revs).enumerate() {
-            seed_pods[i % clients].push((k, r));
+        let seeded = objects.resize(&pool, &model, nodes, shape.pods_per_node, quiet).await?;
+        let blob = blob(&model);
+        let mut pods = vec![Vec::new(); clients];
+        for (i, p) in std::mem::take(&mut objects.pods).into_iter().enumerate() {
+            pods[i % clients].push(p);
         }
 
         let mut lc = pool.lease(0);
@@ -352,23 +471,39 @@ impl Kubernetes {
             tokio::spawn(regrant(pool.clone(), event_lease.clone(), model.lease_reuse)),
             tokio::spawn(compact(pool.clone(), shape.compact_interval, compactions.clone())),
         ];
-        Ok(Kubernetes {
+        let w = Kubernetes {
             cumulative: model.cumulative(nodes, shape.pods_per_node),
             pool,
             model,
             nodes,
             clients,
             blob,
-            lease_revs: lease_revs.into_iter().map(AtomicI64::new).collect(),
-            node_revs: node_revs.into_iter().map(AtomicI64::new).collect(),
+            lease_revs: objects.lease_revs.into_iter().map(AtomicI64::new).collect(),
+            node_revs: objects.node_revs.into_iter().map(AtomicI64::new).collect(),
             next_lease: AtomicU64::new(0),
             next_node: AtomicU64::new(0),
-            seed_pods: std::sync::Mutex::new(seed_pods),
+            pods: Arc::new(std::sync::Mutex::new(pods)),
+            run: objects.runs,
+            seeded_pods: objects.seeded_pods,
             event_lease,
             watchers,
             background,
             compactions,
-        })
+        };
+        Ok((w, seeded))
+    }
+
+    /// The objects in the store now, for the next run: call it once the
+    /// run's clients are done (their states give their pods back when dropped).
+    pub fn objects(&self) -> Objects {
+        let pods = self.pods.lock().expect("pods lock").iter().flatten().cloned().collect();
+        Objects {
+            lease_revs: self.lease_revs.iter().map(|r| r.load(Ordering::Relaxed)).collect(),
+            node_revs: self.node_revs.iter().map(|r| r.load(Ordering::Relaxed)).collect(),
+            seeded_pods: self.seeded_pods,
+            pods,
+            runs: self.run + 1,
+        }
     }
 
     /// Compactions run so far.
@@ -415,7 +550,7 @@ impl Kubernetes {
 
     async fn pod_create(&self, st: &mut State) -> Result<(), tonic::Status> {
         let ns = format!("ns-{}", st.rng.below(NAMESPACES as u64));
-        let k = key("pods", &ns, &format!("p{}-{}", st.client, st.next));
+        let k = key("pods", &ns, &format!("p{}-{}-{}", st.run, st.client, st.next));
         st.next += 1;
         let txn = TxnRequest {
             compare: vec![compare(&k, CompareTarget::Mod, TargetUnion::ModRevision(0))],
@@ -462,7 +597,7 @@ impl Kubernetes {
 
     async fn event(&self, st: &mut State) -> Result<(), tonic::Status> {
         let ns = format!("ns-{}", st.rng.below(NAMESPACES as u64));
-        let k = key("events", &ns, &format!("e{}-{}", st.client, st.next));
+        let k = key("events", &ns, &format!("e{}-{}-{}", st.run, st.client, st.next));
         st.next += 1;
         let lease = self.event_lease.load(Ordering::Relaxed);
         let txn = TxnRequest {
@@ -553,14 +688,24 @@ impl Workload for Kubernetes {
     }
 
     fn state(&self, client: usize) -> State {
+        let slot = client % self.clients;
         let pods = self
-            .seed_pods
+            .pods
             .lock()
-            .expect("seed pods lock")
-            .get_mut(client % self.clients)
+            .expect("pods lock")
+            .get_mut(slot)
             .map(std::mem::take)
             .unwrap_or_default();
-        State { kv: self.pool.kv(client), rng: Rng::new(client as u64 + 7), client, next: 0, pods }
+        State {
+            kv: self.pool.kv(client),
+            rng: Rng::new(client as u64 + 7 + (self.run << 32)),
+            client,
+            run: self.run,
+            next: 0,
+            pods,
+            home: self.pods.clone(),
+            slot,
+        }
     }
 
     async fn call(&self, st: &mut State, _seq: u64) -> Result<usize, tonic::Status> {

@@ -42,18 +42,23 @@ pub fn read_stamp(value: &[u8]) -> Option<Duration> {
 }
 
 impl Workload for Put {
-    type State = (KvClient<Channel>, Rng);
+    /// A client's connection, random numbers and key buffer.
+    type State = (KvClient<Channel>, Rng, Vec<u8>);
 
     fn classes(&self) -> Vec<&'static str> {
         vec!["put"]
     }
 
     fn state(&self, client: usize) -> Self::State {
-        (self.pool.kv(client), Rng::new(client as u64 + 1))
+        (self.pool.kv(client), Rng::new(client as u64 + 1), Vec::new())
     }
 
-    async fn call(&self, (kv, rng): &mut Self::State, seq: u64) -> Result<usize, tonic::Status> {
-        let key = self.keys.key(self.keys.pick(seq, rng));
+    async fn call(
+        &self,
+        (kv, rng, buf): &mut Self::State,
+        seq: u64,
+    ) -> Result<usize, tonic::Status> {
+        let key = self.keys.key_in(self.keys.pick(seq, rng), buf);
         let value = match self.stamp {
             None => self.value.clone(),
             Some(epoch) => {
