@@ -133,7 +133,8 @@ k8s_tests=(a_kubernetes_control_plane_runs_on_three_logbook_members
 # lock), at normal priority, since it measures a lease's remaining TTL.
 slow_test=a_new_leader_keeps_the_checkpointed_remaining_ttl_as_etcd_does
 ckpt_bin=$(cargo test --test lease_checkpoint --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
+    grep -o '"executable":"[^"]*/deps/lease_checkpoint-[^"]*"' | tail -n 1 |
+    sed 's/^"executable":"//; s/"$//')
 [[ -x $ckpt_bin ]] || { echo "test.sh: no lease_checkpoint test binary" >&2; exit 1; }
 BG_NICE=0 bg lease-checkpoint "$ckpt_bin" --exact "$slow_test"
 step cargo test --workspace -- "${k8s_tests[@]/#/--skip=}" --skip="$slow_test"
