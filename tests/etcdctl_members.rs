@@ -23,18 +23,24 @@ fn add_learner_promote_and_remove() {
     // As etcd (--strict-reconfig-check), the leader takes a membership
     // change only once its peers have been connected for 5 s: retried as
     // kubeadm retries it.
-    let add = ["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let out = loop {
-        let out = c.ctl(0, &add);
-        let err = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() && err.contains("unhealthy cluster") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
+    let retried = |member: usize, args: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = c.ctl(member, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success()
+                && err.contains("unhealthy cluster")
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            assert!(out.status.success(), "{args:?}: {err}");
+            break String::from_utf8(out.stdout).unwrap();
         }
-        assert!(out.status.success(), "member add: {err}");
-        break String::from_utf8(out.stdout).unwrap();
     };
+    let add = ["member", "add", "m4", &format!("--peer-urls={peer_url}"), "--learner"];
+    let out = retried(0, &add);
     assert!(out.contains("added to cluster"), "{out}");
     let id = out.split_whitespace().nth(1).unwrap().to_string();
     let initial = out
@@ -105,17 +111,7 @@ fn add_learner_promote_and_remove() {
     // Refused as "unhealthy cluster" while the leader's connection to a
     // remaining member is younger than 5 s (--strict-reconfig-check, as etcd):
     // retried, as the add above.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let out = loop {
-        let out = c.ctl(1, &["member", "remove", &id]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() && err.contains("unhealthy cluster") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
-        assert!(out.status.success(), "member remove: {err}");
-        break String::from_utf8(out.stdout).unwrap();
-    };
+    let out = retried(1, &["member", "remove", &id]);
     assert!(out.contains("removed from cluster"), "{out}");
     assert_eq!(c.ctl_ok(0, &["member", "list"]).lines().count(), 3);
     // The removed member stops by itself.

@@ -312,14 +312,7 @@ fn power_losses(backend: Backend, tear: Tear, crashes: u64) {
         'ops: for _ in 0..ops {
             let issued = match rng.random_range(0..100) {
                 0..70 => {
-                    let n = rng.random_range(1..4);
-                    let recs: Vec<Vec<u8>> = (0..n)
-                        .map(|_| {
-                            let mut v = vec![0u8; rng.random_range(1..400)];
-                            rng.fill(&mut v[..]);
-                            v
-                        })
-                        .collect();
+                    let recs = common::random_records(&mut rng);
                     let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
                     let hs = rng.random_bool(0.2).then(|| {
                         term += 1;

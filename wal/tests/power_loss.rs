@@ -84,14 +84,7 @@ fn acknowledged_writes_survive_power_loss(backend: Backend) {
         for _ in 0..ops {
             match rng.random_range(0..100) {
                 0..70 => {
-                    let n = rng.random_range(1..4);
-                    let recs: Vec<Vec<u8>> = (0..n)
-                        .map(|_| {
-                            let mut v = vec![0u8; rng.random_range(1..400)];
-                            rng.fill(&mut v[..]);
-                            v
-                        })
-                        .collect();
+                    let recs = common::random_records(&mut rng);
                     let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
                     let hs = rng.random_bool(0.2).then(|| {
                         term += 1;

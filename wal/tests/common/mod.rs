@@ -148,3 +148,15 @@ pub fn matching_prefix(history: &[Op], acked: usize, wal: &Wal) -> Result<(usize
         wal.last_index()
     ))
 }
+
+/// One to three records of 1 to 399 random bytes: an append of the power-loss loops.
+pub fn random_records(rng: &mut impl rand::Rng) -> Vec<Vec<u8>> {
+    let n = rng.random_range(1..4);
+    (0..n)
+        .map(|_| {
+            let mut v = vec![0u8; rng.random_range(1..400)];
+            rng.fill(&mut v[..]);
+            v
+        })
+        .collect()
+}
